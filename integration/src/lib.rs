@@ -1,0 +1,1 @@
+//! Test harness for driving berth end to end.

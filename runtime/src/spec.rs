@@ -1,0 +1,816 @@
+//! `config.json` → [`Spec`]: the OCI runtime-spec types berth reads, and the
+//! validation that turns bad input into an error naming the field
+//! (`config.json: process.args: must not be empty`).
+//!
+//! Unknown fields are ignored, as runc does, so bundles written for newer
+//! runtimes still load; wrong *types* and bad *values* are errors.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// An error in the bundle's configuration: the JSON path of the field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// e.g. `linux.seccomp.syscalls[3].action`
+    pub field: String,
+    pub msg: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, msg: impl Into<String>) -> Self {
+        SpecError {
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "config.json: {}", self.msg)
+        } else {
+            write!(f, "config.json: {}: {}", self.field, self.msg)
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// The top of `config.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    pub oci_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<Root>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux: Option<Linux>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Root {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminal: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<ConsoleSize>,
+    #[serde(default)]
+    pub user: User,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default = "default_cwd")]
+    pub cwd: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<Rlimit>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privileges: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux_label: Option<String>,
+}
+
+fn default_cwd() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ConsoleSize {
+    pub height: u16,
+    pub width: u16,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umask: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_gids: Vec<u32>,
+}
+
+/// The five capability sets, as names like `CAP_CHOWN`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounding: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effective: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inheritable: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permitted: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ambient: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rlimit {
+    #[serde(rename = "type")]
+    pub typ: String,
+    pub hard: u64,
+    pub soft: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    pub destination: PathBuf,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gid_mappings: Vec<IdMapping>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prestart: Vec<Hook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create_runtime: Vec<Hook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create_container: Vec<Hook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_container: Vec<Hook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststart: Vec<Hook>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poststop: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Hook {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Linux {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<Namespace>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gid_mappings: Vec<IdMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroups_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_propagation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Seccomp>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readonly_paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Namespace {
+    #[serde(rename = "type")]
+    pub typ: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdMapping {
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    #[serde(rename = "type")]
+    pub typ: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub major: i64,
+    #[serde(default)]
+    pub minor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+/// `linux.resources`: what the cgroup will enforce.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<Pids>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_io: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hugepage_limits: Vec<HugepageLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unified: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRule {
+    pub allow: bool,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Memory {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<i64>,
+    #[serde(default, rename = "kernelTCP", skip_serializing_if = "Option::is_none")]
+    pub kernel_tcp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swappiness: Option<u64>,
+    #[serde(default, rename = "disableOOMKiller", skip_serializing_if = "Option::is_none")]
+    pub disable_oom_killer: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_hierarchy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_before_update: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cpu {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_runtime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_period: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mems: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pids {
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HugepageLimit {
+    pub page_size: String,
+    pub limit: u64,
+}
+
+/// `linux.seccomp`, exactly as the runtime-spec defines it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    #[serde(default)]
+    pub default_action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+    /// `None` (absent) and `Some(vec![])` differ: absent means "SPEC_ALLOW if supported".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_metadata: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<SeccompSyscall>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompSyscall {
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SeccompArg>,
+    /// Free text explaining the rule (berth's profiles carry one per group; ignored by the filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_two: Option<u64>,
+    pub op: String,
+}
+
+/// Namespace kinds, in the order berth joins them (user first, so the
+/// others can be joined with the capabilities it grants; mount last but
+/// one, so paths of the others still resolve on the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NsKind {
+    User,
+    Ipc,
+    Uts,
+    Network,
+    Pid,
+    Cgroup,
+    Time,
+    Mount,
+}
+
+impl NsKind {
+    pub const ALL: [NsKind; 8] = [
+        NsKind::User,
+        NsKind::Ipc,
+        NsKind::Uts,
+        NsKind::Network,
+        NsKind::Pid,
+        NsKind::Cgroup,
+        NsKind::Time,
+        NsKind::Mount,
+    ];
+
+    pub fn parse(s: &str) -> Option<NsKind> {
+        Some(match s {
+            "user" => NsKind::User,
+            "ipc" => NsKind::Ipc,
+            "uts" => NsKind::Uts,
+            "network" => NsKind::Network,
+            "pid" => NsKind::Pid,
+            "cgroup" => NsKind::Cgroup,
+            "time" => NsKind::Time,
+            "mount" => NsKind::Mount,
+            _ => return None,
+        })
+    }
+
+    /// The runtime-spec name (`network`, `mount`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            NsKind::User => "user",
+            NsKind::Ipc => "ipc",
+            NsKind::Uts => "uts",
+            NsKind::Network => "network",
+            NsKind::Pid => "pid",
+            NsKind::Cgroup => "cgroup",
+            NsKind::Time => "time",
+            NsKind::Mount => "mount",
+        }
+    }
+
+    /// The name under `/proc/<pid>/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            NsKind::Network => "net",
+            NsKind::Mount => "mnt",
+            other => other.name(),
+        }
+    }
+
+    pub fn clone_flag(self) -> libc::c_int {
+        match self {
+            NsKind::User => libc::CLONE_NEWUSER,
+            NsKind::Ipc => libc::CLONE_NEWIPC,
+            NsKind::Uts => libc::CLONE_NEWUTS,
+            NsKind::Network => libc::CLONE_NEWNET,
+            NsKind::Pid => libc::CLONE_NEWPID,
+            NsKind::Cgroup => libc::CLONE_NEWCGROUP,
+            NsKind::Time => 0x80, // CLONE_NEWTIME
+            NsKind::Mount => libc::CLONE_NEWNS,
+        }
+    }
+}
+
+/// The runtime-spec versions berth accepts: any 1.x.
+fn check_oci_version(v: &str) -> Result<(), SpecError> {
+    let major = v.split('.').next().unwrap_or("");
+    if major != "1" {
+        return Err(SpecError::new(
+            "ociVersion",
+            format!("unsupported version {v:?} (berth implements runtime-spec 1.x)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Spec {
+    /// Read and validate `<bundle>/config.json`.
+    pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
+        let path = bundle.join("config.json");
+        let data = std::fs::read(&path).map_err(|e| {
+            SpecError::new("", format!("cannot read {}: {}", path.display(), e))
+        })?;
+        Self::from_json(&data)
+    }
+
+    /// Parse and validate config.json bytes. Type errors name the JSON path.
+    pub fn from_json(data: &[u8]) -> Result<Spec, SpecError> {
+        let de = &mut serde_json::Deserializer::from_slice(data);
+        let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.to_string();
+            // serde's message carries " at line L column C": keep it, it helps.
+            if path == "." {
+                SpecError::new("", msg)
+            } else {
+                SpecError::new(path, msg)
+            }
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks serde cannot express: values, not types.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        check_oci_version(&self.oci_version)?;
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| SpecError::new("root", "required"))?;
+        if root.path.as_os_str().is_empty() {
+            return Err(SpecError::new("root.path", "must not be empty"));
+        }
+        if let Some(p) = &self.process {
+            validate_process(p)?;
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            if !m.destination.is_absolute() {
+                return Err(SpecError::new(
+                    format!("mounts[{i}].destination"),
+                    format!("must be an absolute path, got {:?}", m.destination),
+                ));
+            }
+        }
+        let linux = self.linux.clone().unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, ns) in linux.namespaces.iter().enumerate() {
+            let kind = NsKind::parse(&ns.typ).ok_or_else(|| {
+                SpecError::new(
+                    format!("linux.namespaces[{i}].type"),
+                    format!("unknown namespace type {:?}", ns.typ),
+                )
+            })?;
+            if !seen.insert(kind) {
+                return Err(SpecError::new(
+                    format!("linux.namespaces[{i}].type"),
+                    format!("namespace {:?} listed twice", ns.typ),
+                ));
+            }
+            if let Some(path) = &ns.path {
+                if !path.is_absolute() {
+                    return Err(SpecError::new(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("must be an absolute path, got {path:?}"),
+                    ));
+                }
+            }
+        }
+        let has_userns = seen.contains(&NsKind::User);
+        if !has_userns && (!linux.uid_mappings.is_empty() || !linux.gid_mappings.is_empty()) {
+            return Err(SpecError::new(
+                "linux.uidMappings",
+                "id mappings given without a user namespace",
+            ));
+        }
+        let new_userns = linux
+            .namespaces
+            .iter()
+            .any(|n| n.typ == "user" && n.path.is_none());
+        if new_userns {
+            validate_maps("linux.uidMappings", &linux.uid_mappings)?;
+            validate_maps("linux.gidMappings", &linux.gid_mappings)?;
+        }
+        if self.hostname.as_deref().is_some_and(|h| !h.is_empty()) && !seen.contains(&NsKind::Uts)
+        {
+            return Err(SpecError::new(
+                "hostname",
+                "cannot set a hostname without a new UTS namespace",
+            ));
+        }
+        if self.domainname.as_deref().is_some_and(|h| !h.is_empty())
+            && !seen.contains(&NsKind::Uts)
+        {
+            return Err(SpecError::new(
+                "domainname",
+                "cannot set a domainname without a new UTS namespace",
+            ));
+        }
+        if let Some(p) = &linux.rootfs_propagation {
+            if crate::plan::propagation_flags(p).is_none() {
+                return Err(SpecError::new(
+                    "linux.rootfsPropagation",
+                    format!("unknown propagation {p:?}"),
+                ));
+            }
+        }
+        for (i, d) in linux.devices.iter().enumerate() {
+            if !matches!(d.typ.as_str(), "c" | "b" | "u" | "p") {
+                return Err(SpecError::new(
+                    format!("linux.devices[{i}].type"),
+                    format!("unknown device type {:?} (want c, b, u or p)", d.typ),
+                ));
+            }
+            if !d.path.is_absolute() {
+                return Err(SpecError::new(
+                    format!("linux.devices[{i}].path"),
+                    format!("must be an absolute path, got {:?}", d.path),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn linux(&self) -> Linux {
+        self.linux.clone().unwrap_or_default()
+    }
+}
+
+fn validate_process(p: &Process) -> Result<(), SpecError> {
+    if p.args.is_empty() || p.args[0].is_empty() {
+        return Err(SpecError::new("process.args", "must not be empty"));
+    }
+    if !p.cwd.starts_with('/') {
+        return Err(SpecError::new(
+            "process.cwd",
+            format!("must be an absolute path, got {:?}", p.cwd),
+        ));
+    }
+    for (i, e) in p.env.iter().enumerate() {
+        if !e.contains('=') {
+            return Err(SpecError::new(
+                format!("process.env[{i}]"),
+                format!("{e:?} is not KEY=VALUE"),
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, r) in p.rlimits.iter().enumerate() {
+        if crate::plan::rlimit_resource(&r.typ).is_none() {
+            return Err(SpecError::new(
+                format!("process.rlimits[{i}].type"),
+                format!("unknown rlimit {:?}", r.typ),
+            ));
+        }
+        if !seen.insert(r.typ.clone()) {
+            return Err(SpecError::new(
+                format!("process.rlimits[{i}].type"),
+                format!("rlimit {:?} given twice", r.typ),
+            ));
+        }
+        if r.soft > r.hard {
+            return Err(SpecError::new(
+                format!("process.rlimits[{i}]"),
+                format!(
+                    "{}: soft limit {} is above hard limit {}",
+                    r.typ, r.soft, r.hard
+                ),
+            ));
+        }
+    }
+    if let Some(caps) = &p.capabilities {
+        for (set, list) in [
+            ("bounding", &caps.bounding),
+            ("effective", &caps.effective),
+            ("inheritable", &caps.inheritable),
+            ("permitted", &caps.permitted),
+            ("ambient", &caps.ambient),
+        ] {
+            for (i, name) in list.iter().enumerate() {
+                if name.parse::<caps::Capability>().is_err() {
+                    return Err(SpecError::new(
+                        format!("process.capabilities.{set}[{i}]"),
+                        format!("unknown capability {name:?}"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(adj) = p.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(SpecError::new(
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_maps(field: &str, maps: &[IdMapping]) -> Result<(), SpecError> {
+    if maps.is_empty() {
+        return Err(SpecError::new(
+            field,
+            "a new user namespace needs at least one mapping",
+        ));
+    }
+    if maps.len() > 340 {
+        return Err(SpecError::new(field, "more than 340 mappings"));
+    }
+    for (i, m) in maps.iter().enumerate() {
+        if m.size == 0 {
+            return Err(SpecError::new(format!("{field}[{i}].size"), "must not be 0"));
+        }
+        let c_end = m.container_id as u64 + m.size as u64;
+        let h_end = m.host_id as u64 + m.size as u64;
+        if c_end > u32::MAX as u64 || h_end > u32::MAX as u64 {
+            return Err(SpecError::new(
+                format!("{field}[{i}]"),
+                "range overflows 32-bit ids",
+            ));
+        }
+        for (j, o) in maps.iter().enumerate().take(i) {
+            let overlaps = |a: u32, b: u32| {
+                (a as u64) < b as u64 + o.size as u64 && (b as u64) < a as u64 + m.size as u64
+            };
+            if overlaps(m.container_id, o.container_id) || overlaps(m.host_id, o.host_id) {
+                return Err(SpecError::new(
+                    format!("{field}[{i}]"),
+                    format!("overlaps {field}[{j}]"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["/bin/true"], "cwd": "/"},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+        })
+    }
+
+    fn err(v: serde_json::Value) -> String {
+        Spec::from_json(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn minimal_config_loads() {
+        let s = Spec::from_json(&serde_json::to_vec(&base()).unwrap()).unwrap();
+        assert_eq!(s.process.unwrap().args, vec!["/bin/true"]);
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let mut v = base();
+        v["process"]["args"] = serde_json::json!("not a list");
+        let e = err(v);
+        assert!(e.starts_with("config.json: process.args: "), "{e}");
+    }
+
+    #[test]
+    fn empty_args_rejected() {
+        let mut v = base();
+        v["process"]["args"] = serde_json::json!([]);
+        assert_eq!(err(v), "config.json: process.args: must not be empty");
+    }
+
+    #[test]
+    fn unknown_namespace_names_index() {
+        let mut v = base();
+        v["linux"]["namespaces"][1]["type"] = "mnt".into();
+        assert_eq!(
+            err(v),
+            "config.json: linux.namespaces[1].type: unknown namespace type \"mnt\""
+        );
+    }
+
+    #[test]
+    fn rlimit_soft_above_hard() {
+        let mut v = base();
+        v["process"]["rlimits"] =
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]);
+        assert!(err(v).contains("process.rlimits[0]: RLIMIT_NOFILE: soft limit 10"));
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let mut v = base();
+        v["hostname"] = "box".into();
+        assert!(err(v).starts_with("config.json: hostname:"));
+    }
+
+    #[test]
+    fn overlapping_maps() {
+        let mut v = base();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "user"}]);
+        v["linux"]["uidMappings"] = serde_json::json!([
+            {"containerID": 0, "hostID": 1000, "size": 10},
+            {"containerID": 5, "hostID": 5000, "size": 10}
+        ]);
+        v["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 10}]);
+        assert_eq!(
+            err(v),
+            "config.json: linux.uidMappings[1]: overlaps linux.uidMappings[0]"
+        );
+    }
+
+    #[test]
+    fn unsupported_version() {
+        let mut v = base();
+        v["ociVersion"] = "2.0.0".into();
+        assert!(err(v).starts_with("config.json: ociVersion: unsupported version"));
+    }
+}
