@@ -122,7 +122,7 @@ mod tests {
     fn rfc3339_known_dates() {
         assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
-            super::rfc3339(1_795_420_800, 5),
+            super::rfc3339(1_795_392_000, 5),
             "2026-11-23T00:00:00.000000005Z"
         );
         assert_eq!(

@@ -919,7 +919,7 @@ mod tests {
         let p = Plan::new(&spec(base()), &o, None).unwrap();
         assert!(names(&p).contains(&"chroot_no_pivot".to_string()));
         let mut v = base();
-        v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);
+        v["linux"] = serde_json::json!({"namespaces": [{"type": "pid"}]});
         v["hostname"] = serde_json::Value::Null;
         let p = Plan::new(&spec(v), &opts(), None).unwrap();
         assert!(!names(&p).contains(&"pivot_root".to_string()));
