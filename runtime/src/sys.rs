@@ -11,7 +11,39 @@ use std::path::Path;
 /// An `io::Error` that says which operation failed on which operand:
 /// `mount /proc (proc): Operation not permitted`.
 pub fn err(op: impl std::fmt::Display, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{op}: {e}"))
+    let errno = errno(&e);
+    io::Error::new(
+        e.kind(),
+        Context {
+            msg: format!("{op}: {e}"),
+            errno,
+        },
+    )
+}
+
+/// An error message with the errno it came from, so callers can still
+/// match on ENOENT/EPERM after context was added.
+#[derive(Debug)]
+struct Context {
+    msg: String,
+    errno: Option<i32>,
+}
+
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Context {}
+
+/// The errno behind an error, through any context [`err`] added.
+pub fn errno(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|i| i.downcast_ref::<Context>())
+            .and_then(|c| c.errno)
+    })
 }
 
 /// The last OS error, prefixed with the operation.

@@ -25,13 +25,13 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub debug: bool,
     /// Use systemd for cgroups (not available: berth uses cgroupfs).
-    #[arg(long = "systemd-cgroup", global = true)]
+    #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility (true|false|auto).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility; checkpointing is not supported.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub criu: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long)]

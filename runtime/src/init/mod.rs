@@ -116,7 +116,7 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
                 eprintln!("berth: {msg}");
                 // SAFETY: see stage1.
                 unsafe {
-                    libc::_exit(if e.raw_os_error() == Some(libc::EACCES) {
+                    libc::_exit(if crate::sys::errno(&e) == Some(libc::EACCES) {
                         126
                     } else {
                         127

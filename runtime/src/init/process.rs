@@ -178,7 +178,7 @@ fn set_rlimit(name: &str, soft: u64, hard: u64) -> io::Result<()> {
     };
     // SAFETY: getrlimit writes into a live struct.
     unsafe { libc::getrlimit(res as _, &mut cur) };
-    if e.raw_os_error() == Some(libc::EPERM) && hard > cur.rlim_max {
+    if crate::sys::errno(&e) == Some(libc::EPERM) && hard > cur.rlim_max {
         return Err(io::Error::new(
             e.kind(),
             format!(

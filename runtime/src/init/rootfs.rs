@@ -57,7 +57,7 @@ fn root<'a>(ctx: &'a Ctx) -> io::Result<&'a OwnedFd> {
 pub fn ensure_in_root(root: &OwnedFd, path: &Path, file: bool) -> io::Result<OwnedFd> {
     match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => return Ok(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => {}
         Err(e) => return Err(e),
     }
     let mut so_far = PathBuf::from("/");
@@ -96,7 +96,7 @@ pub fn ensure_in_root(root: &OwnedFd, path: &Path, file: bool) -> io::Result<Own
         };
         if r != 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
+            if crate::sys::errno(&e) != Some(libc::EEXIST) {
                 return Err(sys::err(
                     format_args!("create {} in the rootfs", so_far.join(name).display()),
                     e,
@@ -175,7 +175,7 @@ fn mount(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
         // devpts: `gid=5` is invalid when gid 5 is not mapped in the user
         // namespace; runc retries without it, so do we.
         (Err(e), Some("devpts"))
-            if e.raw_os_error() == Some(libc::EINVAL) && m.data.contains("gid=") =>
+            if crate::sys::errno(&e) == Some(libc::EINVAL) && m.data.contains("gid=") =>
         {
             let data: Vec<&str> = m
                 .data
@@ -193,7 +193,7 @@ fn mount(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
         // sysfs needs a network namespace owned by our user namespace, and
         // mqueue an IPC one: when the container shares the host's, bind the
         // host's instead (runc does the same for sysfs).
-        (Err(e), Some(fs @ ("sysfs" | "mqueue"))) if e.raw_os_error() == Some(libc::EPERM) => {
+        (Err(e), Some(fs @ ("sysfs" | "mqueue"))) if crate::sys::errno(&e) == Some(libc::EPERM) => {
             let host = if fs == "sysfs" { "/sys" } else { "/dev/mqueue" };
             sys::mount(
                 Some(Path::new(host)),
@@ -324,7 +324,7 @@ fn symlink(root: &OwnedFd, target: &Path, link: &Path) -> io::Result<()> {
     let r = unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) };
     if r != 0 {
         let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
+        if crate::sys::errno(&e) != Some(libc::EEXIST) {
             return Err(sys::err(format_args!("symlink {}", link.display()), e));
         }
     }
@@ -385,7 +385,7 @@ fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
 fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
     let fd = match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(e),
     };
     let target = fd_path(&fd);
@@ -414,7 +414,7 @@ fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
 fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
     let fd = match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(e),
     };
     sys::mount(
