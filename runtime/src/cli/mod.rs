@@ -1,6 +1,7 @@
 //! runc's command line, as clap structs (one file per group of verbs), and
 //! the dispatcher that maps each to a library call and an exit code.
 
+mod exec;
 mod info;
 mod lifecycle;
 
@@ -45,6 +46,7 @@ pub enum Cmd {
     Create(lifecycle::CreateArgs),
     Start(lifecycle::IdArg),
     Run(lifecycle::RunArgs),
+    Exec(exec::ExecArgs),
     Kill(lifecycle::KillArgs),
     Delete(lifecycle::DeleteArgs),
     State(lifecycle::IdArg),
@@ -103,6 +105,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             Some(Cmd::Create(a)) => lifecycle::create(&root, a),
             Some(Cmd::Start(a)) => lifecycle::start(&root, a),
             Some(Cmd::Run(a)) => lifecycle::run(&root, a),
+            Some(Cmd::Exec(a)) => exec::run(&root, a),
             Some(Cmd::Kill(a)) => lifecycle::kill(&root, a),
             Some(Cmd::Delete(a)) => lifecycle::delete(&root, a),
             Some(Cmd::State(a)) => lifecycle::state(&root, a),

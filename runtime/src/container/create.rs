@@ -5,10 +5,11 @@
 //! any failure unwinds through [`super::delete::destroy`] — the same code
 //! `delete --force` runs — so a failed create leaves nothing behind.
 
+use super::session::{Event, Session};
 use super::Container;
 use crate::cgroups;
-use crate::init::{self, Channel, Fds, Msg};
-use crate::plan::{Actor, Options, Plan, Step};
+use crate::init::{self, Channel, Fds};
+use crate::plan::{Options, Plan, Step};
 use crate::seccomp;
 use crate::spec::{NsKind, Spec, SpecError};
 use crate::state::{Proc, Root, State, Status};
@@ -200,82 +201,36 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
 
 /// Answer the children's messages until init reports `created`.
 fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: i32) -> Result<()> {
+    let session = Session {
+        ch,
+        plan: &p.plan,
+        cgroup: &p.cgroup,
+        stage1,
+    };
     loop {
-        let msg = ch.recv().map_err(|e| anyhow!("container init: {e}"))?;
-        match msg {
-            Msg::Stage1Ready { .. } => {
-                run_runtime_steps(p, stage1)?;
-                ch.send(&Msg::Go)?;
-            }
-            Msg::InitPid { pid } => {
+        match session.next()? {
+            Event::InitPid(pid) => {
                 let proc = Proc::of(pid)
                     .ok_or_else(|| anyhow!("container init (pid {pid}) exited during create"))?;
                 c.state.record.init = Some(proc);
                 c.state.pid = pid;
                 c.state.save(&c.dir)?;
             }
-            Msg::SeccompFd => {
-                let (_, fd) = sys::recv_fd(ch.raw())?;
-                seccomp_agent(c, p, fd)?;
-            }
-            Msg::Created => {
+            Event::SeccompFd(fd) => seccomp_agent(c, p, fd)?,
+            Event::Created => {
                 c.state.status = Status::Created;
                 c.state.record.helpers.clear();
                 c.state.save(&c.dir)?;
                 if let Some(pf) = &o.pid_file {
                     write_pid_file(pf, c.state.pid)?;
                 }
-                ch.send(&Msg::Go)?;
-                return Ok(());
+                return session.go();
             }
-            Msg::Error { msg } => bail!("{msg}"),
-            Msg::Go => bail!("unexpected message from container init"),
         }
     }
 }
 
-/// The runtime steps that sit between stage 1's own (cgroup join, id maps).
-fn run_runtime_steps(p: &Prepared, stage1: i32) -> Result<()> {
-    let after_spawn = p
-        .plan
-        .steps
-        .iter()
-        .skip_while(|s| !matches!(s, Step::SpawnStage1))
-        .skip(1);
-    for step in after_spawn
-        .skip_while(|s| s.actor() != Actor::Runtime)
-        .take_while(|s| s.actor() == Actor::Runtime)
-    {
-        match step {
-            Step::JoinCgroup => p.cgroup.add_pid(stage1)?,
-            Step::WriteIdMaps { uid, gid } => write_id_maps(stage1, uid, gid)?,
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn write_id_maps(
-    pid: i32,
-    uid: &[crate::spec::IdMapping],
-    gid: &[crate::spec::IdMapping],
-) -> Result<()> {
-    let fmt = |m: &[crate::spec::IdMapping]| {
-        m.iter()
-            .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
-            .collect::<String>()
-    };
-    for (file, maps, field) in [
-        ("uid_map", uid, "linux.uidMappings"),
-        ("gid_map", gid, "linux.gidMappings"),
-    ] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, fmt(maps)).map_err(|e| anyhow!("{field}: writing {path}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn connect_console(path: &Path) -> Result<OwnedFd> {
+pub(super) fn connect_console(path: &Path) -> Result<OwnedFd> {
     let s = std::os::unix::net::UnixStream::connect(path)
         .with_context(|| format!("--console-socket {}", path.display()))?;
     Ok(OwnedFd::from(s))
@@ -283,7 +238,7 @@ fn connect_console(path: &Path) -> Result<OwnedFd> {
 
 /// The pid file: decimal, no newline (go-runc parses it with Atoi), written
 /// atomically so a client polling for it never reads it half-written.
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {

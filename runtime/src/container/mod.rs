@@ -2,7 +2,9 @@
 
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod kill;
+pub mod session;
 pub mod start;
 pub mod wait;
 

@@ -558,79 +558,7 @@ impl Plan {
         }
 
         // ---- init: process ----
-        if process.terminal {
-            if !opts.console_socket {
-                return Err(SpecError::new(
-                    "process.terminal",
-                    "a terminal was asked for but no --console-socket was given",
-                ));
-            }
-            let size = process.console_size.unwrap_or_default();
-            s.push(Step::OpenConsole {
-                uid: process.user.uid,
-                gid: process.user.gid,
-                rows: size.height,
-                cols: size.width,
-            });
-        }
-        for (index, r) in process.rlimits.iter().enumerate() {
-            s.push(Step::Rlimit {
-                index,
-                name: r.typ.clone(),
-                soft: r.soft,
-                hard: r.hard,
-            });
-        }
-        if let Some(v) = process.oom_score_adj {
-            s.push(Step::OomScoreAdj { value: v });
-        }
-        let caps = process.capabilities.clone().unwrap_or_default();
-        let seccomp_step = seccomp.as_ref().map(|p| Step::LoadSeccomp {
-            summary: p.summary.clone(),
-        });
-        // runc: without no_new_privs the filter must be loaded while
-        // CAP_SYS_ADMIN is still held; with it, as close to execve as possible.
-        if !process.no_new_privileges {
-            s.extend(seccomp_step.clone());
-        }
-        s.push(Step::DropBoundingCaps {
-            keep: caps.bounding.clone(),
-        });
-        s.push(Step::SwitchUser {
-            uid: process.user.uid,
-            gid: process.user.gid,
-            additional_gids: process.user.additional_gids.clone(),
-        });
-        s.push(Step::SetCapabilities {
-            effective: caps.effective.clone(),
-            permitted: caps.permitted.clone(),
-            inheritable: caps.inheritable.clone(),
-            ambient: caps.ambient.clone(),
-        });
-        if process.no_new_privileges {
-            s.push(Step::NoNewPrivileges);
-        }
-        s.push(Step::Umask {
-            mask: process.user.umask.unwrap_or(0o022),
-        });
-        s.push(Step::Chdir {
-            cwd: process.cwd.clone(),
-        });
-        s.push(Step::ResolveExecutable {
-            arg0: process.args[0].clone(),
-        });
-        s.push(Step::CloseHostFds {
-            keep_up_to: 2 + opts.preserve_fds,
-        });
-        if process.no_new_privileges {
-            s.extend(seccomp_step);
-        }
-        s.push(Step::ReportCreated);
-        s.push(Step::WaitExecFifo);
-        s.push(Step::Exec {
-            args: process.args.clone(),
-            env: process.env.clone(),
-        });
+        plan_process(&mut s, &process, seccomp.as_ref(), opts, true)?;
 
         Ok(Plan {
             id: opts.id.clone(),
@@ -639,6 +567,41 @@ impl Plan {
             seccomp,
             new_userns,
             own_pidns: new.contains(&NsKind::Pid),
+        })
+    }
+
+    /// The plan for `exec`: join every namespace of the running container
+    /// through its init's `/proc/<pid>/ns/*`, join its cgroup, fork, then the
+    /// same process steps as a container's init (runc's "setns init").
+    pub fn for_exec(
+        spec: &Spec,
+        process: &crate::spec::Process,
+        init_pid: i32,
+        opts: &Options,
+        seccomp: Option<seccomp::Program>,
+    ) -> Result<Plan, SpecError> {
+        let linux = spec.linux();
+        let mut s = vec![Step::SpawnStage1];
+        for kind in NsKind::ALL {
+            if linux
+                .namespaces
+                .iter()
+                .any(|n| NsKind::parse(&n.typ) == Some(kind))
+            {
+                let path = PathBuf::from(format!("/proc/{init_pid}/ns/{}", kind.proc_name()));
+                s.push(Step::JoinNamespace { kind, path });
+            }
+        }
+        s.push(Step::JoinCgroup);
+        s.push(Step::ForkInit);
+        plan_process(&mut s, process, seccomp.as_ref(), opts, false)?;
+        Ok(Plan {
+            id: opts.id.clone(),
+            rootfs: PathBuf::from("/"),
+            steps: s,
+            seccomp,
+            new_userns: false,
+            own_pidns: false,
         })
     }
 
@@ -674,6 +637,94 @@ impl Plan {
         }
         out
     }
+}
+
+/// The steps that shape the process, shared by `create` and `exec`.
+/// `wait_for_start`: a container's init waits on exec.fifo; an exec'd
+/// process runs at once.
+fn plan_process(
+    s: &mut Vec<Step>,
+    process: &crate::spec::Process,
+    seccomp: Option<&seccomp::Program>,
+    opts: &Options,
+    wait_for_start: bool,
+) -> Result<(), SpecError> {
+    if process.terminal {
+        if !opts.console_socket {
+            return Err(SpecError::new(
+                "process.terminal",
+                "a terminal was asked for but no --console-socket was given",
+            ));
+        }
+        let size = process.console_size.unwrap_or_default();
+        s.push(Step::OpenConsole {
+            uid: process.user.uid,
+            gid: process.user.gid,
+            rows: size.height,
+            cols: size.width,
+        });
+    }
+    for (index, r) in process.rlimits.iter().enumerate() {
+        s.push(Step::Rlimit {
+            index,
+            name: r.typ.clone(),
+            soft: r.soft,
+            hard: r.hard,
+        });
+    }
+    if let Some(v) = process.oom_score_adj {
+        s.push(Step::OomScoreAdj { value: v });
+    }
+    let caps = process.capabilities.clone().unwrap_or_default();
+    let seccomp_step = seccomp.map(|p| Step::LoadSeccomp {
+        summary: p.summary.clone(),
+    });
+    // runc: without no_new_privs the filter must be loaded while
+    // CAP_SYS_ADMIN is still held; with it, as close to execve as possible.
+    if !process.no_new_privileges {
+        s.extend(seccomp_step.clone());
+    }
+    s.push(Step::DropBoundingCaps {
+        keep: caps.bounding.clone(),
+    });
+    s.push(Step::SwitchUser {
+        uid: process.user.uid,
+        gid: process.user.gid,
+        additional_gids: process.user.additional_gids.clone(),
+    });
+    s.push(Step::SetCapabilities {
+        effective: caps.effective.clone(),
+        permitted: caps.permitted.clone(),
+        inheritable: caps.inheritable.clone(),
+        ambient: caps.ambient.clone(),
+    });
+    if process.no_new_privileges {
+        s.push(Step::NoNewPrivileges);
+    }
+    s.push(Step::Umask {
+        mask: process.user.umask.unwrap_or(0o022),
+    });
+    s.push(Step::Chdir {
+        cwd: process.cwd.clone(),
+    });
+    s.push(Step::ResolveExecutable {
+        arg0: process.args[0].clone(),
+    });
+    s.push(Step::CloseHostFds {
+        keep_up_to: 2 + opts.preserve_fds,
+    });
+    if process.no_new_privileges {
+        s.extend(seccomp_step);
+    }
+    s.push(Step::ReportCreated);
+    if wait_for_start {
+        s.push(Step::WaitExecFifo);
+    }
+    s.push(Step::Exec {
+        args: process.args.clone(),
+        env: process.env.clone(),
+    });
+    Ok(())
 }
 
 fn plan_rootfs(
