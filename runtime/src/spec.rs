@@ -178,7 +178,7 @@ pub struct Hooks {
     pub poststop: Vec<Hook>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hook {
     pub path: PathBuf,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -118,9 +118,8 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     let code = container::wait::wait_forwarding(pid)?;
-    if let Ok(mut c) = Container::load_locked(root, &o.id) {
-        container::delete::destroy(&mut c)?;
-    }
+    // Like runc, a foreground run removes the container (poststop hooks included).
+    container::delete::delete(root, &o.id, true)?;
     Ok(code)
 }
 

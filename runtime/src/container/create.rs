@@ -201,12 +201,7 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
 
 /// Answer the children's messages until init reports `created`.
 fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: i32) -> Result<()> {
-    let session = Session {
-        ch,
-        plan: &p.plan,
-        cgroup: &p.cgroup,
-        stage1,
-    };
+    let session = Session::new(ch, &p.plan, &p.cgroup, stage1);
     loop {
         match session.next()? {
             Event::InitPid(pid) => {
@@ -215,6 +210,10 @@ fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: 
                 c.state.record.init = Some(proc);
                 c.state.pid = pid;
                 c.state.save(&c.dir)?;
+                let mut st = c.state.oci_json(&c.dir);
+                st["status"] = "creating".into();
+                st["pid"] = pid.into();
+                session.set_state(st)?;
             }
             Event::SeccompFd(fd) => seccomp_agent(c, p, fd)?,
             Event::Created => {

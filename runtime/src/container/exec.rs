@@ -100,12 +100,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         init::stage1(&plan, &child, fds);
     }
     drop(child);
-    let session = Session {
-        ch: &parent,
-        plan: &plan,
-        cgroup: &cgroup,
-        stage1,
-    };
+    let session = Session::new(&parent, &plan, &cgroup, stage1);
     let mut pid = 0;
     let result = (|| -> Result<()> {
         loop {

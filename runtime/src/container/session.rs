@@ -7,6 +7,7 @@ use crate::init::{Channel, Msg};
 use crate::plan::{Actor, Plan, Step};
 use crate::sys;
 use anyhow::{anyhow, bail, Result};
+use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
 
 pub enum Event {
@@ -23,14 +24,43 @@ pub struct Session<'a> {
     pub plan: &'a Plan,
     pub cgroup: &'a Cgroup,
     pub stage1: i32,
+    /// Where the next run of runtime steps is searched from.
+    pub cursor: Cell<usize>,
+    /// The container state for hooks (set once init's pid is known).
+    pub state: RefCell<Option<serde_json::Value>>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    pub fn new(ch: &'a Channel, plan: &'a Plan, cgroup: &'a Cgroup, stage1: i32) -> Session<'a> {
+        let after_spawn = plan
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::SpawnStage1))
+            .map_or(0, |i| i + 1);
+        Session {
+            ch,
+            plan,
+            cgroup,
+            stage1,
+            cursor: Cell::new(after_spawn),
+            state: RefCell::new(None),
+        }
+    }
+
+    /// Record the state hooks will see, and send it to init for its own hooks.
+    pub fn set_state(&self, state: serde_json::Value) -> Result<()> {
+        self.ch.send(&Msg::State {
+            json: state.to_string(),
+        })?;
+        *self.state.borrow_mut() = Some(state);
+        Ok(())
+    }
+
     /// Wait for the next event; runtime steps are done on the way.
     pub fn next(&self) -> Result<Event> {
         loop {
             match self.ch.recv().map_err(|e| anyhow!("container init: {e}"))? {
-                Msg::Stage1Ready { .. } => {
+                Msg::RuntimeTurn { .. } => {
                     self.runtime_steps()?;
                     self.go()?;
                 }
@@ -38,7 +68,7 @@ impl Session<'_> {
                 Msg::SeccompFd => return Ok(Event::SeccompFd(sys::recv_fd(self.ch.raw())?.1)),
                 Msg::Created => return Ok(Event::Created),
                 Msg::Error { msg } => bail!("{msg}"),
-                Msg::Go => bail!("unexpected message from container init"),
+                Msg::Go | Msg::State { .. } => bail!("unexpected message from container init"),
             }
         }
     }
@@ -47,24 +77,31 @@ impl Session<'_> {
         Ok(self.ch.send(&Msg::Go)?)
     }
 
-    /// The run of runtime steps that sits between stage 1's own.
+    /// The next run of runtime steps (the children walk the same plan and
+    /// hand over at each run).
     fn runtime_steps(&self) -> Result<()> {
-        let after_spawn = self
-            .plan
-            .steps
-            .iter()
-            .skip_while(|s| !matches!(s, Step::SpawnStage1))
-            .skip(1);
-        for step in after_spawn
-            .skip_while(|s| s.actor() != Actor::Runtime)
-            .take_while(|s| s.actor() == Actor::Runtime)
-        {
-            match step {
+        let steps = &self.plan.steps;
+        let mut i = self.cursor.get();
+        while i < steps.len() && steps[i].actor() != Actor::Runtime {
+            i += 1;
+        }
+        while i < steps.len() && steps[i].actor() == Actor::Runtime {
+            match &steps[i] {
                 Step::JoinCgroup => self.cgroup.add_pid(self.stage1)?,
                 Step::WriteIdMaps { uid, gid } => write_id_maps(self.stage1, uid, gid)?,
+                Step::RuntimeHooks {
+                    prestart,
+                    create_runtime,
+                } => {
+                    let state = self.state.borrow().clone().unwrap_or_default();
+                    crate::container::start::run_hooks("prestart", prestart, &state)?;
+                    crate::container::start::run_hooks("createRuntime", create_runtime, &state)?;
+                }
                 _ => {}
             }
+            i += 1;
         }
+        self.cursor.set(i);
         Ok(())
     }
 }

@@ -10,8 +10,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
-    /// stage 1 → runtime: do your steps for me (cgroup, id maps).
-    Stage1Ready { pid: i32 },
+    /// child → runtime: your turn — do the next run of runtime steps
+    /// (cgroup, id maps, runtime hooks) and say `Go`.
+    RuntimeTurn { pid: i32 },
+    /// runtime → init: the container state, for the hooks init runs.
+    State { json: String },
     /// runtime → child: go on.
     Go,
     /// stage 1 → runtime: init was forked with this (host) pid.
@@ -86,10 +89,14 @@ impl Channel {
         }
     }
 
-    pub fn expect_go(&self) -> io::Result<()> {
-        match self.recv()? {
-            Msg::Go => Ok(()),
-            other => Err(io::Error::other(format!("unexpected message {other:?}"))),
+    /// Wait for `Go`, keeping a `State` that may come first.
+    pub fn expect_go(&self, state: &mut Option<String>) -> io::Result<()> {
+        loop {
+            match self.recv()? {
+                Msg::Go => return Ok(()),
+                Msg::State { json } => *state = Some(json),
+                other => return Err(io::Error::other(format!("unexpected message {other:?}"))),
+            }
         }
     }
 }

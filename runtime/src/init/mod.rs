@@ -36,6 +36,8 @@ pub struct Ctx<'a> {
     pub root: Option<OwnedFd>,
     /// args[0] resolved in the container's PATH.
     pub exe: Option<CString>,
+    /// The container state JSON (sent by the runtime), for init's hooks.
+    pub state: Option<String>,
 }
 
 /// Run stage 1, then exit. Never returns.
@@ -60,26 +62,25 @@ fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
         libc::SIGKILL as libc::c_ulong,
         "PR_SET_PDEATHSIG",
     )?;
+    // CVE-2019-5736: until execve this process (and init, which inherits
+    // the flag) is the host's berth binary. Non-dumpable, its
+    // /proc/<pid>/exe cannot be opened by container processes, so they
+    // cannot reach — and overwrite — the host binary through it. execve
+    // of the container program resets the flag.
+    crate::sys::prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE 0")?;
     let start = plan
         .steps
         .iter()
         .position(|s| matches!(s, Step::SpawnStage1))
         .map_or(0, |i| i + 1);
-    let mut waiting_for_runtime = false;
+    let mut turn = RuntimeTurns::default();
     for step in &plan.steps[start..] {
         match step.actor() {
-            // Hand over to the runtime for a run of its steps, once.
             Actor::Runtime => {
-                if !waiting_for_runtime {
-                    ch.send(&Msg::Stage1Ready {
-                        pid: std::process::id() as i32,
-                    })?;
-                    ch.expect_go()?;
-                    waiting_for_runtime = true;
-                }
+                turn.hand_over(ch, &mut None)?;
                 continue;
             }
-            Actor::Stage1 => waiting_for_runtime = false,
+            Actor::Stage1 => turn.back(),
             Actor::Init => break,
         }
         if let Step::ForkInit = step {
@@ -95,6 +96,30 @@ fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A child walking the plan hands each run of runtime steps to the runtime
+/// (once per run) and waits until it is done.
+#[derive(Default)]
+struct RuntimeTurns {
+    handed: bool,
+}
+
+impl RuntimeTurns {
+    fn hand_over(&mut self, ch: &Channel, state: &mut Option<String>) -> std::io::Result<()> {
+        if !self.handed {
+            ch.send(&Msg::RuntimeTurn {
+                pid: std::process::id() as i32,
+            })?;
+            ch.expect_go(state)?;
+            self.handed = true;
+        }
+        Ok(())
+    }
+
+    fn back(&mut self) {
+        self.handed = false;
+    }
+}
+
 /// The container init: run every init step; the last one execs.
 fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
     let mut ctx = Ctx {
@@ -103,25 +128,38 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
         fds,
         root: None,
         exe: None,
+        state: None,
     };
     // Files created while building the rootfs get exactly the modes asked
     // for; the process umask is set by its own step later.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
-    for step in plan.steps_of(Actor::Init) {
-        if let Err(e) = run_step(&mut ctx, step) {
+    let start = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::ForkInit))
+        .map_or(0, |i| i + 1);
+    let mut turn = RuntimeTurns::default();
+    for step in &plan.steps[start..] {
+        let result = match step.actor() {
+            Actor::Runtime => turn.hand_over(ch, &mut ctx.state),
+            _ => {
+                turn.back();
+                run_step(&mut ctx, step)
+            }
+        };
+        if let Err(e) = result {
             let msg = format!("{}: {e}", step_label(step));
-            if ctx.exe.is_some() && matches!(step, Step::Exec { .. }) {
+            if matches!(step, Step::Exec { .. } | Step::StartContainerHooks { .. }) {
                 // Past the point of reporting to the runtime: say it on stderr.
                 eprintln!("berth: {msg}");
+                let code = if crate::sys::errno(&e) == Some(libc::EACCES) {
+                    126
+                } else {
+                    127
+                };
                 // SAFETY: see stage1.
-                unsafe {
-                    libc::_exit(if crate::sys::errno(&e) == Some(libc::EACCES) {
-                        126
-                    } else {
-                        127
-                    })
-                }
+                unsafe { libc::_exit(code) }
             }
             let _ = ch.send(&Msg::Error { msg });
             // SAFETY: see stage1.

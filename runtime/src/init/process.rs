@@ -74,11 +74,13 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
         CloseHostFds { keep_up_to } => close_host_fds(*keep_up_to),
         ReportCreated => {
             ctx.ch.send(&Msg::Created)?;
-            ctx.ch.expect_go()?;
+            ctx.ch.expect_go(&mut ctx.state)?;
             // From here the container outlives `berth create`.
             sys::prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG 0")
         }
         WaitExecFifo => wait_exec_fifo(ctx.fds.exec_fifo),
+        CreateContainerHooks { hooks } => init_hooks(ctx, "createContainer", hooks),
+        StartContainerHooks { hooks } => init_hooks(ctx, "startContainer", hooks),
         Exec { args, env } => exec(ctx.exe.as_ref(), args, env),
         other => Err(io::Error::other(format!("not a process step: {other:?}"))),
     }
@@ -407,4 +409,16 @@ fn exec(exe: Option<&CString>, args: &[String], env: &[String]) -> io::Result<()
     // SAFETY: NULL-terminated arrays of valid C strings that live until execve.
     unsafe { libc::execve(exe.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     Err(sys::last(format_args!("exec {}", exe.to_string_lossy())))
+}
+
+/// createContainer and startContainer hooks run in the container's
+/// namespaces, so init runs them (runtime-spec §hooks).
+fn init_hooks(ctx: &Ctx, kind: &str, hooks: &[crate::spec::Hook]) -> io::Result<()> {
+    let state: serde_json::Value = ctx
+        .state
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(serde_json::Value::Null);
+    crate::container::start::run_hooks(kind, hooks, &state)
+        .map_err(|e| io::Error::other(format!("{e:#}")))
 }

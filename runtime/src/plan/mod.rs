@@ -129,6 +129,15 @@ pub enum Step {
         target: PathBuf,
         link: PathBuf,
     },
+    /// prestart + createRuntime hooks, in the runtime namespace, before pivot_root.
+    RuntimeHooks {
+        prestart: Vec<crate::spec::Hook>,
+        create_runtime: Vec<crate::spec::Hook>,
+    },
+    /// createContainer hooks, in the container's namespaces, before pivot_root.
+    CreateContainerHooks {
+        hooks: Vec<crate::spec::Hook>,
+    },
     PivotRoot,
     ChrootNoPivot,
     BringUpLoopback,
@@ -199,6 +208,10 @@ pub enum Step {
     },
     ReportCreated,
     WaitExecFifo,
+    /// startContainer hooks, in the container, after `start`, before execve.
+    StartContainerHooks {
+        hooks: Vec<crate::spec::Hook>,
+    },
     Exec {
         args: Vec<String>,
         env: Vec<String>,
@@ -213,7 +226,8 @@ impl Step {
             | CreateCgroup { .. }
             | SpawnStage1
             | JoinCgroup
-            | WriteIdMaps { .. } => Actor::Runtime,
+            | WriteIdMaps { .. }
+            | RuntimeHooks { .. } => Actor::Runtime,
             JoinNamespace { .. }
             | UnshareUserNamespace
             | BecomeRoot
@@ -297,6 +311,18 @@ impl Step {
             Symlink { target, link } => {
                 format!("symlink {} -> {}", link.display(), target.display())
             }
+            RuntimeHooks {
+                prestart,
+                create_runtime,
+            } => format!(
+                "run {} prestart and {} createRuntime hook(s) on the host",
+                prestart.len(),
+                create_runtime.len()
+            ),
+            CreateContainerHooks { hooks } => {
+                format!("run {} createContainer hook(s)", hooks.len())
+            }
+            StartContainerHooks { hooks } => format!("run {} startContainer hook(s)", hooks.len()),
             PivotRoot => "pivot_root into the rootfs, detach the old root".into(),
             ChrootNoPivot => "move the rootfs onto / and chroot (--no-pivot)".into(),
             BringUpLoopback => "bring up lo".into(),
@@ -365,6 +391,9 @@ impl Step {
             MountCgroups { .. } => "bind the container's own cgroup dirs; works the same on v1, v2 and hybrid hosts",
             CreateDevice { .. } => "in a user namespace mknod is refused, so devices are bind-mounted from the host",
             Symlink { .. } => "the /dev links programs expect (/dev/fd, /dev/ptmx, …)",
+            RuntimeHooks { .. } => "runtime-spec: after the namespaces and mounts exist, before pivot_root (network setup happens here)",
+            CreateContainerHooks { .. } => "runtime-spec: in the container's mount namespace, before pivot_root",
+            StartContainerHooks { .. } => "runtime-spec: after `start`, just before the user program",
             PivotRoot => "pivot_root, unlike chroot, leaves no way back to the host tree",
             ChrootNoPivot => "for ramdisk roots where pivot_root is impossible; weaker than pivot_root",
             BringUpLoopback => "a new network namespace starts with lo down (runc brings it up too)",
@@ -558,7 +587,12 @@ impl Plan {
         }
 
         // ---- init: process ----
-        plan_process(&mut s, &process, seccomp.as_ref(), opts, true)?;
+        let start_hooks = spec
+            .hooks
+            .as_ref()
+            .map(|h| h.start_container.clone())
+            .unwrap_or_default();
+        plan_process(&mut s, &process, seccomp.as_ref(), opts, true, &start_hooks)?;
 
         Ok(Plan {
             id: opts.id.clone(),
@@ -594,7 +628,7 @@ impl Plan {
         }
         s.push(Step::JoinCgroup);
         s.push(Step::ForkInit);
-        plan_process(&mut s, process, seccomp.as_ref(), opts, false)?;
+        plan_process(&mut s, process, seccomp.as_ref(), opts, false, &[])?;
         Ok(Plan {
             id: opts.id.clone(),
             rootfs: PathBuf::from("/"),
@@ -648,6 +682,7 @@ fn plan_process(
     seccomp: Option<&seccomp::Program>,
     opts: &Options,
     wait_for_start: bool,
+    start_hooks: &[crate::spec::Hook],
 ) -> Result<(), SpecError> {
     if process.terminal {
         if !opts.console_socket {
@@ -719,6 +754,10 @@ fn plan_process(
     s.push(Step::ReportCreated);
     if wait_for_start {
         s.push(Step::WaitExecFifo);
+        let hooks = start_hooks.to_vec();
+        if !hooks.is_empty() {
+            s.push(Step::StartContainerHooks { hooks });
+        }
     }
     s.push(Step::Exec {
         args: process.args.clone(),
@@ -841,6 +880,18 @@ fn plan_rootfs(
                 link: link.into(),
             });
         }
+    }
+    let hooks = spec.hooks.clone().unwrap_or_default();
+    if !hooks.prestart.is_empty() || !hooks.create_runtime.is_empty() {
+        s.push(Step::RuntimeHooks {
+            prestart: hooks.prestart.clone(),
+            create_runtime: hooks.create_runtime.clone(),
+        });
+    }
+    if !hooks.create_container.is_empty() {
+        s.push(Step::CreateContainerHooks {
+            hooks: hooks.create_container.clone(),
+        });
     }
     s.push(if opts.no_pivot {
         Step::ChrootNoPivot
