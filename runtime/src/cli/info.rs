@@ -1,6 +1,6 @@
 //! list, spec, features, plan and --version.
 
-use crate::state::{Root, Status};
+use crate::state::Root;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -76,7 +76,6 @@ pub fn list(root: &Root, a: ListArgs) -> Result<i32> {
         }
         other => bail!("--format: unknown format {other:?} (table or json)"),
     }
-    let _ = Status::Running;
     Ok(0)
 }
 
@@ -135,10 +134,12 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
         linux["namespaces"] = namespaces.into();
         linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);
         linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": gid, "size": 1}]);
-        linux.as_object_mut().map(|o| o.remove("resources"));
-        spec["mounts"]
-            .as_array_mut()
-            .map(|m| m.retain(|m| m["destination"] != "/sys/fs/cgroup"));
+        if let Some(o) = linux.as_object_mut() {
+            o.remove("resources");
+        }
+        if let Some(m) = spec["mounts"].as_array_mut() {
+            m.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        }
     }
     spec
 }

@@ -100,7 +100,19 @@ pub fn start(root: &Root, a: IdArg) -> Result<i32> {
 }
 
 pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
-    let o = opts(&a.create)?;
+    let mut o = opts(&a.create)?;
+    // A terminal without --console-socket: berth holds the pty itself.
+    let wants_tty = crate::spec::Spec::load(&o.bundle)
+        .ok()
+        .and_then(|s| s.process)
+        .is_some_and(|p| p.terminal);
+    let console = if wants_tty && o.console_socket.is_none() && !a.detach {
+        let server = container::console::ConsoleServer::new(&o.id)?;
+        o.console_socket = Some(server.path());
+        Some(server)
+    } else {
+        None
+    };
     let mut c = match container::create::create(root, &o) {
         Ok(c) => c,
         // runc's convention for a program that cannot be executed.
@@ -117,7 +129,14 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
+    let proxy = match &console {
+        Some(server) => Some(container::console::proxy(server.master()?)?),
+        None => None,
+    };
     let code = container::wait::wait_forwarding(pid)?;
+    if let Some(p) = proxy {
+        p.finish();
+    }
     // Like runc, a foreground run removes the container (poststop hooks included).
     container::delete::delete(root, &o.id, true)?;
     Ok(code)

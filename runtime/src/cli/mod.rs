@@ -43,10 +43,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    Create(lifecycle::CreateArgs),
+    Create(Box<lifecycle::CreateArgs>),
     Start(lifecycle::IdArg),
-    Run(lifecycle::RunArgs),
-    Exec(exec::ExecArgs),
+    Run(Box<lifecycle::RunArgs>),
+    Exec(Box<exec::ExecArgs>),
     Kill(lifecycle::KillArgs),
     Delete(lifecycle::DeleteArgs),
     State(lifecycle::IdArg),
@@ -102,10 +102,10 @@ pub fn dispatch(cli: Cli) -> i32 {
                 let _ = Cli::command().print_help();
                 Ok(0)
             }
-            Some(Cmd::Create(a)) => lifecycle::create(&root, a),
+            Some(Cmd::Create(a)) => lifecycle::create(&root, *a),
             Some(Cmd::Start(a)) => lifecycle::start(&root, a),
-            Some(Cmd::Run(a)) => lifecycle::run(&root, a),
-            Some(Cmd::Exec(a)) => exec::run(&root, a),
+            Some(Cmd::Run(a)) => lifecycle::run(&root, *a),
+            Some(Cmd::Exec(a)) => exec::run(&root, *a),
             Some(Cmd::Kill(a)) => lifecycle::kill(&root, a),
             Some(Cmd::Delete(a)) => lifecycle::delete(&root, a),
             Some(Cmd::State(a)) => lifecycle::state(&root, a),

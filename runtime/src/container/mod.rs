@@ -1,5 +1,6 @@
 //! The host side of a container's life: one file per operation.
 
+pub mod console;
 pub mod create;
 pub mod delete;
 pub mod exec;
