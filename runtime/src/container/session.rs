@@ -74,7 +74,14 @@ impl<'a> Session<'a> {
     }
 
     pub fn go(&self) -> Result<()> {
-        Ok(self.ch.send(&Msg::Go)?)
+        if let Err(e) = self.ch.send(&Msg::Go) {
+            // The child is gone: report its last word if it left one.
+            if let Ok(Msg::Error { msg }) = self.ch.recv() {
+                bail!("{msg}");
+            }
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// The next run of runtime steps (the children walk the same plan and

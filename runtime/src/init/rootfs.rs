@@ -54,58 +54,111 @@ fn root<'a>(ctx: &'a Ctx) -> io::Result<&'a OwnedFd> {
 
 /// Make `path` (and its parents) exist inside the root, as a directory or
 /// as an empty file, and return an O_PATH fd to it.
+///
+/// Symlinks met on the way are followed *inside* the root (an absolute
+/// target restarts at the root, `..` never climbs above it), the way runc's
+/// securejoin does, so `/escape -> /../../host` creates `<rootfs>/host`.
 pub fn ensure_in_root(root: &OwnedFd, path: &Path, file: bool) -> io::Result<OwnedFd> {
     match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => return Ok(fd),
-        Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => {}
+        Err(e) if sys::errno(&e) == Some(libc::ENOENT) => {}
         Err(e) => return Err(e),
     }
-    let mut so_far = PathBuf::from("/");
-    let comps: Vec<_> = path
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = path
         .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
         .collect();
-    for (i, c) in comps.iter().enumerate() {
-        let Component::Normal(name) = c else { continue };
+    let mut so_far = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            so_far.pop();
+            continue;
+        }
         let parent = open_in_root(root.as_raw_fd(), &so_far, libc::O_PATH | libc::O_DIRECTORY)?;
-        let cname = sys::cstr(name)?;
-        let last = i + 1 == comps.len();
-        // SAFETY: mkdirat/openat on an fd we hold with a valid C string.
+        let cname = sys::cstr(&name)?;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstatat into a live struct, on an fd we hold.
         let r = unsafe {
-            if last && file {
-                // O_NOFOLLOW|O_EXCL: never create through a dangling symlink.
-                let fd = libc::openat(
-                    parent.as_raw_fd(),
-                    cname.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_WRONLY
-                        | libc::O_CLOEXEC,
-                    0o644,
-                );
-                if fd >= 0 {
-                    libc::close(fd);
-                    0
-                } else {
-                    -1
-                }
-            } else {
-                libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o755)
-            }
+            libc::fstatat(
+                parent.as_raw_fd(),
+                cname.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH,
+            )
         };
+        if r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            hops += 1;
+            if hops > 40 {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let target = nix::fcntl::readlinkat(&parent, name.as_os_str()).map_err(|e| {
+                sys::err(
+                    format_args!("readlink {}", so_far.join(&name).display()),
+                    e.into(),
+                )
+            })?;
+            let target = PathBuf::from(target);
+            if target.is_absolute() {
+                so_far = PathBuf::from("/");
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => pending.push_front(n.to_os_string()),
+                    Component::ParentDir => pending.push_front("..".into()),
+                    _ => {}
+                }
+            }
+            continue;
+        }
         if r != 0 {
             let e = io::Error::last_os_error();
-            if crate::sys::errno(&e) != Some(libc::EEXIST) {
+            if e.raw_os_error() != Some(libc::ENOENT) {
                 return Err(sys::err(
-                    format_args!("create {} in the rootfs", so_far.join(name).display()),
+                    format_args!("stat {}", so_far.join(&name).display()),
                     e,
                 ));
             }
+            let last = pending.is_empty();
+            // SAFETY: mkdirat/openat on an fd we hold with a valid C string.
+            let made = unsafe {
+                if last && file {
+                    // O_NOFOLLOW|O_EXCL: never create through a symlink swapped in.
+                    let fd = libc::openat(
+                        parent.as_raw_fd(),
+                        cname.as_ptr(),
+                        libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_WRONLY
+                            | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    fd >= 0
+                } else {
+                    libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o755) == 0
+                }
+            };
+            if !made {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(sys::err(
+                        format_args!("create {} in the rootfs", so_far.join(&name).display()),
+                        e,
+                    ));
+                }
+            }
         }
-        so_far.push(name);
+        so_far.push(&name);
     }
-    open_in_root(root.as_raw_fd(), path, libc::O_PATH)
+    open_in_root(root.as_raw_fd(), &so_far, libc::O_PATH)
 }
 
 /// The mount flags the kernel locked on the mount at `path` (nosuid, nodev,
