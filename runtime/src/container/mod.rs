@@ -1,1 +1,51 @@
-//! placeholder
+//! The host side of a container's life: one file per operation.
+
+pub mod console;
+pub mod create;
+pub mod delete;
+pub mod exec;
+pub mod kill;
+pub mod session;
+pub mod start;
+pub mod wait;
+
+use crate::state::{Lock, Root, State, Status};
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// A container as the runtime sees it: its state dir and record.
+pub struct Container {
+    pub dir: PathBuf,
+    pub state: State,
+    /// Held while a mutating command runs.
+    pub lock: Option<Lock>,
+}
+
+impl Container {
+    /// Load an existing container (without locking).
+    pub fn load(root: &Root, id: &str) -> Result<Container> {
+        let state = root.load(id)?;
+        Ok(Container {
+            dir: root.container_dir(id),
+            state,
+            lock: None,
+        })
+    }
+
+    /// Load and take the container's lock; re-read state under it.
+    pub fn load_locked(root: &Root, id: &str) -> Result<Container> {
+        root.load(id)?;
+        let dir = root.container_dir(id);
+        let lock = Lock::take(&dir)?;
+        let state = root.load(id)?;
+        Ok(Container {
+            dir,
+            state,
+            lock: Some(lock),
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        self.state.status(&self.dir)
+    }
+}

@@ -4,6 +4,8 @@
 //!
 //! See `profiles/README.md` and SECCOMP decisions in `docs/seccomp.md`.
 
+pub mod cli;
+
 use crate::spec;
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
@@ -61,4 +63,9 @@ impl Program {
     pub fn load(&self) -> std::io::Result<Option<RawFd>> {
         todo!("seccomp helper")
     }
+}
+
+/// berth's default profile (profiles/default.json).
+pub fn default_profile() -> spec::Seccomp {
+    spec::Seccomp::default()
 }
