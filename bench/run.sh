@@ -166,7 +166,7 @@ setup_runtimes() {
             rt_skip[$rt]="binary not found: ${rt_cmd[$rt]%% *}"
         elif ! in_view "$rt" ${rt_cmd[$rt]} run --bundle "$work/true" "$tag-smoke-$rt" \
             </dev/null >/dev/null 2>"$err"; then
-            rt_skip[$rt]="smoke test \`run\` of /bin/true failed: $(tr '\n' ' ' < "$err" | cut -c1-200)"
+            rt_skip[$rt]="smoke test \`run\` of /bin/true failed: $(tr '\n' ' ' < "$err" | sed 's/^ *//' | cut -c1-200)"
         fi
         ${rt_cmd[$rt]} delete --force "$tag-smoke-$rt" >/dev/null 2>&1 || true
         if [ -n "${rt_skip[$rt]:-}" ]; then log "$rt: skipped: ${rt_skip[$rt]}"; fi
