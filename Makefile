@@ -34,7 +34,9 @@ ROOTFS   := $(BUILD)/rootfs
 PROBES   := $(BUILD)/probes
 FIXTURES := $(CURDIR)/integration/fixtures
 PROBE_C  := $(CURDIR)/integration/probe/berth-probe.c
-RELEASE  := $(CURDIR)/target/release
+# Honour CARGO_TARGET_DIR like cargo does (the binaries the tests drive).
+TARGET   := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+RELEASE  := $(TARGET)/release
 
 # ---------------------------------------------------------------- deps
 

@@ -108,7 +108,8 @@ static void print_result(const char *prefix, long ret, int err)
 
 static int usage(const char *msg)
 {
-    fprintf(stderr, "berth-probe: %s\n", msg);
+    if (msg)
+        fprintf(stderr, "berth-probe: %s\n", msg);
     fprintf(stderr,
             "usage: berth-probe COMMAND [ARG...]\n"
             "  syscall NR [ARG...]    raw syscall(2); ARG is a number (decimal, 0x hex,\n"
@@ -126,6 +127,8 @@ static int usage(const char *msg)
             "  rlimit NAME            soft and hard limit (NOFILE, NPROC, ...)\n"
             "  caps                   CapInh/Prm/Eff/Bnd/Amb from /proc/self/status\n"
             "  status                 NoNewPrivs, Seccomp, Seccomp_filters, oom_score_adj\n"
+            "  signals                SigBlk, SigIgn, SigCgt from /proc/self/status\n"
+            "  tty                    which of fds 0-2 are terminals, and their names\n"
             "  ids                    uid, gid, effective ids, supplementary groups\n"
             "  fds                    open fds and their targets\n"
             "  ns                     namespace inode of each /proc/self/ns entry\n"
@@ -499,6 +502,32 @@ static int cmd_status(void)
     return 0;
 }
 
+/* Signal state a runtime hands to the container: runc and crun unblock
+ * everything and reset handlers before execve, so a blocked or ignored signal
+ * here would break `run`'s signal forwarding or `kill`. */
+static int cmd_signals(void)
+{
+    static const char *const keys[] = {"SigBlk", "SigIgn", "SigCgt"};
+    static const char *const out[] = {"SigBlk", "SigIgn", "SigCgt"};
+    if (print_status_keys(keys, out, 3) != 0)
+        return 1;
+    printf("\n");
+    return 0;
+}
+
+/* Whether stdio is a terminal (process.terminal / --console-socket) and
+ * which one. */
+static int cmd_tty(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        const char *name = isatty(fd) ? ttyname(fd) : NULL;
+        printf("%sfd%d_tty=%d fd%d_name=%s", fd ? " " : "", fd, isatty(fd), fd,
+               name ? name : "none");
+    }
+    printf("\n");
+    return 0;
+}
+
 static int cmd_ids(void)
 {
     printf("uid=%u gid=%u euid=%u egid=%u groups=", (unsigned)getuid(),
@@ -730,6 +759,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "rlimit") == 0) return cmd_rlimit(n, rest);
     if (strcmp(cmd, "caps") == 0) return cmd_caps();
     if (strcmp(cmd, "status") == 0) return cmd_status();
+    if (strcmp(cmd, "signals") == 0) return cmd_signals();
+    if (strcmp(cmd, "tty") == 0) return cmd_tty();
     if (strcmp(cmd, "ids") == 0) return cmd_ids();
     if (strcmp(cmd, "fds") == 0) return cmd_fds();
     if (strcmp(cmd, "ns") == 0) return cmd_ns();
@@ -741,7 +772,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "orphans") == 0) return cmd_orphans(n, rest);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(n, rest);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
-        usage("help");
+        usage(NULL);
         return 0;
     }
     return usage("unknown COMMAND");
