@@ -74,6 +74,15 @@ impl Cgroup {
     pub fn container_mounts(&self) -> Vec<(PathBuf, PathBuf)> {
         todo!()
     }
+    pub fn freeze(&self) -> Result<()> {
+        todo!()
+    }
+    pub fn update(&self, _r: &Resources) -> Result<()> {
+        todo!()
+    }
+    pub fn stats(&self) -> Result<serde_json::Value> {
+        todo!()
+    }
     pub fn thaw(&self) -> Result<()> {
         todo!()
     }

@@ -4,6 +4,7 @@
 mod exec;
 mod info;
 mod lifecycle;
+mod manage;
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -53,6 +54,15 @@ pub enum Cmd {
     List(info::ListArgs),
     Spec(info::SpecArgs),
     Features,
+    Ps(manage::PsArgs),
+    Pause(lifecycle::IdArg),
+    Resume(lifecycle::IdArg),
+    Update(Box<manage::UpdateArgs>),
+    Events(manage::EventsArgs),
+    /// Not supported (no CRIU): exits 1 with a clear message.
+    Checkpoint(manage::CheckpointArgs),
+    /// Not supported (no CRIU): exits 1 with a clear message.
+    Restore(manage::CheckpointArgs),
     Plan(info::PlanArgs),
     /// Compile, explain and lint seccomp profiles.
     #[command(subcommand)]
@@ -112,6 +122,13 @@ pub fn dispatch(cli: Cli) -> i32 {
             Some(Cmd::List(a)) => info::list(&root, a),
             Some(Cmd::Spec(a)) => info::spec(a),
             Some(Cmd::Features) => info::features(),
+            Some(Cmd::Ps(a)) => manage::ps(&root, a),
+            Some(Cmd::Pause(a)) => manage::pause(&root, &a.id),
+            Some(Cmd::Resume(a)) => manage::resume(&root, &a.id),
+            Some(Cmd::Update(a)) => manage::update(&root, *a),
+            Some(Cmd::Events(a)) => manage::events(&root, a),
+            Some(Cmd::Checkpoint(_)) => manage::checkpoint("checkpoint"),
+            Some(Cmd::Restore(_)) => manage::checkpoint("restore"),
             Some(Cmd::Plan(a)) => info::plan(&root, a),
             Some(Cmd::Seccomp(c)) => crate::seccomp::cli::run(c),
         }

@@ -5,6 +5,7 @@ pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod kill;
+pub mod manage;
 pub mod session;
 pub mod start;
 pub mod wait;
