@@ -98,6 +98,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
         no_pivot: o.no_pivot,
         console_socket: o.console_socket.is_some(),
         preserve_fds: o.preserve_fds,
+        no_new_keyring: o.no_new_keyring,
         cgroup_path,
         cgroup_binds: cgroup.container_mounts(),
     };

@@ -14,6 +14,7 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
     use Step::*;
     match step {
         BringUpLoopback => loopback_up(),
+        JoinSessionKeyring { name } => join_session_keyring(name),
         Sysctl { key, value } => {
             let path = format!("/proc/sys/{}", key.replace('.', "/"));
             std::fs::write(&path, value)
@@ -421,4 +422,23 @@ fn init_hooks(ctx: &Ctx, kind: &str, hooks: &[crate::spec::Hook]) -> io::Result<
         .unwrap_or(serde_json::Value::Null);
     crate::container::start::run_hooks(kind, hooks, &state)
         .map_err(|e| io::Error::other(format!("{e:#}")))
+}
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING). Kernels without keys, or a user
+/// namespace that may not use them, say ENOSYS/EACCES: like runc, go on.
+fn join_session_keyring(name: &str) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let c = sys::cstr(name)?;
+    // SAFETY: keyctl with a valid C string; returns a key serial or -1.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM)
+        ) {
+            return Err(sys::err("join session keyring", e));
+        }
+    }
+    Ok(())
 }

@@ -103,6 +103,10 @@ pub enum Step {
     ForkInit,
 
     // ---- init: rootfs ----
+    /// A fresh session keyring, so the container cannot read the host's keys.
+    JoinSessionKeyring {
+        name: String,
+    },
     SetRootPropagation {
         flags: u64,
     },
@@ -263,6 +267,7 @@ impl Step {
                 kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
             ),
             ForkInit => "fork init (CLONE_PARENT)".into(),
+            JoinSessionKeyring { name } => format!("keyctl join session keyring {name}"),
             SetRootPropagation { flags } => format!("mount --make-{} /", prop_name(*flags)),
             BindRootfs { rootfs } => format!("bind {} onto itself", rootfs.display()),
             Mount(m) => {
@@ -385,6 +390,7 @@ impl Step {
             BecomeRoot => "uid 0 in the namespace, so mounts and mknod are checked against the container's root",
             Unshare { .. } => "pid and time namespaces apply to children only: init is forked next",
             ForkInit => "init must be pid 1 of the new pid namespace and a child of the runtime, which waits for it",
+            JoinSessionKeyring { .. } => "as runc: keys in the caller's session keyring stay out of reach (--no-new-keyring skips it)",
             SetRootPropagation { .. } => "first, so no mount made for the container propagates to the host",
             BindRootfs { .. } => "pivot_root needs the new root to be a mount point",
             Mount(_) => "destination resolved inside the rootfs (openat2 RESOLVE_IN_ROOT): a symlink cannot aim it at the host",
@@ -452,6 +458,8 @@ pub struct Options {
     pub no_pivot: bool,
     pub console_socket: bool,
     pub preserve_fds: i32,
+    /// `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
     /// Relative cgroup path (already resolved), e.g. `/berth/<id>`.
     pub cgroup_path: String,
     /// What to bind at /sys/fs/cgroup: (host dir, path relative to it).
@@ -551,6 +559,11 @@ impl Plan {
         s.push(Step::ForkInit);
 
         // ---- init: rootfs ----
+        if !opts.no_new_keyring {
+            s.push(Step::JoinSessionKeyring {
+                name: format!("_ses.{}", opts.id),
+            });
+        }
         let new_mountns = new.contains(&NsKind::Mount);
         let in_userns = linux.namespaces.iter().any(|n| n.typ == "user");
         if new_mountns {
