@@ -28,7 +28,12 @@ if [ "${1:-}" = "--in-v1-view" ]; then
     # Capture the v1 hierarchies (mount point and the options that name the
     # controllers, e.g. "rw,cpu" or "rw,name=systemd") before hiding them.
     mapfile -t v1 < <(findmnt -rn -t cgroup -o TARGET,FS-OPTIONS)
+    # systemd-style layouts also have aliases like cpu -> cpu,cpuacct.
+    mapfile -t links < <(find /sys/fs/cgroup -maxdepth 1 -type l -printf '%f %l\n')
     mount -t tmpfs -o mode=0755 cgroup /sys/fs/cgroup
+    for link in "${links[@]}"; do
+        ln -s "${link#* }" "/sys/fs/cgroup/${link%% *}"
+    done
     for entry in "${v1[@]}"; do
         target=${entry%% *}
         opts=${entry#* }
