@@ -22,6 +22,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
 .DELETE_ON_ERROR:
+# Prerequisites run in the order written (deps before fixtures before build
+# ...), even under -j; cargo and debootstrap parallelise on their own.
+.NOTPARALLEL:
 
 # rustup installs cargo in ~/.cargo/bin, which a non-login shell (CI,
 # `vagrant provision`) may not have on PATH.
