@@ -22,6 +22,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
 .DELETE_ON_ERROR:
+# Prerequisites run in the order written (deps before fixtures before build
+# ...), even under -j; cargo and debootstrap parallelise on their own.
+.NOTPARALLEL:
 
 # rustup installs cargo in ~/.cargo/bin, which a non-login shell (CI,
 # `vagrant provision`) may not have on PATH.
@@ -44,11 +47,11 @@ RELEASE  := $(TARGET)/release
 # toolchain for the probes (gcc-multilib for -m32, musl-tools for musl-gcc).
 # Fixtures: busybox-static, debootstrap. Tests: runc and crun (behaviour to
 # compare with), strace, iproute2, jq, uidmap (newuidmap for user namespace
-# tests), docker-registry and skopeo (the worker's local registry tests).
-# Bench: time (/usr/bin/time for CPU and peak RSS).
+# tests), procps and util-linux (ps, unshare, findmnt for tests and bench),
+# docker-registry and skopeo (the worker's local registry tests).
 DEPS := build-essential pkg-config libseccomp-dev gcc-multilib musl-tools \
         busybox-static debootstrap ca-certificates curl git \
-        runc crun strace iproute2 jq uidmap procps util-linux time python3 \
+        runc crun strace iproute2 jq uidmap procps util-linux \
         docker-registry skopeo
 # The container engines that drive berth as their OCI runtime (issue 5).
 # Their useful Recommends are named explicitly (docker needs iptables;
@@ -57,8 +60,10 @@ DEPS := build-essential pkg-config libseccomp-dev gcc-multilib musl-tools \
 DEPS_CLIENTS := podman containerd docker.io iptables slirp4netns catatonit \
                 fuse-overlayfs containernetworking-plugins
 
-# Install only what is missing, with a single `apt-get update` before it, so
-# a second `make deps` costs one dpkg-query. Service start-ups are refused
+# Install only what is missing, so a second `make deps` costs one
+# dpkg-query. `apt-get update` runs only when the package lists are missing
+# or older than an hour, so deps-base then deps-clients update once. Service
+# start-ups are refused
 # (policy-rc.d exit 101): the tests start daemons themselves, and a box
 # without systemd would otherwise fail the postinst scripts.
 define apt_install
@@ -72,7 +77,9 @@ define apt_install
 	policy=/usr/sbin/policy-rc.d; added_policy=; \
 	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; added_policy=1; fi; \
 	trap '[ -z "$$added_policy" ] || rm -f '$$policy EXIT; \
-	apt-get update -q; \
+	if [ -z "$$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 -print -quit)" ]; then \
+	    apt-get update -q; \
+	fi; \
 	apt-get install -y -q $(3) $$missing
 endef
 
