@@ -304,16 +304,13 @@ fn set_caps(eff: &[String], perm: &[String], inh: &[String], amb: &[String]) -> 
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
         "clear ambient caps",
     )?;
+    // An ambient cap must also be permitted and inheritable. `runc spec`
+    // lists ambient caps without inheritable ones; runc then only warns, so a
+    // raise the kernel refuses is skipped here too.
     let a = cap_bits(amb)?;
-    for cap in 0..64u64 {
-        if a & (1 << cap) != 0 {
-            // SAFETY: prctl with integer arguments.
-            let r =
-                unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0) };
-            if r != 0 {
-                return Err(sys::last(format_args!("raise ambient capability {cap}")));
-            }
-        }
+    for cap in (0..64u64).filter(|c| a & (1 << c) != 0) {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0) };
     }
     Ok(())
 }
