@@ -158,7 +158,12 @@ pub fn run(prog: &[Insn], data: &SeccompData) -> Result<Run, String> {
         trace.push(pc);
         let next = pc + 1;
         let class = insn.code & 0x07;
-        let bad = || format!("{pc}: instruction {:#06x} not allowed in seccomp", insn.code);
+        let bad = || {
+            format!(
+                "{pc}: instruction {:#06x} not allowed in seccomp",
+                insn.code
+            )
+        };
         match class {
             BPF_LD | BPF_LDX => {
                 let v = match insn.code & 0xe0 {
@@ -466,9 +471,7 @@ pub fn disassemble(
                     };
                     if insn.code & BPF_X == 0 {
                         match acc {
-                            Acc::Arch => {
-                                note = audit_arch_name(insn.k).unwrap_or("?").to_string()
-                            }
+                            Acc::Arch => note = audit_arch_name(insn.k).unwrap_or("?").to_string(),
                             Acc::Nr => {
                                 if let Some(a) = arch {
                                     if op == BPF_JSET && insn.k == 0x4000_0000 {
