@@ -1,0 +1,105 @@
+//! What a container left on the host after it should be gone.
+
+use std::path::Path;
+
+/// Host resources still tied to a container id, one human-readable line each.
+#[derive(Debug, Default)]
+pub struct Leftovers(pub Vec<String>);
+
+impl Leftovers {
+    /// True when nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Panics, listing what was found, unless nothing was.
+    #[track_caller]
+    pub fn assert_empty(&self, id: &str) {
+        assert!(
+            self.is_empty(),
+            "container {id} left things behind:\n  {}",
+            self.0.join("\n  ")
+        );
+    }
+}
+
+/// Scans the host for anything container `id` (with state root `root` and bundle
+/// `bundle`) may have left:
+///
+/// - its state dir `<root>/<id>`;
+/// - a cgroup dir whose name contains the id, in any hierarchy under /sys/fs/cgroup
+///   (v1 controllers, the v2/unified tree);
+/// - a line of this process's /proc/self/mountinfo that mentions the id or the bundle
+///   (a mount that escaped the container's mount namespace);
+/// - a process (other than this one) whose command line or /proc/<pid>/cgroup
+///   mentions the id.
+///
+/// Ids come from [`crate::unique_id`], which guarantees no id contains another, so a
+/// substring match is exact enough.
+pub fn leftovers(root: &Path, id: &str, bundle: &Path) -> Leftovers {
+    let mut found = Vec::new();
+    let state_dir = root.join(id);
+    if state_dir.symlink_metadata().is_ok() {
+        found.push(format!("state dir {}", state_dir.display()));
+    }
+    scan_cgroups(Path::new("/sys/fs/cgroup"), id, &mut found);
+    let bundle = bundle.to_string_lossy();
+    if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in mountinfo.lines() {
+            if line.contains(id) || line.contains(bundle.as_ref()) {
+                found.push(format!("mount: {line}"));
+            }
+        }
+    }
+    scan_processes(id, &mut found);
+    Leftovers(found)
+}
+
+/// Adds every directory under `dir` whose name contains `id` (not following
+/// symlinks: /sys/fs/cgroup/cpu is often a link to cpu,cpuacct).
+fn scan_cgroups(dir: &Path, id: &str, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().contains(id) {
+            found.push(format!("cgroup {}", path.display()));
+        }
+        scan_cgroups(&path, id, found);
+    }
+}
+
+/// Adds every process whose cmdline or cgroup membership mentions `id`.
+fn scan_processes(id: &str, found: &mut Vec<String>) {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let dir = entry.path();
+        // A process may exit between readdir and these reads: treat as absent.
+        let cmdline = std::fs::read(dir.join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+        if cmdline.contains(id) || cgroup.contains(id) {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            found.push(format!(
+                "process {name} ({}): {}",
+                comm.trim(),
+                cmdline.trim()
+            ));
+        }
+    }
+}
