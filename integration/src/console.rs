@@ -51,14 +51,18 @@ impl ConsoleSocket {
     /// master). The runtime connects during `create`, so after a successful `create`
     /// the connection is already queued.
     pub fn receive_pty(&self) -> Pty {
-        let stream = crate::poll_until("the runtime to connect to the console socket", crate::PATIENCE, || {
-            match self.listener.accept() {
+        let stream = crate::poll_until(
+            "the runtime to connect to the console socket",
+            crate::PATIENCE,
+            || match self.listener.accept() {
                 Ok((stream, _)) => Some(stream),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
                 Err(e) => panic!("accept on the console socket: {e}"),
-            }
-        });
-        stream.set_nonblocking(false).expect("blocking console stream");
+            },
+        );
+        stream
+            .set_nonblocking(false)
+            .expect("blocking console stream");
         stream
             .set_read_timeout(Some(crate::PATIENCE))
             .expect("console stream timeout");
@@ -86,7 +90,11 @@ fn receive_fd(stream: &UnixStream) -> OwnedFd {
     // SAFETY: msg points at buffers that live until the call returns; MSG_CMSG_CLOEXEC
     // so the received fd does not leak into other tests' children.
     let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    assert!(n >= 0, "recvmsg on the console socket: {}", std::io::Error::last_os_error());
+    assert!(
+        n >= 0,
+        "recvmsg on the console socket: {}",
+        std::io::Error::last_os_error()
+    );
     // SAFETY: the CMSG_* macros walk the control buffer the kernel just filled,
     // bounded by msg.msg_controllen.
     unsafe {

@@ -160,7 +160,9 @@ impl Container {
     /// The `pid` field of `state` (the container's init on the host).
     #[track_caller]
     pub fn pid(&self) -> i32 {
-        let pid = self.state()["pid"].as_i64().expect("state has a numeric pid");
+        let pid = self.state()["pid"]
+            .as_i64()
+            .expect("state has a numeric pid");
         i32::try_from(pid).expect("pid fits i32")
     }
 
@@ -199,10 +201,14 @@ impl Container {
     /// Polls the container's stdout until it contains `needle`; returns it.
     #[track_caller]
     pub fn wait_output(&self, needle: &str) -> String {
-        poll_until(&format!("{needle:?} on {}'s stdout", self.id), PATIENCE, || {
-            let (out, _) = self.output();
-            out.contains(needle).then_some(out)
-        })
+        poll_until(
+            &format!("{needle:?} on {}'s stdout", self.id),
+            PATIENCE,
+            || {
+                let (out, _) = self.output();
+                out.contains(needle).then_some(out)
+            },
+        )
     }
 
     /// The JSON log lines written to `<bundle>/log.json` so far.
@@ -281,7 +287,13 @@ impl Spawned {
         // SAFETY: kill(2) on our own child, which we have not reaped yet, so the pid
         // cannot have been reused.
         let rc = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(rc, 0, "kill({}, {signal}): {}", self.pid(), std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "kill({}, {signal}): {}",
+            self.pid(),
+            std::io::Error::last_os_error()
+        );
     }
 
     /// stdout so far.
@@ -292,10 +304,14 @@ impl Spawned {
     /// Polls stdout until it contains `needle`; returns it.
     #[track_caller]
     pub fn wait_stdout(&self, needle: &str) -> String {
-        poll_until(&format!("{needle:?} on stdout of {}", self.command), PATIENCE, || {
-            let out = self.stdout();
-            out.contains(needle).then_some(out)
-        })
+        poll_until(
+            &format!("{needle:?} on stdout of {}", self.command),
+            PATIENCE,
+            || {
+                let out = self.stdout();
+                out.contains(needle).then_some(out)
+            },
+        )
     }
 
     /// Waits for the process to end (at most [`PATIENCE`], then kills it and panics).

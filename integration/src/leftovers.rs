@@ -31,7 +31,7 @@ impl Leftovers {
 ///   (v1 controllers, the v2/unified tree);
 /// - a line of this process's /proc/self/mountinfo that mentions the id or the bundle
 ///   (a mount that escaped the container's mount namespace);
-/// - a process (other than this one) whose command line or /proc/<pid>/cgroup
+/// - a live (non-zombie) process, other than this one, whose command line or /proc/<pid>/cgroup
 ///   mentions the id.
 ///
 /// Ids come from [`crate::unique_id`], which guarantees no id contains another, so a
@@ -88,6 +88,11 @@ fn scan_processes(id: &str, found: &mut Vec<String>) {
             continue;
         }
         let dir = entry.path();
+        // A zombie holds nothing but its pid; reaping orphans is the host init's
+        // job (and an init that reaps lazily would otherwise make tests flaky).
+        if is_zombie(&dir) {
+            continue;
+        }
         // A process may exit between readdir and these reads: treat as absent.
         let cmdline = std::fs::read(dir.join("cmdline"))
             .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
@@ -102,4 +107,16 @@ fn scan_processes(id: &str, found: &mut Vec<String>) {
             ));
         }
     }
+}
+
+/// True when /proc/<pid>/stat says the process is a zombie (state `Z`) or is gone.
+fn is_zombie(dir: &Path) -> bool {
+    let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+        return true;
+    };
+    // `pid (comm) S …`: comm may contain spaces and parentheses, so split at the
+    // last ')'.
+    stat.rsplit_once(')')
+        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        .unwrap_or(false)
 }
