@@ -67,9 +67,14 @@ impl Bundle {
 
     /// Applies a patch to the config and rewrites `config.json`.
     pub fn with(mut self, patch: impl FnOnce(&mut Value)) -> Bundle {
+        self.patch(patch);
+        self
+    }
+
+    /// [`Bundle::with`] in place (e.g. for a patch that needs the container id).
+    pub fn patch(&mut self, patch: impl FnOnce(&mut Value)) {
         patch(&mut self.config);
         self.write_config();
-        self
     }
 
     /// Sets `process.args`.

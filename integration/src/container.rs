@@ -48,6 +48,11 @@ impl Container {
         &self.bundle
     }
 
+    /// The bundle, to patch in place before `create` (e.g. with the id).
+    pub fn bundle_mut(&mut self) -> &mut Bundle {
+        &mut self.bundle
+    }
+
     /// The runtime.
     pub fn rt(&self) -> &Runtime {
         &self.rt
