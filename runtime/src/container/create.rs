@@ -10,7 +10,6 @@ use super::Container;
 use crate::cgroups;
 use crate::init::{self, Channel, Fds};
 use crate::plan::{Options, Plan, Step};
-use crate::seccomp;
 use crate::spec::{NsKind, Spec, SpecError};
 use crate::state::{Proc, Root, State, Status};
 use crate::sys;
@@ -75,22 +74,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
     let layout = cgroups::detect()?;
     let cgroup = cgroups::Cgroup::new(layout, &cgroup_path);
     let process = spec.process.clone().unwrap_or_default();
-    let ctx = seccomp::Context {
-        caps: process
-            .capabilities
-            .as_ref()
-            .map(|c| c.bounding.clone())
-            .unwrap_or_default(),
-        own_userns: linux
-            .namespaces
-            .iter()
-            .any(|n| n.typ == "user" && n.path.is_none()),
-        annotations: spec.annotations.clone(),
-    };
-    let program = match &linux.seccomp {
-        Some(profile) => seccomp::compile(profile, &ctx)?,
-        None => None,
-    };
+    let program = super::compile_seccomp(&spec, &process)?;
     let opts = Options {
         id: o.id.clone(),
         bundle: bundle.clone(),

@@ -10,7 +10,6 @@ use super::Container;
 use crate::cgroups;
 use crate::init::{self, Channel, Fds};
 use crate::plan::{Options, Plan};
-use crate::seccomp;
 use crate::spec::{Process, Spec};
 use crate::state::{Root, Status};
 use crate::sys;
@@ -57,21 +56,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         .init
         .ok_or_else(|| anyhow!("container has no init process"))?;
     let spec = container_spec(&c)?;
-    let linux = spec.linux();
-    let ctx = seccomp::Context {
-        caps: o
-            .process
-            .capabilities
-            .as_ref()
-            .map(|c| c.bounding.clone())
-            .unwrap_or_default(),
-        own_userns: linux.namespaces.iter().any(|n| n.typ == "user"),
-        annotations: spec.annotations.clone(),
-    };
-    let program = match &linux.seccomp {
-        Some(profile) => seccomp::compile(profile, &ctx)?,
-        None => None,
-    };
+    let program = super::compile_seccomp(&spec, &o.process)?;
     let opts = Options {
         id: o.id.clone(),
         console_socket: o.console_socket.is_some(),

@@ -50,3 +50,25 @@ impl Container {
         self.state.status(&self.dir)
     }
 }
+
+/// Compile the container's seccomp profile for a process of it (in the
+/// runtime, before any fork — the child only loads the bytes).
+pub fn compile_seccomp(
+    spec: &crate::spec::Spec,
+    process: &crate::spec::Process,
+) -> Result<Option<crate::seccomp::Program>> {
+    let linux = spec.linux();
+    let Some(profile) = &linux.seccomp else {
+        return Ok(None);
+    };
+    let ctx = crate::seccomp::Context {
+        caps: process
+            .capabilities
+            .as_ref()
+            .map(|c| c.bounding.clone())
+            .unwrap_or_default(),
+        own_userns: linux.namespaces.iter().any(|n| n.typ == "user"),
+        annotations: spec.annotations.clone(),
+    };
+    Ok(crate::seccomp::compile(profile, &ctx)?)
+}

@@ -384,12 +384,28 @@ fn symlink(root: &OwnedFd, target: &Path, link: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
-    let root = root(ctx)?;
+/// chdir into the rootfs through the fd opened after the bind.
+fn enter_rootfs(ctx: &Ctx) -> io::Result<()> {
     // SAFETY: fchdir on an O_PATH directory fd we hold.
-    if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
+    if unsafe { libc::fchdir(root(ctx)?.as_raw_fd()) } != 0 {
         return Err(sys::last("fchdir rootfs"));
     }
+    Ok(())
+}
+
+/// After the switch: cwd at the new `/`, and the root fd naming it.
+fn settle_in_new_root(ctx: &mut Ctx) -> io::Result<()> {
+    std::env::set_current_dir("/").map_err(|e| sys::err("chdir /", e))?;
+    ctx.root = Some(sys::open(
+        Path::new("/"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )?);
+    Ok(())
+}
+
+fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
+    enter_rootfs(ctx)?;
     // pivot_root(".", "."): the old root is stacked on top of the new one,
     // so no directory inside the image is needed to hold it.
     sys::pivot_root(Path::new("."), Path::new("."))?;
@@ -403,21 +419,11 @@ fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
         None,
     )?;
     sys::umount2(Path::new("."), libc::MNT_DETACH)?;
-    std::env::set_current_dir("/").map_err(|e| sys::err("chdir /", e))?;
-    ctx.root = Some(sys::open(
-        Path::new("/"),
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-    )?);
-    Ok(())
+    settle_in_new_root(ctx)
 }
 
 fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
-    let root = root(ctx)?;
-    // SAFETY: fchdir on a directory fd we hold.
-    if unsafe { libc::fchdir(root.as_raw_fd()) } != 0 {
-        return Err(sys::last("fchdir rootfs"));
-    }
+    enter_rootfs(ctx)?;
     sys::mount(
         Some(Path::new(".")),
         Path::new("/"),
@@ -426,13 +432,7 @@ fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
         None,
     )?;
     nix::unistd::chroot(".").map_err(|e| sys::err("chroot .", e.into()))?;
-    std::env::set_current_dir("/").map_err(|e| sys::err("chdir /", e))?;
-    ctx.root = Some(sys::open(
-        Path::new("/"),
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-    )?);
-    Ok(())
+    settle_in_new_root(ctx)
 }
 
 fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
