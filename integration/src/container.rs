@@ -249,8 +249,10 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        // Best effort: the test already reported its own failure (if any).
+        // Best effort: the test already reported its own failure (if any). What
+        // the runtime still fails to remove is scrubbed so the machine stays clean.
         let _ = self.delete_force();
+        self.leftovers().scrub();
     }
 }
 

@@ -1,15 +1,50 @@
 //! What a container left on the host after it should be gone.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
-/// Host resources still tied to a container id, one human-readable line each.
+/// One host resource still tied to a container id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// `<root>/<id>` (the runtime's state dir).
+    StateDir(PathBuf),
+    /// A cgroup directory whose name contains the id.
+    Cgroup(PathBuf),
+    /// A line of the host's mountinfo mentioning the id or the bundle.
+    Mount(String),
+    /// A live process whose command line or cgroup mentions the id.
+    Process {
+        /// Its pid.
+        pid: i32,
+        /// `comm` and command line, for the report.
+        what: String,
+    },
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Leftover::StateDir(p) => write!(f, "state dir {}", p.display()),
+            Leftover::Cgroup(p) => write!(f, "cgroup {}", p.display()),
+            Leftover::Mount(line) => write!(f, "mount: {line}"),
+            Leftover::Process { pid, what } => write!(f, "process {pid} {what}"),
+        }
+    }
+}
+
+/// Host resources still tied to a container id.
 #[derive(Debug, Default)]
-pub struct Leftovers(pub Vec<String>);
+pub struct Leftovers(pub Vec<Leftover>);
 
 impl Leftovers {
     /// True when nothing was found.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// One line per leftover.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
     }
 
     /// Panics, listing what was found, unless nothing was.
@@ -18,8 +53,46 @@ impl Leftovers {
         assert!(
             self.is_empty(),
             "container {id} left things behind:\n  {}",
-            self.0.join("\n  ")
+            self.lines().join("\n  ")
         );
+    }
+
+    /// Removes what a runtime under test failed to remove, so that a failing test
+    /// (runc leaks cgroups when `create` is killed) does not leave junk on the
+    /// machine: kills the processes, then removes the cgroup dirs (deepest first)
+    /// and the state dir. Mounts are reported only. Best effort, errors ignored;
+    /// called after the assertions, never instead of them.
+    pub fn scrub(&self) {
+        for leftover in &self.0 {
+            if let Leftover::Process { pid, .. } = leftover {
+                // SAFETY: kill(2) has no memory effects. The pid was seen moments
+                // ago with the container id in its cmdline or cgroup.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+        }
+        let mut cgroups: Vec<&PathBuf> = self
+            .0
+            .iter()
+            .filter_map(|l| match l {
+                Leftover::Cgroup(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        cgroups.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for dir in cgroups {
+            // A cgroup with just-killed members is busy until they are reaped.
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        for leftover in &self.0 {
+            if let Leftover::StateDir(dir) = leftover {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 }
 
@@ -31,8 +104,8 @@ impl Leftovers {
 ///   (v1 controllers, the v2/unified tree);
 /// - a line of this process's /proc/self/mountinfo that mentions the id or the bundle
 ///   (a mount that escaped the container's mount namespace);
-/// - a live (non-zombie) process, other than this one, whose command line or /proc/<pid>/cgroup
-///   mentions the id.
+/// - a live (non-zombie) process, other than this one, whose command line or
+///   /proc/<pid>/cgroup mentions the id.
 ///
 /// Ids come from [`crate::unique_id`], which guarantees no id contains another, so a
 /// substring match is exact enough.
@@ -40,14 +113,14 @@ pub fn leftovers(root: &Path, id: &str, bundle: &Path) -> Leftovers {
     let mut found = Vec::new();
     let state_dir = root.join(id);
     if state_dir.symlink_metadata().is_ok() {
-        found.push(format!("state dir {}", state_dir.display()));
+        found.push(Leftover::StateDir(state_dir));
     }
     scan_cgroups(Path::new("/sys/fs/cgroup"), id, &mut found);
     let bundle = bundle.to_string_lossy();
     if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {
         for line in mountinfo.lines() {
             if line.contains(id) || line.contains(bundle.as_ref()) {
-                found.push(format!("mount: {line}"));
+                found.push(Leftover::Mount(line.to_string()));
             }
         }
     }
@@ -57,7 +130,7 @@ pub fn leftovers(root: &Path, id: &str, bundle: &Path) -> Leftovers {
 
 /// Adds every directory under `dir` whose name contains `id` (not following
 /// symlinks: /sys/fs/cgroup/cpu is often a link to cpu,cpuacct).
-fn scan_cgroups(dir: &Path, id: &str, found: &mut Vec<String>) {
+fn scan_cgroups(dir: &Path, id: &str, found: &mut Vec<Leftover>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -70,14 +143,14 @@ fn scan_cgroups(dir: &Path, id: &str, found: &mut Vec<String>) {
         }
         let path = entry.path();
         if entry.file_name().to_string_lossy().contains(id) {
-            found.push(format!("cgroup {}", path.display()));
+            found.push(Leftover::Cgroup(path.clone()));
         }
         scan_cgroups(&path, id, found);
     }
 }
 
 /// Adds every process whose cmdline or cgroup membership mentions `id`.
-fn scan_processes(id: &str, found: &mut Vec<String>) {
+fn scan_processes(id: &str, found: &mut Vec<Leftover>) {
     let me = std::process::id().to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
@@ -100,11 +173,10 @@ fn scan_processes(id: &str, found: &mut Vec<String>) {
         let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
         if cmdline.contains(id) || cgroup.contains(id) {
             let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-            found.push(format!(
-                "process {name} ({}): {}",
-                comm.trim(),
-                cmdline.trim()
-            ));
+            found.push(Leftover::Process {
+                pid: name.parse().unwrap_or(0),
+                what: format!("({}): {}", comm.trim(), cmdline.trim()),
+            });
         }
     }
 }

@@ -44,7 +44,7 @@ pub use bundle::Bundle;
 pub use cgroup::{cgroup_file, CgroupFile};
 pub use console::{ConsoleSocket, Pty};
 pub use container::{Container, Spawned};
-pub use leftovers::{leftovers, Leftovers};
+pub use leftovers::{leftovers, Leftover, Leftovers};
 pub use runtime::{Output, Runtime};
 
 /// The workspace root (the parent of this crate's directory).

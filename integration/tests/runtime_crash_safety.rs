@@ -46,7 +46,7 @@ fn assert_recoverable(c: &Container, when: &str) {
         assert!(
             list.stdout.lines().any(|l| l == c.id()),
             "{when}: the container left {:?} but `list` does not show it:\n{list}",
-            before.0
+            before.lines()
         );
     }
     let out = c.delete_force();
@@ -58,8 +58,8 @@ fn assert_recoverable(c: &Container, when: &str) {
     assert!(
         after.is_empty(),
         "{when}: delete --force left (before it: {:?}):\n  {}",
-        before.0,
-        after.0.join("\n  ")
+        before.lines(),
+        after.lines().join("\n  ")
     );
 }
 
