@@ -63,14 +63,6 @@ pub fn berth_bin() -> PathBuf {
     }
 }
 
-/// True when the binary under test is runc itself (used only to word reports; the
-/// tests assert the same contract either way).
-pub fn is_runc() -> bool {
-    berth_bin()
-        .file_name()
-        .is_some_and(|name| name.to_string_lossy().starts_with("runc"))
-}
-
 /// The fixtures directory: `$BERTH_FIXTURES`, else `<workspace>/build`.
 pub fn fixtures_dir() -> PathBuf {
     match std::env::var_os("BERTH_FIXTURES") {

@@ -96,6 +96,14 @@ fn unknown_oci_version() {
 }
 
 #[test]
+fn missing_process() {
+    let bundle = Bundle::busybox().with(|c| {
+        c.as_object_mut().unwrap().remove("process");
+    });
+    refused("no_process", bundle, &["process"]);
+}
+
+#[test]
 fn empty_args() {
     refused(
         "empty_args",
@@ -200,6 +208,15 @@ fn user_namespace_without_mappings() {
         Bundle::busybox().with(with_user_ns),
         &["mapping"],
     );
+}
+
+#[test]
+fn user_namespace_with_uid_but_no_gid_mappings() {
+    let bundle = Bundle::busybox().with(|c| {
+        with_user_ns(c);
+        c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    });
+    refused("maps_no_gid", bundle, &["gid"]);
 }
 
 #[test]
