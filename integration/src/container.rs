@@ -308,17 +308,29 @@ impl Spawned {
         read_file(&self.out)
     }
 
-    /// Polls stdout until it contains `needle`; returns it.
+    /// Polls stdout until it contains `needle`; returns it. Panics (with the
+    /// output so far) if the process exits first or nothing comes in time.
     #[track_caller]
-    pub fn wait_stdout(&self, needle: &str) -> String {
-        poll_until(
-            &format!("{needle:?} on stdout of {}", self.command),
-            PATIENCE,
-            || {
-                let out = self.stdout();
-                out.contains(needle).then_some(out)
-            },
-        )
+    pub fn wait_stdout(&mut self, needle: &str) -> String {
+        let what = format!("{needle:?} on stdout of {}", self.command);
+        let mut exited = None;
+        let found = poll_until(&what, PATIENCE, || {
+            if self.stdout().contains(needle) {
+                return Some(true);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                exited = Some(status);
+                return Some(false);
+            }
+            None
+        });
+        let out = self.stdout();
+        assert!(
+            found,
+            "{what}: the process ended first ({exited:?})\n--- stdout\n{out}--- stderr\n{}---",
+            read_file(&self.err)
+        );
+        out
     }
 
     /// Waits for the process to end (at most [`PATIENCE`], then kills it and panics).

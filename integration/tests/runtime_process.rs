@@ -102,7 +102,7 @@ fn run_forwards_signals_to_the_container() {
         Bundle::busybox().sh(TRAPPER),
         "run_forward",
     );
-    let run = c.spawn_run(&[]);
+    let mut run = c.spawn_run(&[]);
     run.wait_stdout("ready");
     run.signal(libc::SIGUSR1);
     run.wait_stdout("got-USR1");
