@@ -26,7 +26,7 @@ pub mod v2;
 
 pub use layout::{detect, parse_mountinfo, Layout};
 pub use oom::{OomCounters, OomWatcher};
-pub use resources::{default_device_rules, effective_resources, BlockIo, Network};
+pub use resources::{BlockIo, Network};
 pub use stats::Stats;
 
 use crate::spec::{Resources, SpecError};
@@ -326,13 +326,12 @@ impl Cgroup {
         if with_devices && !r.devices.is_empty() {
             match need("devices", "linux.resources.devices") {
                 Ok(Placement::V1(d)) => v1::set_devices(&d, &r.devices)?,
-                // cgroup2 has no devices controller: an eBPF program does its job.
-                _ => match self.layout {
-                    Layout::V2 { .. } => {
-                        let d = self.v2_dir().expect("v2 layout has a cgroup2 mount");
-                        devices::attach_program(&d, &r.devices)?;
-                    }
-                    _ => {
+                // cgroup2 has no devices controller: an eBPF program on the
+                // container's cgroup2 directory does its job (also on a
+                // hybrid host without a v1 devices hierarchy).
+                _ => match self.v2_dir() {
+                    Some(d) => devices::attach_program(&d, &r.devices)?,
+                    None => {
                         need("devices", "linux.resources.devices")?;
                     }
                 },

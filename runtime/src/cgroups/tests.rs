@@ -270,6 +270,23 @@ fn unified_keys_validated() {
     }
 }
 
+/// A device rule, briefly.
+pub(super) fn rule(
+    allow: bool,
+    typ: &str,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> crate::spec::DeviceRule {
+    crate::spec::DeviceRule {
+        allow,
+        typ: Some(typ.into()),
+        major,
+        minor,
+        access: Some(access.into()),
+    }
+}
+
 fn touch(dir: &Path, files: &[(&str, &str)]) {
     fs::create_dir_all(dir).unwrap();
     for (f, v) in files {
@@ -590,19 +607,26 @@ fn device_rules_v1_syntax_and_order() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     touch(d, &[("devices.allow", ""), ("devices.deny", "")]);
-    let spec: crate::spec::Spec = serde_json::from_value(serde_json::json!({
-        "ociVersion": "1.0.2", "root": {"path": "r"},
-        "linux": {"devices": [{"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}],
-                  "resources": {"devices": [{"allow": false, "type": "c", "major": 1, "minor": 5, "access": "w"}]}}
-    }))
-    .unwrap();
-    let r = effective_resources(&spec);
-    assert!(
-        !r.devices[0].allow && v1::is_catch_all(&r.devices[0]),
-        "deny-all first"
-    );
+    let devices = vec![
+        rule(false, "a", None, None, "rwm"),
+        rule(false, "c", Some(1), Some(5), "w"),
+        rule(true, "c", Some(10), Some(229), ""),
+        rule(true, "c", None, None, "m"),
+        rule(true, "c", Some(136), None, "rwm"),
+    ];
+    let r = Resources {
+        devices,
+        ..Default::default()
+    };
+    assert!(v1::is_catch_all(&r.devices[0]));
+    assert!(!v1::is_catch_all(&r.devices[3]));
+    assert_eq!(v1::device_rule_line(&r.devices[0]).unwrap(), "a *:* rwm");
     assert_eq!(v1::device_rule_line(&r.devices[1]).unwrap(), "c 1:5 w");
-    assert_eq!(v1::device_rule_line(&r.devices[2]).unwrap(), "c 10:229 rwm");
+    assert_eq!(
+        v1::device_rule_line(&r.devices[2]).unwrap(),
+        "c 10:229 rwm",
+        "empty access means rwm"
+    );
     assert_eq!(v1::device_rule_line(&r.devices[3]).unwrap(), "c *:* m");
     v1::set_devices(d, &r.devices).unwrap();
     // Plain files keep the last write: the last allow is /dev/pts/*.

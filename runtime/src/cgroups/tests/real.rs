@@ -241,20 +241,13 @@ fn destroy_removes_nested_cgroups() {
     }
 }
 
+/// Deny everything but /dev/zero and /dev/urandom (so /dev/null is refused).
 fn deny_null() -> Vec<DeviceRule> {
-    let mut rules = vec![DeviceRule {
-        allow: false,
-        typ: Some("a".into()),
-        access: Some("rwm".into()),
-        ..Default::default()
-    }];
-    // the defaults minus /dev/null
-    rules.extend(
-        default_device_rules()
-            .into_iter()
-            .filter(|r| r.major != Some(1) || r.minor != Some(3)),
-    );
-    rules
+    vec![
+        super::rule(false, "a", None, None, "rwm"),
+        super::rule(true, "c", Some(1), Some(5), "rwm"),
+        super::rule(true, "c", Some(1), Some(9), "rwm"),
+    ]
 }
 
 #[test]
