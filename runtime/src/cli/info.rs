@@ -47,19 +47,19 @@ pub fn list(root: &Root, a: ListArgs) -> Result<i32> {
     }
     if a.quiet {
         for r in &rows {
-            println!("{}", r["id"].as_str().unwrap_or(""));
+            super::out(format_args!("{}", r["id"].as_str().unwrap_or("")));
         }
         return Ok(0);
     }
     match a.format.as_str() {
-        "json" => println!("{}", serde_json::Value::Array(rows)),
+        "json" => super::out(format_args!("{}", serde_json::Value::Array(rows))),
         "table" => {
-            println!(
+            super::out(format_args!(
                 "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
                 "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-            );
+            ));
             for r in &rows {
-                println!(
+                super::out(format_args!(
                     "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
                     r["id"].as_str().unwrap_or(""),
                     r["pid"],
@@ -71,7 +71,7 @@ pub fn list(root: &Root, a: ListArgs) -> Result<i32> {
                     } else {
                         r["owner"].as_str().unwrap_or("")
                     }
-                );
+                ));
             }
         }
         other => bail!("--format: unknown format {other:?} (table or json)"),
@@ -192,7 +192,7 @@ pub fn features() -> Result<i32> {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION")
         }
     });
-    println!("{}", serde_json::to_string_pretty(&f)?);
+    super::out(format_args!("{}", serde_json::to_string_pretty(&f)?));
     Ok(0)
 }
 
@@ -204,7 +204,7 @@ pub fn plan(root: &Root, a: PlanArgs) -> Result<i32> {
     };
     let p = crate::container::create::prepare(root, &o)?.plan;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
+        super::out(format_args!("{}", serde_json::to_string_pretty(&p)?));
     } else {
         print!("{}", p.render());
     }
@@ -214,14 +214,17 @@ pub fn plan(root: &Root, a: PlanArgs) -> Result<i32> {
 pub fn print_version() {
     // go-runc parses the first line ("runc version X"), Docker the
     // "commit:" line; berth names itself right after.
-    println!("runc version 1.1.5+berth.{}", env!("CARGO_PKG_VERSION"));
-    println!("berth version {}", env!("CARGO_PKG_VERSION"));
-    println!(
+    super::out(format_args!(
+        "runc version 1.1.5+berth.{}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    super::out(format_args!("berth version {}", env!("CARGO_PKG_VERSION")));
+    super::out(format_args!(
         "commit: {}",
         option_env!("BERTH_COMMIT").unwrap_or("unknown")
-    );
-    println!("spec: {}", crate::state::OCI_VERSION);
-    println!("libseccomp: {}", libseccomp_version());
+    ));
+    super::out(format_args!("spec: {}", crate::state::OCI_VERSION));
+    super::out(format_args!("libseccomp: {}", libseccomp_version()));
 }
 
 fn libseccomp_version() -> String {

@@ -161,9 +161,9 @@ pub fn delete(root: &Root, a: DeleteArgs) -> Result<i32> {
 
 pub fn state(root: &Root, a: IdArg) -> Result<i32> {
     let c = Container::load(root, &a.id)?;
-    println!(
+    super::out(format_args!(
         "{}",
         serde_json::to_string_pretty(&c.state.oci_json(&c.dir))?
-    );
+    ));
     Ok(0)
 }

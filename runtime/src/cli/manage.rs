@@ -83,7 +83,7 @@ pub struct CheckpointArgs {
 pub fn ps(root: &Root, a: PsArgs) -> Result<i32> {
     let pids = manage::pids(root, &a.id)?;
     match a.format.as_str() {
-        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "json" => super::out(format_args!("{}", serde_json::to_string(&pids)?)),
         "table" => {
             let args = if a.ps_args.is_empty() {
                 vec!["-ef".to_string()]
@@ -108,7 +108,7 @@ pub fn ps(root: &Root, a: PsArgs) -> Result<i32> {
                 .split_whitespace()
                 .position(|h| h == "PID")
                 .context("ps output has no PID column")?;
-            println!("{header}");
+            super::out(format_args!("{header}"));
             for l in lines {
                 if let Some(pid) = l
                     .split_whitespace()
@@ -116,7 +116,7 @@ pub fn ps(root: &Root, a: PsArgs) -> Result<i32> {
                     .and_then(|p| p.parse::<i32>().ok())
                 {
                     if pids.contains(&pid) {
-                        println!("{l}");
+                        super::out(format_args!("{l}"));
                     }
                 }
             }
@@ -240,13 +240,13 @@ fn parse_interval(s: &str) -> Result<Duration> {
 
 pub fn events(root: &Root, a: EventsArgs) -> Result<i32> {
     if a.stats {
-        println!("{}", manage::stats(root, &a.id)?);
+        super::out(format_args!("{}", manage::stats(root, &a.id)?));
         return Ok(0);
     }
     let every = parse_interval(&a.interval)?;
     while manage::alive(root, &a.id) {
         match manage::stats(root, &a.id) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => super::out(format_args!("{s}")),
             Err(_) => break,
         }
         std::thread::sleep(every);

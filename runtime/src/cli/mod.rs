@@ -69,6 +69,15 @@ pub enum Cmd {
     Seccomp(crate::seccomp::cli::SeccompCmd),
 }
 
+/// Print a line on stdout; a reader that went away (`berth list | head`)
+/// ends berth quietly instead of a panic.
+pub fn out(line: impl std::fmt::Display) {
+    use std::io::Write;
+    if writeln!(std::io::stdout(), "{line}").is_err() {
+        std::process::exit(0);
+    }
+}
+
 /// Flags Go programs spell with one dash (`-no-subreaper`); clap wants two.
 const SINGLE_DASH_LONG: [&str; 4] = ["-no-subreaper", "-bundle", "-pid-file", "-console-socket"];
 

@@ -127,6 +127,49 @@ pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     }
 }
 
+/// The devices every container may use whatever `resources.devices`
+/// says, appended after the spec's rules as runc's specconv does
+/// (`AllowedDevices`): mknod of anything, the default nodes, ptys, tun.
+const ALWAYS_ALLOWED: [(&str, Option<i64>, Option<i64>, &str); 11] = [
+    ("c", None, None, "m"),
+    ("b", None, None, "m"),
+    ("c", Some(1), Some(3), "rwm"),    // /dev/null
+    ("c", Some(1), Some(8), "rwm"),    // /dev/random
+    ("c", Some(1), Some(7), "rwm"),    // /dev/full
+    ("c", Some(5), Some(0), "rwm"),    // /dev/tty
+    ("c", Some(1), Some(5), "rwm"),    // /dev/zero
+    ("c", Some(1), Some(9), "rwm"),    // /dev/urandom
+    ("c", Some(136), None, "rwm"),     // /dev/pts/*
+    ("c", Some(5), Some(2), "rwm"),    // /dev/ptmx
+    ("c", Some(10), Some(200), "rwm"), // /dev/net/tun
+];
+
+/// `linux.resources` as the cgroup will enforce it: the spec's device
+/// rules, then an allow rule for each `linux.devices` node, then the
+/// always-allowed list.
+pub fn effective_resources(spec: &Spec) -> Option<crate::spec::Resources> {
+    let linux = spec.linux();
+    let mut r = linux.resources.clone()?;
+    if r.devices.is_empty() {
+        return Some(r);
+    }
+    let rule = |typ: &str, major, minor, access: &str| crate::spec::DeviceRule {
+        allow: true,
+        typ: Some(typ.to_string()),
+        major,
+        minor,
+        access: Some(access.to_string()),
+    };
+    for d in &linux.devices {
+        r.devices
+            .push(rule(&d.typ, Some(d.major), Some(d.minor), "rwm"));
+    }
+    for (typ, major, minor, access) in ALWAYS_ALLOWED {
+        r.devices.push(rule(typ, major, minor, access));
+    }
+    Some(r)
+}
+
 fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
     // Runtime steps before the fork, in plan order.
     for step in p
@@ -137,8 +180,8 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
     {
         if let Step::CreateCgroup { .. } = step {
             p.cgroup.create()?;
-            if let Some(r) = &p.spec.linux().resources {
-                p.cgroup.apply(r)?;
+            if let Some(r) = effective_resources(&p.spec) {
+                p.cgroup.apply(&r)?;
             }
         }
     }

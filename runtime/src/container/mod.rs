@@ -69,6 +69,7 @@ pub fn compile_seccomp(
             .unwrap_or_default(),
         own_userns: linux.namespaces.iter().any(|n| n.typ == "user"),
         annotations: spec.annotations.clone(),
+        ..Default::default()
     };
     Ok(crate::seccomp::compile(profile, &ctx)?)
 }

@@ -396,8 +396,28 @@ fn wait_exec_fifo(fifo: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Give the container program the signal state a fresh process has: an
+/// ignored signal stays ignored across execve, and Rust ignores SIGPIPE at
+/// start-up, so without this `yes | head` would misbehave in a container.
+fn reset_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to the default has no preconditions.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty set, then unblocking it for this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 fn exec(exe: Option<&CString>, args: &[String], env: &[String]) -> io::Result<()> {
     let exe = exe.ok_or_else(|| io::Error::other("executable not resolved"))?;
+    reset_signals();
     let argv: Vec<CString> = args.iter().map(sys::cstr).collect::<io::Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(sys::cstr).collect::<io::Result<_>>()?;
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
