@@ -374,3 +374,123 @@ fn missing_controller_only_fails_when_asked() {
 }
 
 use std::os::fd::AsRawFd;
+
+/// The v2 code paths for real, on whatever cgroup2 mount the host has (on
+/// a hybrid host: the unified hierarchy next to v1): cgroup.procs,
+/// cgroup.freeze + cgroup.events, cgroup.kill, `unified` keys, stats.
+#[test]
+fn v2_paths_on_the_cgroup2_mount() {
+    let root = detect()
+        .unwrap()
+        .unified_root()
+        .expect("this test needs a cgroup2 mount")
+        .to_path_buf();
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let g = Guard({
+        let cg = Cgroup::new(
+            Layout::V2 { root },
+            &format!("/berth-test-{}-{n}", std::process::id()),
+        );
+        cg.create().unwrap();
+        cg
+    });
+    let cg = &g.0;
+    let dir = cg.v2_dir().unwrap();
+    cg.apply(&Resources {
+        unified: [("cgroup.max.descendants".to_string(), "3".to_string())].into(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.join("cgroup.max.descendants"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    let e = cg
+        .apply(&Resources {
+            unified: [("nosuch.file".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "linux.resources.unified[\"nosuch.file\"]: the nosuch controller is not enabled"
+        ),
+        "{e}"
+    );
+
+    // A busy loop: frozen, it stops accumulating CPU time. (The v2 freezer
+    // parks tasks in a signal-delivery trap, so they show "S", not "D".)
+    let mut child = Proc(
+        Command::new("/bin/sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id() as i32;
+    cg.add_pid(pid).unwrap();
+    assert_eq!(cg.pids().unwrap(), vec![pid]);
+    cg.freeze().unwrap();
+    assert_eq!(cg.freezer_state().unwrap(), FreezerState::Frozen);
+    assert_eq!(
+        fs::read_to_string(dir.join("cgroup.freeze"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    let cpu_ticks = || {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after_comm.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap() // utime + stime
+    };
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(cpu_ticks(), before, "a frozen busy loop must not run");
+    cg.thaw().unwrap();
+    assert_eq!(cg.freezer_state().unwrap(), FreezerState::Thawed);
+    let st = serde_json::to_value(cg.stats().unwrap()).unwrap();
+    assert!(st["cpu"].get("usage").is_some(), "{st}");
+    cg.kill_all(Signal::SIGKILL).unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.0.wait().unwrap().signal(), Some(libc::SIGKILL));
+    for _ in 0..1000 {
+        if cg.pids().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cg.destroy().unwrap();
+    assert!(!dir.exists());
+}
+
+/// A relative cgroupsPath lands under the caller's own cgroup in each
+/// hierarchy (runc's rule), as /proc/self/cgroup names it.
+#[test]
+fn relative_path_under_own_cgroups() {
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let rel = format!("berth-test-rel-{}-{n}", std::process::id());
+    let cg = Cgroup::new(detect().unwrap(), &rel);
+    let g = Guard(cg);
+    g.0.create().unwrap();
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    for line in own.lines() {
+        let mut it = line.splitn(3, ':');
+        let (_, ctrls, path) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+        let mount = if ctrls.is_empty() {
+            g.0.layout.unified_root()
+        } else {
+            ctrls.split(',').find_map(|c| g.0.layout.v1_mount(c))
+        };
+        let Some(mount) = mount else { continue };
+        let want = mount.join(path.trim_start_matches('/')).join(&rel);
+        assert!(
+            g.0.dirs().contains(&want),
+            "{} not in {:?}",
+            want.display(),
+            g.0.dirs()
+        );
+        assert!(want.is_dir());
+    }
+}
