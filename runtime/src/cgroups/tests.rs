@@ -134,7 +134,7 @@ fn relative_path_goes_under_own_cgroup_per_hierarchy() {
     let layout = parse_mountinfo(HYBRID).unwrap();
     let own = "4:memory:/process_api/abc\n1:cpu:/\n0::/user.slice\n";
     let cg = Cgroup::with_own_cgroups(layout.clone(), "ctr/x", own);
-    let dirs = cg.dirs();
+    let dirs = cg.leaves();
     assert!(
         dirs.contains(&PathBuf::from(
             "/sys/fs/cgroup/memory/process_api/abc/ctr/x"
@@ -152,9 +152,9 @@ fn relative_path_goes_under_own_cgroup_per_hierarchy() {
     // An absolute path ignores the caller's cgroup.
     let abs = Cgroup::with_own_cgroups(layout, "/berth/x", own);
     assert!(abs
-        .dirs()
+        .leaves()
         .contains(&PathBuf::from("/sys/fs/cgroup/memory/berth/x")));
-    assert_eq!(abs.dirs().len(), 6, "5 v1 hierarchies + unified");
+    assert_eq!(abs.leaves().len(), 6, "5 v1 hierarchies + unified");
 }
 
 #[test]
@@ -323,6 +323,33 @@ fn v2_create_enables_controllers_in_ancestors() {
     assert!(!root.join("berth/c1").exists());
     assert!(root.join("berth").exists(), "shared parents stay");
     cg.destroy().unwrap(); // idempotent
+}
+
+#[test]
+fn dirs_records_missing_ancestors_parents_first() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    touch(&root.join("a"), &[]);
+    let cg = Cgroup::with_own_cgroups(Layout::V2 { root: root.into() }, "/a/b/c/d", "");
+    let recorded = cg.dirs();
+    assert_eq!(
+        recorded,
+        vec![root.join("a/b"), root.join("a/b/c"), root.join("a/b/c/d")]
+    );
+    assert_eq!(cg.leaves(), vec![root.join("a/b/c/d")]);
+    cg.create().unwrap();
+    assert_eq!(
+        cg.dirs(),
+        cg.leaves(),
+        "after create only the leaf is new to anyone"
+    );
+    // What delete does with the record: destroy (the leaf), then rmdir the
+    // rest in reverse.
+    cg.destroy().unwrap();
+    for d in recorded.iter().rev().skip(1) {
+        fs::remove_dir(d).unwrap();
+    }
+    assert!(root.join("a").is_dir() && !root.join("a/b").exists());
 }
 
 fn fake_v2(root: &Path) -> (Cgroup, PathBuf) {

@@ -222,7 +222,7 @@ fn lifecycle_limits_freeze_kill_destroy() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     cg.destroy().unwrap();
-    for d in cg.dirs() {
+    for d in cg.leaves() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
     cg.destroy().unwrap(); // idempotent
@@ -231,12 +231,12 @@ fn lifecycle_limits_freeze_kill_destroy() {
 #[test]
 fn destroy_removes_nested_cgroups() {
     let g = Guard::new();
-    let nested: Vec<PathBuf> = g.0.dirs().iter().map(|d| d.join("sub/inner")).collect();
+    let nested: Vec<PathBuf> = g.0.leaves().iter().map(|d| d.join("sub/inner")).collect();
     for n in &nested {
         fs::create_dir_all(n).unwrap();
     }
     g.0.destroy().unwrap();
-    for d in g.0.dirs() {
+    for d in g.0.leaves() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
 }
@@ -486,10 +486,10 @@ fn relative_path_under_own_cgroups() {
         let Some(mount) = mount else { continue };
         let want = mount.join(path.trim_start_matches('/')).join(&rel);
         assert!(
-            g.0.dirs().contains(&want),
+            g.0.leaves().contains(&want),
             "{} not in {:?}",
             want.display(),
-            g.0.dirs()
+            g.0.leaves()
         );
         assert!(want.is_dir());
     }
