@@ -343,8 +343,13 @@ fn oom_kill_is_counted_and_notified() {
     // SAFETY: one valid pollfd; the event already happened, so no waiting.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
     assert_eq!(n, 1, "the OOM fd must be readable");
-    assert!(watcher.check().unwrap() >= 1);
+    assert!(watcher.wait(Duration::ZERO).unwrap() >= 1);
     assert_eq!(watcher.check().unwrap(), 0, "nothing new");
+    assert_eq!(
+        watcher.wait(Duration::from_millis(1)).unwrap(),
+        0,
+        "times out with nothing new"
+    );
 }
 
 #[test]
