@@ -499,3 +499,72 @@ fn relative_path_under_own_cgroups() {
         assert!(want.is_dir());
     }
 }
+
+/// blockIO throttles on a real block device of this machine, read back
+/// from blkio.throttle.* (v1) or io.max (v2); a weight where the host's
+/// I/O scheduler offers none is refused naming the field and file.
+#[test]
+fn block_io_throttles_on_a_real_device() {
+    let g = Guard::new();
+    let cg = &g.0;
+    let dev = fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            fs::read_to_string(e.path().join("dev"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .next()
+        .expect("a block device");
+    let (major, minor) = dev.split_once(':').unwrap();
+    let r = Resources {
+        block_io: Some(serde_json::json!({
+            "throttleReadBpsDevice": [{"major": major.parse::<i64>().unwrap(), "minor": minor.parse::<i64>().unwrap(), "rate": 1048576}],
+            "throttleWriteIOPSDevice": [{"major": major.parse::<i64>().unwrap(), "minor": minor.parse::<i64>().unwrap(), "rate": 100}]
+        })),
+        ..Default::default()
+    };
+    cg.apply(&r).unwrap();
+    match cg
+        .placement("blkio")
+        .or_else(|| cg.placement("io"))
+        .unwrap()
+    {
+        Placement::V1(d) => {
+            assert_eq!(
+                fs::read_to_string(d.join("blkio.throttle.read_bps_device"))
+                    .unwrap()
+                    .trim(),
+                format!("{dev} 1048576")
+            );
+            assert_eq!(
+                fs::read_to_string(d.join("blkio.throttle.write_iops_device"))
+                    .unwrap()
+                    .trim(),
+                format!("{dev} 100")
+            );
+            let weight = Resources {
+                block_io: Some(serde_json::json!({"weight": 500})),
+                ..Default::default()
+            };
+            if d.join("blkio.weight").exists() || d.join("blkio.bfq.weight").exists() {
+                cg.apply(&weight).unwrap();
+            } else {
+                let e = cg.apply(&weight).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!("linux.resources.blockIO.weight: writing 500 to {}: No such file or directory", d.join("blkio.weight").display())),
+                    "{e}"
+                );
+            }
+        }
+        Placement::V2(d) => {
+            let max = fs::read_to_string(d.join("io.max")).unwrap();
+            assert!(
+                max.contains(&format!("{dev} rbps=1048576")) && max.contains("wiops=100"),
+                "{max}"
+            );
+        }
+    }
+}
