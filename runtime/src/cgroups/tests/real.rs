@@ -568,3 +568,63 @@ fn block_io_throttles_on_a_real_device() {
         }
     }
 }
+
+/// The rest of linux.resources.cpu: burst, idle and (v1) realtime.
+#[test]
+fn cpu_burst_idle_realtime() {
+    let g = Guard::new();
+    let cg = &g.0;
+    let Some(place) = cg.placement("cpu") else {
+        panic!("no cpu controller on this host");
+    };
+    let cpu = Cpu {
+        quota: Some(20_000),
+        period: Some(100_000),
+        burst: Some(10_000),
+        idle: Some(1),
+        realtime_period: Some(100_000),
+        realtime_runtime: Some(10_000),
+        ..Default::default()
+    };
+    match place {
+        Placement::V1(d) => {
+            cg.apply(&Resources {
+                cpu: Some(cpu),
+                ..Default::default()
+            })
+            .unwrap();
+            let rd = |f: &str| fs::read_to_string(d.join(f)).unwrap().trim().to_string();
+            assert_eq!(rd("cpu.cfs_burst_us"), "10000");
+            assert_eq!(rd("cpu.idle"), "1");
+            assert_eq!(rd("cpu.rt_period_us"), "100000");
+            assert_eq!(rd("cpu.rt_runtime_us"), "10000");
+        }
+        Placement::V2(d) => {
+            let e = cg
+                .apply(&Resources {
+                    cpu: Some(cpu.clone()),
+                    ..Default::default()
+                })
+                .unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("linux.resources.cpu.realtimeRuntime: "),
+                "{e}"
+            );
+            let cpu = Cpu {
+                realtime_period: None,
+                realtime_runtime: None,
+                ..cpu
+            };
+            cg.apply(&Resources {
+                cpu: Some(cpu),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(
+                fs::read_to_string(d.join("cpu.max.burst")).unwrap().trim(),
+                "10000"
+            );
+        }
+    }
+}
