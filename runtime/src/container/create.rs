@@ -85,6 +85,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
         no_new_keyring: o.no_new_keyring,
         cgroup_path,
         cgroup_binds: cgroup.container_mounts(),
+        cgroup_symlinks: cgroup.container_symlinks(),
     };
     let plan = Plan::new(&spec, &opts, program)?;
     if root.container_dir(&o.id).exists() {
@@ -106,6 +107,7 @@ pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     state.annotations = p.spec.annotations.clone();
     state.record.cgroup_path = Some(p.cgroup.path.clone());
     state.record.cgroup_dirs = p.cgroup.dirs();
+    state.record.cgroup = Some(p.cgroup.clone());
     state.record.own_pidns = p.plan.own_pidns;
     state.record.hooks = p.spec.hooks.clone();
     state.record.config = serde_json::to_value(&p.spec).ok();

@@ -7,7 +7,6 @@
 
 use super::session::{Event, Session};
 use super::Container;
-use crate::cgroups;
 use crate::init::{self, Channel, Fds};
 use crate::plan::{Options, Plan};
 use crate::spec::{Process, Spec};
@@ -64,8 +63,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         ..Default::default()
     };
     let plan = Plan::for_exec(&spec, &o.process, init.pid, &opts, program)?;
-    let cgroup_path = c.state.record.cgroup_path.clone().unwrap_or_default();
-    let cgroup = cgroups::Cgroup::new(cgroups::detect()?, &cgroup_path);
+    let cgroup = c
+        .cgroup()?
+        .ok_or_else(|| anyhow!("container {} has no cgroup", o.id))?;
 
     // The exec'd process must not see the fifo; give it a closed-off one.
     let devnull = sys::open(std::path::Path::new("/dev/null"), libc::O_PATH, 0)?;

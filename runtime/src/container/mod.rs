@@ -49,6 +49,22 @@ impl Container {
     pub fn status(&self) -> Status {
         self.state.status(&self.dir)
     }
+
+    /// The container's cgroup, as recorded at create.
+    pub fn cgroup(&self) -> Result<Option<crate::cgroups::Cgroup>> {
+        let rec = &self.state.record;
+        if let Some(cg) = &rec.cgroup {
+            return Ok(Some(cg.clone()));
+        }
+        // Killed before the cgroup was recorded in full: the path is enough.
+        match &rec.cgroup_path {
+            Some(path) => Ok(Some(crate::cgroups::Cgroup::new(
+                crate::cgroups::detect()?,
+                path,
+            ))),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Compile the container's seccomp profile for a process of it (in the

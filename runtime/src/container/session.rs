@@ -47,11 +47,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Record the state hooks will see, and send it to init for its own hooks.
+    /// Record the state hooks will see; it travels to init with each `Go`.
     pub fn set_state(&self, state: serde_json::Value) -> Result<()> {
-        self.ch.send(&Msg::State {
-            json: state.to_string(),
-        })?;
         *self.state.borrow_mut() = Some(state);
         Ok(())
     }
@@ -68,13 +65,14 @@ impl<'a> Session<'a> {
                 Msg::SeccompFd => return Ok(Event::SeccompFd(sys::recv_fd(self.ch.raw())?.1)),
                 Msg::Created => return Ok(Event::Created),
                 Msg::Error { msg } => bail!("{msg}"),
-                Msg::Go | Msg::State { .. } => bail!("unexpected message from container init"),
+                Msg::Go { .. } => bail!("unexpected message from container init"),
             }
         }
     }
 
     pub fn go(&self) -> Result<()> {
-        if let Err(e) = self.ch.send(&Msg::Go) {
+        let state = self.state.borrow().as_ref().map(|s| s.to_string());
+        if let Err(e) = self.ch.send(&Msg::Go { state }) {
             // The child is gone: report its last word if it left one.
             if let Ok(Msg::Error { msg }) = self.ch.recv() {
                 bail!("{msg}");
