@@ -89,7 +89,7 @@ impl Insn {
 
 /// Parse an exported program (a multiple of 8 bytes).
 pub fn parse(bytes: &[u8]) -> Result<Vec<Insn>, String> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(format!(
             "BPF program is {} bytes, not a multiple of 8",
             bytes.len()
@@ -120,7 +120,7 @@ impl SeccompData {
     /// Read the 32-bit word at byte offset `off`, as the kernel's
     /// `seccomp_check_filter` only allows aligned 4-byte loads.
     fn word(&self, off: u32) -> Option<u32> {
-        if off % 4 != 0 || off >= SECCOMP_DATA_LEN {
+        if !off.is_multiple_of(4) || off >= SECCOMP_DATA_LEN {
             return None;
         }
         let mut bytes = [0u8; 64];
@@ -158,7 +158,12 @@ pub fn run(prog: &[Insn], data: &SeccompData) -> Result<Run, String> {
         trace.push(pc);
         let next = pc + 1;
         let class = insn.code & 0x07;
-        let bad = || format!("{pc}: instruction {:#06x} not allowed in seccomp", insn.code);
+        let bad = || {
+            format!(
+                "{pc}: instruction {:#06x} not allowed in seccomp",
+                insn.code
+            )
+        };
         match class {
             BPF_LD | BPF_LDX => {
                 let v = match insn.code & 0xe0 {
@@ -466,9 +471,7 @@ pub fn disassemble(
                     };
                     if insn.code & BPF_X == 0 {
                         match acc {
-                            Acc::Arch => {
-                                note = audit_arch_name(insn.k).unwrap_or("?").to_string()
-                            }
+                            Acc::Arch => note = audit_arch_name(insn.k).unwrap_or("?").to_string(),
                             Acc::Nr => {
                                 if let Some(a) = arch {
                                     if op == BPF_JSET && insn.k == 0x4000_0000 {
@@ -525,7 +528,11 @@ fn field_name(off: u32) -> String {
         12 => "instruction_pointer (high)".into(),
         16..=63 => {
             let i = (off - 16) / 8;
-            let half = if (off - 16) % 8 == 0 { "low" } else { "high" };
+            let half = if (off - 16).is_multiple_of(8) {
+                "low"
+            } else {
+                "high"
+            };
             format!("args[{i}] ({half} 32 bits)")
         }
         _ => String::new(),
@@ -585,7 +592,7 @@ mod tests {
             Insn::stmt(BPF_ST, 3),
             Insn::stmt(BPF_LD | BPF_IMM, 7),
             Insn::stmt(BPF_LDX | BPF_MEM, 3),
-            Insn::stmt(BPF_ALU | 0x00 | BPF_X, 0), // a = 7 + nr
+            Insn::stmt(BPF_ALU | BPF_X, 0), // add x: a = 7 + nr
             Insn::stmt(BPF_RET | BPF_A, 0),
         ];
         assert_eq!(run(&prog, &data(0, 35)).unwrap().ret, 42);

@@ -121,7 +121,12 @@ fn build(path: &Path, ctx: &Context) -> anyhow::Result<Built> {
     let p = profile::load_profile(path, ctx)?;
     compile::build(&p, ctx, "")
         .map_err(|e| anyhow!("{}: {}: {}", path.display(), e.field, e.msg))?
-        .ok_or_else(|| anyhow!("{}: the profile disables seccomp (no defaultAction, no syscalls)", path.display()))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: the profile disables seccomp (no defaultAction, no syscalls)",
+                path.display()
+            )
+        })
 }
 
 /// Run one `berth seccomp` command; returns the exit code.

@@ -97,15 +97,14 @@ pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Bu
         f.add_arch(*a).map_err(|e| {
             SpecError::new(
                 format!("{prefix}architectures[{i}]"),
-                format!("libseccomp {} cannot filter this architecture: {e}", libseccomp_version()),
+                format!(
+                    "libseccomp {} cannot filter this architecture: {e}",
+                    libseccomp_version()
+                ),
             )
         })?;
     }
-    let rule_count: usize = checked
-        .rules
-        .iter()
-        .filter(|r| r.action != default)
-        .count();
+    let rule_count: usize = checked.rules.iter().filter(|r| r.action != default).count();
     if rule_count > 32 {
         // runc: binary-tree layout only above 32 rules (libseccomp ≤ 2.5.4
         // misbehaves with optimize=2 and no rules).
@@ -133,7 +132,12 @@ pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Bu
     let maxima = if default.is_permissive() {
         Vec::new()
     } else {
-        enosys::find_maxima(&archs, p.syscalls.iter().flat_map(|s| s.names.iter().map(String::as_str)))
+        enosys::find_maxima(
+            &archs,
+            p.syscalls
+                .iter()
+                .flat_map(|s| s.names.iter().map(String::as_str)),
+        )
     };
     let stub = enosys::build_stub(&maxima);
     let stub_len = stub.len();
@@ -321,7 +325,9 @@ fn summary(b: &Built) -> String {
         .map(|m| {
             format!(
                 "{}>{}",
-                enosys::arch_info(m.arch).oci.trim_start_matches("SCMP_ARCH_"),
+                enosys::arch_info(m.arch)
+                    .oci
+                    .trim_start_matches("SCMP_ARCH_"),
                 m.max & !enosys::X32_SYSCALL_BIT
             )
         })
@@ -342,7 +348,10 @@ fn summary(b: &Built) -> String {
     if b.runc_mode {
         s.push_str("; runc mode (annotation)");
     } else if !b.fallback_safe.is_empty() {
-        s.push_str(&format!("; fallback-safe ENOSYS: {}", b.fallback_safe.len()));
+        s.push_str(&format!(
+            "; fallback-safe ENOSYS: {}",
+            b.fallback_safe.len()
+        ));
     }
     s.push_str(match b.clone3 {
         Clone3::NotAllowed => "; clone3 not allowed",

@@ -35,29 +35,167 @@ pub struct ArchInfo {
 /// Every architecture the runtime-spec names. x32 has no AUDIT_ARCH of its
 /// own: it shares x86_64's and is told apart by [`X32_SYSCALL_BIT`].
 pub const ARCHES: &[ArchInfo] = &[
-    arch(ScmpArch::X8664, "SCMP_ARCH_X86_64", 0xC000_003E, "AUDIT_ARCH_X86_64", "amd64"),
-    arch(ScmpArch::X86, "SCMP_ARCH_X86", 0x4000_0003, "AUDIT_ARCH_I386", "x86"),
-    arch(ScmpArch::X32, "SCMP_ARCH_X32", 0xC000_003E, "AUDIT_ARCH_X86_64", "x32"),
-    arch(ScmpArch::Aarch64, "SCMP_ARCH_AARCH64", 0xC000_00B7, "AUDIT_ARCH_AARCH64", "arm64"),
-    arch(ScmpArch::Arm, "SCMP_ARCH_ARM", 0x4000_0028, "AUDIT_ARCH_ARM", "arm"),
-    arch(ScmpArch::Mips, "SCMP_ARCH_MIPS", 0x0000_0008, "AUDIT_ARCH_MIPS", "mips"),
-    arch(ScmpArch::Mips64, "SCMP_ARCH_MIPS64", 0x8000_0008, "AUDIT_ARCH_MIPS64", "mips64"),
-    arch(ScmpArch::Mips64N32, "SCMP_ARCH_MIPS64N32", 0xA000_0008, "AUDIT_ARCH_MIPS64N32", "mips64n32"),
-    arch(ScmpArch::Mipsel, "SCMP_ARCH_MIPSEL", 0x4000_0008, "AUDIT_ARCH_MIPSEL", "mipsle"),
-    arch(ScmpArch::Mipsel64, "SCMP_ARCH_MIPSEL64", 0xC000_0008, "AUDIT_ARCH_MIPSEL64", "mipsel64"),
-    arch(ScmpArch::Mipsel64N32, "SCMP_ARCH_MIPSEL64N32", 0xE000_0008, "AUDIT_ARCH_MIPSEL64N32", "mips3l64n32"),
-    arch(ScmpArch::Ppc, "SCMP_ARCH_PPC", 0x0000_0014, "AUDIT_ARCH_PPC", "ppc"),
-    arch(ScmpArch::Ppc64, "SCMP_ARCH_PPC64", 0x8000_0015, "AUDIT_ARCH_PPC64", "ppc64"),
-    arch(ScmpArch::Ppc64Le, "SCMP_ARCH_PPC64LE", 0xC000_0015, "AUDIT_ARCH_PPC64LE", "ppc64le"),
-    arch(ScmpArch::S390, "SCMP_ARCH_S390", 0x0000_0016, "AUDIT_ARCH_S390", "s390"),
-    arch(ScmpArch::S390X, "SCMP_ARCH_S390X", 0x8000_0016, "AUDIT_ARCH_S390X", "s390x"),
-    arch(ScmpArch::Parisc, "SCMP_ARCH_PARISC", 0x0000_000F, "AUDIT_ARCH_PARISC", "parisc"),
-    arch(ScmpArch::Parisc64, "SCMP_ARCH_PARISC64", 0x8000_000F, "AUDIT_ARCH_PARISC64", "parisc64"),
-    arch(ScmpArch::Riscv64, "SCMP_ARCH_RISCV64", 0xC000_00F3, "AUDIT_ARCH_RISCV64", "riscv64"),
-    arch(ScmpArch::Loongarch64, "SCMP_ARCH_LOONGARCH64", 0xC000_0102, "AUDIT_ARCH_LOONGARCH64", "loong64"),
-    arch(ScmpArch::M68k, "SCMP_ARCH_M68K", 0x0000_0004, "AUDIT_ARCH_M68K", "m68k"),
-    arch(ScmpArch::Sh, "SCMP_ARCH_SH", 0x4000_002A, "AUDIT_ARCH_SHEL", "sh"),
-    arch(ScmpArch::Sheb, "SCMP_ARCH_SHEB", 0x0000_002A, "AUDIT_ARCH_SH", "sheb"),
+    arch(
+        ScmpArch::X8664,
+        "SCMP_ARCH_X86_64",
+        0xC000_003E,
+        "AUDIT_ARCH_X86_64",
+        "amd64",
+    ),
+    arch(
+        ScmpArch::X86,
+        "SCMP_ARCH_X86",
+        0x4000_0003,
+        "AUDIT_ARCH_I386",
+        "x86",
+    ),
+    arch(
+        ScmpArch::X32,
+        "SCMP_ARCH_X32",
+        0xC000_003E,
+        "AUDIT_ARCH_X86_64",
+        "x32",
+    ),
+    arch(
+        ScmpArch::Aarch64,
+        "SCMP_ARCH_AARCH64",
+        0xC000_00B7,
+        "AUDIT_ARCH_AARCH64",
+        "arm64",
+    ),
+    arch(
+        ScmpArch::Arm,
+        "SCMP_ARCH_ARM",
+        0x4000_0028,
+        "AUDIT_ARCH_ARM",
+        "arm",
+    ),
+    arch(
+        ScmpArch::Mips,
+        "SCMP_ARCH_MIPS",
+        0x0000_0008,
+        "AUDIT_ARCH_MIPS",
+        "mips",
+    ),
+    arch(
+        ScmpArch::Mips64,
+        "SCMP_ARCH_MIPS64",
+        0x8000_0008,
+        "AUDIT_ARCH_MIPS64",
+        "mips64",
+    ),
+    arch(
+        ScmpArch::Mips64N32,
+        "SCMP_ARCH_MIPS64N32",
+        0xA000_0008,
+        "AUDIT_ARCH_MIPS64N32",
+        "mips64n32",
+    ),
+    arch(
+        ScmpArch::Mipsel,
+        "SCMP_ARCH_MIPSEL",
+        0x4000_0008,
+        "AUDIT_ARCH_MIPSEL",
+        "mipsle",
+    ),
+    arch(
+        ScmpArch::Mipsel64,
+        "SCMP_ARCH_MIPSEL64",
+        0xC000_0008,
+        "AUDIT_ARCH_MIPSEL64",
+        "mipsel64",
+    ),
+    arch(
+        ScmpArch::Mipsel64N32,
+        "SCMP_ARCH_MIPSEL64N32",
+        0xE000_0008,
+        "AUDIT_ARCH_MIPSEL64N32",
+        "mips3l64n32",
+    ),
+    arch(
+        ScmpArch::Ppc,
+        "SCMP_ARCH_PPC",
+        0x0000_0014,
+        "AUDIT_ARCH_PPC",
+        "ppc",
+    ),
+    arch(
+        ScmpArch::Ppc64,
+        "SCMP_ARCH_PPC64",
+        0x8000_0015,
+        "AUDIT_ARCH_PPC64",
+        "ppc64",
+    ),
+    arch(
+        ScmpArch::Ppc64Le,
+        "SCMP_ARCH_PPC64LE",
+        0xC000_0015,
+        "AUDIT_ARCH_PPC64LE",
+        "ppc64le",
+    ),
+    arch(
+        ScmpArch::S390,
+        "SCMP_ARCH_S390",
+        0x0000_0016,
+        "AUDIT_ARCH_S390",
+        "s390",
+    ),
+    arch(
+        ScmpArch::S390X,
+        "SCMP_ARCH_S390X",
+        0x8000_0016,
+        "AUDIT_ARCH_S390X",
+        "s390x",
+    ),
+    arch(
+        ScmpArch::Parisc,
+        "SCMP_ARCH_PARISC",
+        0x0000_000F,
+        "AUDIT_ARCH_PARISC",
+        "parisc",
+    ),
+    arch(
+        ScmpArch::Parisc64,
+        "SCMP_ARCH_PARISC64",
+        0x8000_000F,
+        "AUDIT_ARCH_PARISC64",
+        "parisc64",
+    ),
+    arch(
+        ScmpArch::Riscv64,
+        "SCMP_ARCH_RISCV64",
+        0xC000_00F3,
+        "AUDIT_ARCH_RISCV64",
+        "riscv64",
+    ),
+    arch(
+        ScmpArch::Loongarch64,
+        "SCMP_ARCH_LOONGARCH64",
+        0xC000_0102,
+        "AUDIT_ARCH_LOONGARCH64",
+        "loong64",
+    ),
+    arch(
+        ScmpArch::M68k,
+        "SCMP_ARCH_M68K",
+        0x0000_0004,
+        "AUDIT_ARCH_M68K",
+        "m68k",
+    ),
+    arch(
+        ScmpArch::Sh,
+        "SCMP_ARCH_SH",
+        0x4000_002A,
+        "AUDIT_ARCH_SHEL",
+        "sh",
+    ),
+    arch(
+        ScmpArch::Sheb,
+        "SCMP_ARCH_SHEB",
+        0x0000_002A,
+        "AUDIT_ARCH_SH",
+        "sheb",
+    ),
 ];
 
 const fn arch(
@@ -413,11 +551,12 @@ mod tests {
             for window in windows {
                 for &default in &defaults {
                     let max = *window.iter().max().unwrap();
-                    let p_archs: Vec<(u32, Vec<u32>)> =
-                        chosen.iter().map(|(_, au)| (*au, window.to_vec())).collect();
+                    let p_archs: Vec<(u32, Vec<u32>)> = chosen
+                        .iter()
+                        .map(|(_, au)| (*au, window.to_vec()))
+                        .collect();
                     let p = synthetic_p(&p_archs, action, default);
-                    let maxima: Vec<ArchMax> =
-                        chosen.iter().map(|(s, _)| am(*s, max)).collect();
+                    let maxima: Vec<ArchMax> = chosen.iter().map(|(s, _)| am(*s, max)).collect();
                     let stub = build_stub(&maxima);
                     let full: Vec<Insn> = stub.iter().chain(p.iter()).copied().collect();
                     assert!(full.len() <= MAX_INSNS);
@@ -454,7 +593,11 @@ mod tests {
     #[test]
     fn x32_bit_all_three_combinations() {
         let b = X32_SYSCALL_BIT;
-        let p_both = synthetic_p(&[(X86_64, vec![0, 439, b, b | 0x221])], RET_ALLOW, RET_ERRNO | 1);
+        let p_both = synthetic_p(
+            &[(X86_64, vec![0, 439, b, b | 0x221])],
+            RET_ALLOW,
+            RET_ERRNO | 1,
+        );
         // x86_64 and x32 both in the set.
         let stub = build_stub(&[am(ScmpArch::X8664, 439), am(ScmpArch::X32, b | 0x221)]);
         assert_eq!(stub.len(), 1 + 2 + 1 + 8);
@@ -467,7 +610,7 @@ mod tests {
         assert_eq!(verdict(&full, X86_64, b | 0x222), RET_ENOSYS);
         // Known limitation (SECCOMP.md B §3.4.2): x32 holes below the inflated max.
         assert_eq!(verdict(&full, X86_64, b | 440), RET_ERRNO | 1);
-        assert_eq!(verdict(&full, X86_64, b | 1000 + 0x221), RET_ENOSYS);
+        assert_eq!(verdict(&full, X86_64, b | (1000 + 0x221)), RET_ENOSYS);
 
         // x86_64 only: x32 numbers must reach P untouched (P kills them).
         let p64 = synthetic_p(&[(X86_64, vec![0, 439])], RET_ALLOW, RET_ERRNO | 1);

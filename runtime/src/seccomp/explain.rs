@@ -64,7 +64,11 @@ pub fn data_for(arch: ScmpArch, nr: u32, args: [u64; 6]) -> SeccompData {
 pub fn resolve(arch: ScmpArch, syscall: &str) -> Result<u32, String> {
     if let Ok(n) = parse_u64(syscall) {
         let n = n as u32;
-        return Ok(if arch == ScmpArch::X32 { n | X32_SYSCALL_BIT } else { n });
+        return Ok(if arch == ScmpArch::X32 {
+            n | X32_SYSCALL_BIT
+        } else {
+            n
+        });
     }
     match ScmpSyscall::from_name_by_arch(syscall, arch) {
         Ok(s) if s.as_raw_syscall() >= 0 => Ok(s.as_raw_syscall() as u32),
@@ -102,7 +106,13 @@ pub fn explain(b: &Built, arch: ScmpArch, nr: u32, args: [u64; 6]) -> Result<Exp
     let name = name_of(arch, nr);
     let mut notes = Vec::new();
     let named: Vec<(usize, &Rule)> = match &name {
-        Some(n) => b.checked.rules.iter().enumerate().filter(|(_, r)| &r.name == n).collect(),
+        Some(n) => b
+            .checked
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| &r.name == n)
+            .collect(),
         None => Vec::new(),
     };
     // x32 shares AUDIT_ARCH_X86_64 with x86_64; bit 30 says which ABI it is.
@@ -115,7 +125,10 @@ pub fn explain(b: &Built, arch: ScmpArch, nr: u32, args: [u64; 6]) -> Result<Exp
     } else {
         arch
     };
-    let in_filter = b.archs.iter().any(|a| arch_info(*a).oci == arch_info(abi).oci);
+    let in_filter = b
+        .archs
+        .iter()
+        .any(|a| arch_info(*a).oci == arch_info(abi).oci);
     let decided_by = if run.ret_pc < prog.stub_len {
         let max = b
             .maxima
@@ -126,9 +139,10 @@ pub fn explain(b: &Built, arch: ScmpArch, nr: u32, args: [u64; 6]) -> Result<Exp
         DecidedBy::Stub { max }
     } else if !in_filter {
         DecidedBy::BadArch
-    } else if let Some((_, r)) = named.iter().find(|(i, r)| {
-        !b.redundant.contains(i) && r.action.ret() == run.ret && r.matches(&args)
-    }) {
+    } else if let Some((_, r)) = named
+        .iter()
+        .find(|(i, r)| !b.redundant.contains(i) && r.action.ret() == run.ret && r.matches(&args))
+    {
         DecidedBy::Rule {
             entry: r.entry,
             name_index: r.name_index,
@@ -156,7 +170,11 @@ pub fn explain(b: &Built, arch: ScmpArch, nr: u32, args: [u64; 6]) -> Result<Exp
             notes.push(format!(
                 "{field} ({}) did not match: needs {}",
                 r.action,
-                conds.join(if r.cond_groups().len() > 1 { " OR " } else { " AND " })
+                conds.join(if r.cond_groups().len() > 1 {
+                    " OR "
+                } else {
+                    " AND "
+                })
             ));
         }
     }
@@ -181,7 +199,11 @@ impl Explanation {
         let mut s = format!(
             "syscall:    {} ({arch} nr {shown_nr}{}) args {:x?}\n",
             self.name.as_deref().unwrap_or("<no name in libseccomp>"),
-            if self.nr & X32_SYSCALL_BIT != 0 { " | x32 bit" } else { "" },
+            if self.nr & X32_SYSCALL_BIT != 0 {
+                " | x32 bit"
+            } else {
+                ""
+            },
             self.args
         );
         s += &format!("verdict:    {}\n", self.verdict);
@@ -245,7 +267,9 @@ pub fn explain_profile(
 ) -> Result<String, String> {
     let built = compile::build(p, ctx, "")
         .map_err(|e| format!("{}: {}", e.field, e.msg))?
-        .ok_or("the profile disables seccomp (no defaultAction, no syscalls): everything is allowed")?;
+        .ok_or(
+            "the profile disables seccomp (no defaultAction, no syscalls): everything is allowed",
+        )?;
     let nr = resolve(arch, syscall)?;
     let ex = explain(&built, arch, nr, args)?;
     let mut out = ex.render(&built);

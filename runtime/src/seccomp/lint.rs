@@ -114,8 +114,7 @@ pub fn lint(p: &spec::Seccomp, ctx: &Context) -> Vec<Warning> {
         ));
     }
     if let Ok(Some(b)) = compile::build(p, ctx, "") {
-        if b.clone3 == Clone3::Enosys || b.clone3 == Clone3::AsProfile && !default.is_permissive()
-        {
+        if b.clone3 == Clone3::Enosys || b.clone3 == Clone3::AsProfile && !default.is_permissive() {
             let i = rules
                 .iter()
                 .find(|r| r.name == "clone3")
@@ -144,7 +143,11 @@ fn duplicates(rules: &[Rule], out: &mut Vec<Warning>) {
             out.push(w(
                 r.field(""),
                 "duplicate",
-                format!("{:?} is already listed in {} with the same action", r.name, first.field("")),
+                format!(
+                    "{:?} is already listed in {} with the same action",
+                    r.name,
+                    first.field("")
+                ),
             ));
         } else if first.conds.is_empty() && r.conds.is_empty() {
             out.push(w(
@@ -175,10 +178,14 @@ fn runc_gap(p: &spec::Seccomp, rules: &[Rule], default: Action, out: &mut Vec<Wa
         return;
     }
     let native = ScmpArch::native();
-    let Some(max) = find_maxima(&[native], p.syscalls.iter().flat_map(|s| s.names.iter().map(String::as_str)))
-        .first()
-        .map(|m| m.max)
-    else {
+    let Some(max) = find_maxima(
+        &[native],
+        p.syscalls
+            .iter()
+            .flat_map(|s| s.names.iter().map(String::as_str)),
+    )
+    .first()
+    .map(|m| m.max) else {
         return;
     };
     for f in enosys::FALLBACK_SAFE {

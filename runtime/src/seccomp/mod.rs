@@ -14,6 +14,7 @@
 //! rule groups are explained in `profiles/README.md`.
 
 pub mod bpf;
+pub mod cache;
 pub mod cli;
 pub mod compile;
 pub mod enosys;
@@ -52,6 +53,9 @@ pub struct Context {
     pub arch: Option<String>,
     /// Kernel "major.minor" for Docker `minKernel`; `None` = the running one.
     pub kernel: Option<(u32, u32)>,
+    /// Where to cache compiled programs by profile hash (e.g.
+    /// `<root>/seccomp-cache`); `None` = always compile. See [`cache`].
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// A compiled filter, ready to load.
@@ -82,8 +86,12 @@ pub type Error = crate::spec::SpecError;
 
 /// Compile `linux.seccomp` for a container. `Ok(None)` means no filter
 /// (runc: empty defaultAction and no syscalls disables seccomp).
+/// Uses the cache in `ctx.cache_dir` when set.
 pub fn compile(profile: &spec::Seccomp, ctx: &Context) -> Result<Option<Program>, Error> {
-    Ok(compile::build(profile, ctx, "linux.seccomp.")?.map(|b| b.program))
+    match &ctx.cache_dir {
+        Some(dir) => cache::compile_cached(profile, ctx, dir),
+        None => Ok(compile::build(profile, ctx, "linux.seccomp.")?.map(|b| b.program)),
+    }
 }
 
 /// berth's default profile (`profiles/default.json`, Docker format) as

@@ -101,11 +101,7 @@ impl Action {
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::Errno(e) => write!(
-                f,
-                "SCMP_ACT_ERRNO({})",
-                super::bpf::errno_name(*e as i32)
-            ),
+            Action::Errno(e) => write!(f, "SCMP_ACT_ERRNO({})", super::bpf::errno_name(*e as i32)),
             Action::Trace(t) => write!(f, "SCMP_ACT_TRACE({t})"),
             Action::KillThread => write!(f, "SCMP_ACT_KILL_THREAD"),
             Action::KillProcess => write!(f, "SCMP_ACT_KILL_PROCESS"),
@@ -263,7 +259,10 @@ impl Rule {
     }
 
     pub fn field(&self, prefix: &str) -> String {
-        format!("{prefix}syscalls[{}].names[{}]", self.entry, self.name_index)
+        format!(
+            "{prefix}syscalls[{}].names[{}]",
+            self.entry, self.name_index
+        )
     }
 }
 
@@ -379,7 +378,10 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
     for (e, sc) in p.syscalls.iter().enumerate() {
         let field = format!("{prefix}syscalls[{e}]");
         if sc.names.is_empty() {
-            fatal(format!("{field}.names"), "must name at least one syscall".into());
+            fatal(
+                format!("{field}.names"),
+                "must name at least one syscall".into(),
+            );
         }
         let action = match Action::parse(&sc.action, sc.errno_ret) {
             Ok(a) => a,
@@ -441,11 +443,14 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
         // runc passes it and the kernel says EINVAL; crun silently drops it.
         fatal(
             format!("{prefix}flags"),
-            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs at least one SCMP_ACT_NOTIFY rule"
-                .into(),
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs at least one SCMP_ACT_NOTIFY rule".into(),
         );
     }
-    if notify && p.listener_path.as_deref().is_none_or(|l| l.as_os_str().is_empty()) {
+    if notify
+        && p.listener_path
+            .as_deref()
+            .is_none_or(|l| l.as_os_str().is_empty())
+    {
         fatal(
             format!("{prefix}listenerPath"),
             "is required when a rule uses SCMP_ACT_NOTIFY".into(),
@@ -540,17 +545,25 @@ pub struct DockerFilter {
 /// Does this JSON look like a Docker-format profile?
 pub fn is_docker_format(v: &serde_json::Value) -> bool {
     v.get("archMap").is_some()
-        || v.get("syscalls").and_then(|s| s.as_array()).is_some_and(|a| {
-            a.iter().any(|s| {
-                s.get("includes").is_some() || s.get("excludes").is_some() || s.get("name").is_some()
+        || v.get("syscalls")
+            .and_then(|s| s.as_array())
+            .is_some_and(|a| {
+                a.iter().any(|s| {
+                    s.get("includes").is_some()
+                        || s.get("excludes").is_some()
+                        || s.get("name").is_some()
+                })
             })
-        })
 }
 
 fn parse_kernel(s: &str) -> Option<(u32, u32)> {
     let mut it = s.splitn(3, '.');
     let major = it.next()?.parse().ok()?;
-    let minor: String = it.next()?.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let minor: String = it
+        .next()?
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     Some((major, minor.parse().ok()?))
 }
 
@@ -662,11 +675,12 @@ pub fn ctx_arch(ctx: &Context) -> anyhow::Result<&'static super::enosys::ArchInf
 pub fn parse_profile(text: &str, ctx: &Context) -> anyhow::Result<spec::Seccomp> {
     let v: serde_json::Value = serde_json::from_str(text).context("not valid JSON")?;
     if is_docker_format(&v) {
-        let d: DockerProfile =
-            serde_path_to_error::deserialize(v).map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?;
+        let d: DockerProfile = serde_path_to_error::deserialize(v)
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?;
         resolve_docker(&d, ctx)
     } else {
-        serde_path_to_error::deserialize(v).map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))
+        serde_path_to_error::deserialize(v)
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))
     }
 }
 
@@ -689,7 +703,10 @@ mod tests {
 
     fn first_fatal(v: serde_json::Value) -> String {
         let (_, probs) = check(&seccomp(v), "linux.seccomp.");
-        let p = probs.into_iter().find(|p| p.fatal).expect("a fatal problem");
+        let p = probs
+            .into_iter()
+            .find(|p| p.fatal)
+            .expect("a fatal problem");
         format!("{}: {}", p.field, p.msg)
     }
 
@@ -793,9 +810,11 @@ mod tests {
     #[test]
     fn actions_and_flags() {
         let (c, probs) = check(
-            &seccomp(json!({"defaultAction": "SCMP_ACT_KILL", "flags": [], "syscalls": [
+            &seccomp(
+                json!({"defaultAction": "SCMP_ACT_KILL", "flags": [], "syscalls": [
                 {"names": ["read", "pread64"], "action": "SCMP_ACT_ERRNO"},
-                {"names": ["ptrace"], "action": "SCMP_ACT_TRACE", "errnoRet": 7}]})),
+                {"names": ["ptrace"], "action": "SCMP_ACT_TRACE", "errnoRet": 7}]}),
+            ),
             "",
         );
         assert!(probs.is_empty(), "{probs:?}");
@@ -899,7 +918,10 @@ mod tests {
         let s = resolve_docker(&docker_sample(), &admin).unwrap();
         assert_eq!(s.architectures, ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]);
         // bpf appears once even though two groups grant it; old kernel: no ptrace.
-        assert_eq!(names(&s), ["read", "write", "close", "set_tls", "mount", "bpf"]);
+        assert_eq!(
+            names(&s),
+            ["read", "write", "close", "set_tls", "mount", "bpf"]
+        );
     }
 
     #[test]
@@ -912,7 +934,9 @@ mod tests {
             .contains("both architectures and archMap"));
         let mut d = docker_sample();
         d.syscalls[7].includes.as_mut().unwrap().min_kernel = Some("five".into());
-        let e = resolve_docker(&d, &Context::default()).unwrap_err().to_string();
+        let e = resolve_docker(&d, &Context::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("syscalls[7].includes.minKernel"), "{e}");
     }
 
