@@ -12,10 +12,7 @@ pub enum Layout {
     /// the cgroup2 mount
     V2 { root: PathBuf },
     /// v1 controllers plus a cgroup2 mount (usually /sys/fs/cgroup/unified)
-    Hybrid {
-        hierarchies: Vec<(String, PathBuf)>,
-        unified: PathBuf,
-    },
+    Hybrid { hierarchies: Vec<(String, PathBuf)>, unified: PathBuf },
 }
 
 pub type Result<T> = anyhow::Result<T>;
@@ -35,10 +32,7 @@ pub struct Cgroup {
 
 impl Cgroup {
     pub fn new(layout: Layout, path: &str) -> Cgroup {
-        Cgroup {
-            layout,
-            path: path.to_string(),
-        }
+        Cgroup { layout, path: path.to_string() }
     }
     /// Every directory `create` will make (recorded in state before creating).
     pub fn dirs(&self) -> Vec<PathBuf> {
