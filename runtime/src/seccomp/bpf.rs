@@ -478,7 +478,14 @@ pub fn disassemble(
                                         note = "x32 syscall bit".into();
                                     } else if let Some(n) = syscall_name(a, insn.k) {
                                         note = n;
-                                        if let Some(extra) = annotate(a, insn.k) {
+                                        // Only an equality test is "this syscall";
+                                        // jgt/jge split ranges (binary tree, stub max).
+                                        let extra = if op == BPF_JEQ {
+                                            annotate(a, insn.k)
+                                        } else {
+                                            None
+                                        };
+                                        if let Some(extra) = extra {
                                             note = format!("{note}  ← {extra}");
                                         }
                                     }

@@ -20,6 +20,7 @@ pub mod compile;
 pub mod enosys;
 pub mod explain;
 pub mod lint;
+pub mod notify;
 pub mod profile;
 
 pub use compile::{Clone3, ENOSYS_ANNOTATION};
