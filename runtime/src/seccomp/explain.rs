@@ -196,15 +196,16 @@ impl Explanation {
     pub fn render(&self, b: &Built) -> String {
         let arch = arch_info(self.arch).oci.trim_start_matches("SCMP_ARCH_");
         let shown_nr = self.nr & !X32_SYSCALL_BIT;
+        let args: Vec<String> = self.args.iter().map(|a| format!("{a:#x}")).collect();
         let mut s = format!(
-            "syscall:    {} ({arch} nr {shown_nr}{}) args {:x?}\n",
+            "syscall:    {} ({arch} nr {shown_nr}{}) args [{}]\n",
             self.name.as_deref().unwrap_or("<no name in libseccomp>"),
             if self.nr & X32_SYSCALL_BIT != 0 {
                 " | x32 bit"
             } else {
                 ""
             },
-            self.args
+            args.join(", ")
         );
         s += &format!("verdict:    {}\n", self.verdict);
         let why = match &self.decided_by {

@@ -873,3 +873,75 @@ fn explain_text_for_learners() {
         "{text}"
     );
 }
+
+#[test]
+fn docs_list_every_fallback_safe_syscall() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/seccomp.md"))
+        .unwrap();
+    let table = doc
+        .split("The table: ")
+        .nth(1)
+        .and_then(|t| t.split(". (A unit test").next())
+        .expect("docs/seccomp.md has the fallback-safe table");
+    let listed: Vec<&str> = table.split(',').map(|s| s.trim()).collect();
+    let code: Vec<&str> = enosys::FALLBACK_SAFE.iter().map(|f| f.name).collect();
+    assert_eq!(
+        listed, code,
+        "docs/seccomp.md and enosys::FALLBACK_SAFE differ"
+    );
+}
+
+#[test]
+fn cli_convert_lint_and_compile() {
+    use cli::{run, CtxArgs, SeccompCmd};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("oci.json");
+    let code = run(SeccompCmd::Convert {
+        from: "docker".into(),
+        input: concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/default.json").into(),
+        output: out.clone(),
+        arch: Some("amd64".into()),
+        ctx: CtxArgs {
+            caps: vec!["sys_admin".into()],
+            ..Default::default()
+        },
+    })
+    .unwrap();
+    assert_eq!(code, 0);
+    let oci: spec::Seccomp = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(oci
+        .syscalls
+        .iter()
+        .any(|s| s.names.iter().any(|n| n == "mount")));
+    assert_eq!(
+        oci.architectures,
+        ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+    );
+
+    // Lint: warnings (an unknown name) are not fatal; unparseable JSON is.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["clonee"],"action":"SCMP_ACT_ALLOW"}]}"#).unwrap();
+    let lint = |p: &std::path::Path| {
+        run(SeccompCmd::Lint {
+            profile: p.into(),
+            ctx: CtxArgs::default(),
+        })
+    };
+    assert_eq!(lint(&bad).unwrap(), 0);
+    std::fs::write(&bad, "{not json").unwrap();
+    assert!(lint(&bad).is_err());
+
+    // Compile --out writes the exact program.
+    let bpf_out = dir.path().join("p.bpf");
+    run(SeccompCmd::Compile {
+        profile: out.clone(),
+        arch: None,
+        disasm: false,
+        out: Some(bpf_out.clone()),
+        ctx: CtxArgs::default(),
+    })
+    .unwrap();
+    let bytes = std::fs::read(&bpf_out).unwrap();
+    let b = built(&oci, &Context::default());
+    assert_eq!(bytes, b.program.to_bytes());
+}
