@@ -1,0 +1,2 @@
+//! Unit tests on fake trees and parsers; real-kernel tests in `real`.
+use super::*;
