@@ -175,5 +175,30 @@ impl Program {
     }
 }
 
+/// SECCOMP.md A.4: with clone3 allowed, seccomp cannot stop
+/// `clone3(CLONE_NEWUSER)`. Init calls this inside the container's own user
+/// namespace, while it still has CAP_SYS_RESOURCE there (before dropping
+/// capabilities), when [`Program::guard_user_namespaces`] is set: nested
+/// user namespaces then fail with ENOSPC; the host's limit is untouched
+/// (the sysctl is per user namespace). Allocation-free, for init.
+pub fn guard_user_namespaces() -> std::io::Result<()> {
+    const PATH: &std::ffi::CStr = c"/proc/sys/user/max_user_namespaces";
+    // SAFETY: open with a NUL-terminated path; the fd is closed below.
+    let fd = unsafe { libc::open(PATH.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: writing 2 bytes from a static buffer to our fd.
+    let n = unsafe { libc::write(fd, b"0\n".as_ptr().cast(), 2) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    if n == 2 {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
 #[cfg(test)]
 mod tests;

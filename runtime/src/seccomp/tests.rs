@@ -945,3 +945,112 @@ fn cli_convert_lint_and_compile() {
     let b = built(&oci, &Context::default());
     assert_eq!(bytes, b.program.to_bytes());
 }
+
+/// SECCOMP.md B §3.3 on real libseccomp output: for every ABI and every
+/// number up to far beyond the tables, stub + P equals P alone at or below
+/// max[arch], and is ENOSYS above it; foreign arches see P's verdict.
+#[test]
+fn stub_invariants_on_real_programs() {
+    let mut runc = runc_ctx();
+    runc.own_userns = true;
+    for p in [concourse_like(), default_profile()] {
+        let b = built(&p, &runc);
+        let full = &b.program.insns;
+        let alone = &full[b.program.stub_len..];
+        let run = |prog: &[Insn], arch: ScmpArch, nr: u32| {
+            bpf::run(prog, &explain::data_for(arch, nr, [0; 6]))
+                .unwrap()
+                .ret
+        };
+        for arch in [
+            ScmpArch::X8664,
+            ScmpArch::X86,
+            ScmpArch::X32,
+            ScmpArch::Aarch64,
+        ] {
+            let max = b.maxima.iter().find(|m| m.arch == arch).map(|m| m.max);
+            let bit = if arch == ScmpArch::X32 {
+                X32_SYSCALL_BIT
+            } else {
+                0
+            };
+            for n in (0..1200u32).chain([7331, 0xffff, 0x3fff_ffff]) {
+                let nr = bit | n;
+                let (with, without) = (run(full, arch, nr), run(alone, arch, nr));
+                match max {
+                    Some(m) if nr > m => assert_eq!(with, enosys::RET_ENOSYS, "{arch:?} {nr:#x}"),
+                    _ => assert_eq!(with, without, "{arch:?} {nr:#x}"),
+                }
+                assert_ne!(
+                    (with, without == bpf::RET_ALLOW),
+                    (bpf::RET_ALLOW, false),
+                    "the stub never allows what P denies"
+                );
+            }
+        }
+    }
+}
+
+/// Write `data` to `path` with raw syscalls (for forked children).
+///
+/// # Safety
+/// `path` must be NUL-terminated.
+unsafe fn write_file(path: &[u8], data: &[u8]) -> bool {
+    // SAFETY: forwarded from the caller; fd closed before returning.
+    unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY);
+        if fd < 0 {
+            return false;
+        }
+        let ok = libc::write(fd, data.as_ptr().cast(), data.len()) == data.len() as isize;
+        libc::close(fd);
+        ok
+    }
+}
+
+/// In a forked child: a new user namespace mapping root to root, optionally
+/// the guard, then try to create a nested user namespace. Returns the errno
+/// of the nested unshare (0 = it worked).
+fn nested_userns_errno(guard: bool) -> i32 {
+    // SAFETY: the child uses raw syscalls only and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: child side.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0
+                || !write_file(b"/proc/self/setgroups\0", b"deny")
+                || !write_file(b"/proc/self/gid_map\0", b"0 0 1")
+                || !write_file(b"/proc/self/uid_map\0", b"0 0 1")
+            {
+                libc::_exit(200);
+            }
+            if guard && guard_user_namespaces().is_err() {
+                libc::_exit(201);
+            }
+            if libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                libc::_exit(0);
+            }
+            libc::_exit(*libc::__errno_location());
+        }
+    }
+    let mut status = 0;
+    // SAFETY: reaping our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WEXITSTATUS(status)
+}
+
+#[test]
+fn userns_guard_blocks_nested_user_namespaces_only_inside() {
+    let host = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap();
+    assert_eq!(
+        nested_userns_errno(false),
+        0,
+        "control: nesting works without the guard"
+    );
+    assert_eq!(nested_userns_errno(true), libc::ENOSPC);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap(),
+        host,
+        "the host's limit is untouched"
+    );
+}
