@@ -356,15 +356,17 @@ fn kernel_agrees_with_interpreter_many_cases() {
             call(Abi::X32, X32_SYSCALL_BIT | 1000, &[]),
             call(Abi::X32, X32_SYSCALL_BIT | 436, &[]), // x32 hole below inflated max
         ];
-        if ia32_emulation() {
-            calls.extend([
-                i("getppid", &[]),
-                i("clone3", &[0, 0]),
-                i("statx", &[u64::MAX as u32 as u64, 0, 0, 0, 0]),
-                call(Abi::I386, 1000, &[]),
-                call(Abi::I386, 440, &[]),
-            ]);
-        }
+        assert!(
+            ia32_emulation(),
+            "the i386 cases need int 0x80 (CONFIG_IA32_EMULATION, not ia32_emulation=0)"
+        );
+        calls.extend([
+            i("getppid", &[]),
+            i("clone3", &[0, 0]),
+            i("statx", &[u64::MAX as u32 as u64, 0, 0, 0, 0]),
+            call(Abi::I386, 1000, &[]),
+            call(Abi::I386, 440, &[]),
+        ]);
         kernel_agrees(&b, &calls);
     }
 }
@@ -490,7 +492,10 @@ fn flags_and_notify_agent() {
     kernel_agrees(&b, &[named(Abi::X8664, "getppid", &[])]);
     let mut empty = p.clone();
     empty.flags = Some(vec![]);
-    assert_eq!(built(&empty, &Context::default()).program.flags, 0);
+    let b0 = built(&empty, &Context::default());
+    assert_eq!(b0.program.flags, 0);
+    // flags == 0 takes the prctl(PR_SET_SECCOMP) path, as runc does.
+    kernel_agrees(&b0, &[named(Abi::X8664, "getppid", &[])]);
 
     // NOTIFY + WAIT_KILLABLE_RECV: flags 40 (runc bats: "seccomp filter flags: 40").
     let p = profile(json!({
