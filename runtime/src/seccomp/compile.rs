@@ -3,7 +3,7 @@
 //! exports it and prepends its ENOSYS stub.
 
 use super::enosys::{self, ArchMax};
-use super::profile::{check, Action, Checked, Rule};
+use super::profile::{check, libseccomp_version, Action, Checked, Rule};
 use super::{bpf, Context, Insn, Program};
 use crate::spec::{self, SpecError};
 use libseccomp::{ScmpArch, ScmpFilterContext, ScmpSyscall};
@@ -304,12 +304,6 @@ fn export(f: &ScmpFilterContext) -> Result<Vec<Insn>, String> {
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(|e| format!("reading the exported BPF back: {e}"))?;
     bpf::parse(&bytes)
-}
-
-fn libseccomp_version() -> String {
-    libseccomp::ScmpVersion::current()
-        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// One line for `berth plan`.

@@ -1059,3 +1059,30 @@ fn userns_guard_blocks_nested_user_namespaces_only_inside() {
         "the host's limit is untouched"
     );
 }
+
+#[test]
+fn newer_syscalls_are_skipped_typos_are_fatal() {
+    // Docker's current default profile names syscalls newer than libseccomp
+    // 2.5.4 (mseal, listmount, …): berth must still run it, as runc does.
+    let p = profile(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["getppid", "mseal", "listmount", "exit_group", "write"], "action": "SCMP_ACT_ALLOW"}]}));
+    let b = built(&p, &Context::default());
+    assert!(b.checked.rules.iter().all(|r| r.name != "mseal"));
+    let ws = lint(&p, &Context::default());
+    assert!(
+        ws.iter().any(|w| w.code == "unknown-syscall"
+            && w.field == "syscalls[0].names[1]"
+            && w.msg.contains("skipped, as runc does")),
+        "{ws:?}"
+    );
+    // mseal (462 on x86_64) is above every known name: ENOSYS from the stub.
+    kernel_agrees(
+        &b,
+        &[
+            call(Abi::X8664, 462, &[0, 0, 0]),
+            named(Abi::X8664, "getppid", &[]),
+        ],
+    );
+    let e = explain::explain(&b, ScmpArch::X8664, 462, [0; 6]).unwrap();
+    assert!(matches!(e.decided_by, DecidedBy::Stub { .. }));
+}
