@@ -4,11 +4,17 @@
 //!
 //! Map of the module:
 //! - [`profile`]: checking the OCI object field by field; Docker-format profiles.
-//! - [`compile`]: libseccomp → cBPF, the clone3 decision (SECCOMP.md A.4),
+//! - [`mod@compile`]: libseccomp → cBPF, the clone3 decision (SECCOMP.md A.4),
 //!   fallback-safe denial (A.3), flags.
 //! - [`enosys`]: the ENOSYS stub (runc's algorithm) and the fallback-safe table.
 //! - [`bpf`]: instructions, disassembler, interpreter.
+//! - [`cache`]: compiled programs by profile hash (libseccomp takes ~20 ms).
+//! - [`notify`]: handing the listener fd to the agent at `listenerPath`.
 //! - [`explain`], [`lint`], [`cli`]: the `berth seccomp …` tools.
+//!
+//! For the runtime: [`compile()`] in the parent before clone (set
+//! [`Context::cache_dir`]); in init, [`guard_user_namespaces`] when
+//! [`Program::guard_user_namespaces`] is set, then [`Program::load`].
 //!
 //! The why of every decision is in `docs/seccomp.md`; the default profile's
 //! rule groups are explained in `profiles/README.md`.
