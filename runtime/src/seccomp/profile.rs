@@ -346,12 +346,32 @@ pub fn libseccomp_version() -> String {
 /// (`"linux.seccomp."` inside config.json, `""` for a profile file).
 pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
     let mut probs = Vec::new();
+    let default = check_default(p, prefix, &mut probs);
+    let archs = check_archs(p, prefix, &mut probs);
+    let flags = check_flags(p, prefix, &mut probs);
+    let rules = check_syscalls(p, prefix, &mut probs);
+    let notify = rules.iter().any(|r| r.action == Action::Notify);
+    check_notify(p, prefix, flags, notify, &mut probs);
+    (
+        Checked {
+            default,
+            archs,
+            flags,
+            rules,
+            notify,
+        },
+        probs,
+    )
+}
+
+/// `defaultAction` + `defaultErrnoRet`; `None` when disabled or invalid.
+fn check_default(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Option<Action> {
     let disabled = p.default_action.is_empty() && p.syscalls.is_empty();
     let default = if disabled {
         None
     } else if p.default_action.is_empty() {
         fatal(
-            &mut probs,
+            probs,
             format!("{prefix}defaultAction"),
             "is required".into(),
         );
@@ -360,7 +380,7 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
         match Action::parse(&p.default_action, p.default_errno_ret) {
             Ok(Action::Notify) => {
                 fatal(
-                    &mut probs,
+                    probs,
                     format!("{prefix}defaultAction"),
                     "SCMP_ACT_NOTIFY cannot be the default action (runc, youki: every syscall, \
                      including the hand-off of the listener fd, would wait for the agent)"
@@ -375,24 +395,34 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
                 } else {
                     "defaultAction"
                 };
-                fatal(&mut probs, format!("{prefix}{f}"), msg);
+                fatal(probs, format!("{prefix}{f}"), msg);
                 None
             }
         }
     };
 
+    default
+}
+
+/// `architectures`, resolved to libseccomp tokens.
+fn check_archs(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Vec<ScmpArch> {
     let mut archs = Vec::new();
     for (i, a) in p.architectures.iter().enumerate() {
         match arch_by_name(a) {
             Some(info) => archs.push(info.scmp),
             None => fatal(
-                &mut probs,
+                probs,
                 format!("{prefix}architectures[{i}]"),
                 format!("unknown architecture {a:?}"),
             ),
         }
     }
 
+    archs
+}
+
+/// `flags`: absent and `[]` differ (runc specconv).
+fn check_flags(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Flags {
     let mut flags = Flags::default();
     match &p.flags {
         None => {
@@ -408,7 +438,7 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
                     "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => flags.spec_allow = true,
                     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => flags.wait_killable_recv = true,
                     other => fatal(
-                        &mut probs,
+                        probs,
                         format!("{prefix}flags[{i}]"),
                         format!("unknown seccomp filter flag {other:?}"),
                     ),
@@ -417,12 +447,17 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
         }
     }
 
+    flags
+}
+
+/// `syscalls[]`: one [`Rule`] per name, as runc.
+fn check_syscalls(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (e, sc) in p.syscalls.iter().enumerate() {
         let field = format!("{prefix}syscalls[{e}]");
         if sc.names.is_empty() {
             fatal(
-                &mut probs,
+                probs,
                 format!("{field}.names"),
                 "must name at least one syscall".into(),
             );
@@ -431,7 +466,7 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             Ok(a) => a,
             Err((errno_field, msg)) => {
                 let f = if errno_field { "errnoRet" } else { "action" };
-                fatal(&mut probs, format!("{field}.{f}"), msg);
+                fatal(probs, format!("{field}.{f}"), msg);
                 continue;
             }
         };
@@ -441,7 +476,7 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             match Cond::parse(a) {
                 Ok(c) => conds.push(c),
                 Err(msg) => {
-                    fatal(&mut probs, format!("{field}.args[{j}]"), msg);
+                    fatal(probs, format!("{field}.args[{j}]"), msg);
                     bad_args = true;
                 }
             }
@@ -471,13 +506,13 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
                         ),
                         fatal: false,
                     }),
-                    None => fatal(&mut probs, f, format!("unknown syscall {name:?}")),
+                    None => fatal(probs, f, format!("unknown syscall {name:?}")),
                 }
                 continue;
             }
             if action == Action::Notify && name == "write" {
                 fatal(
-                    &mut probs,
+                    probs,
                     format!("{field}.names[{n}]"),
                     "SCMP_ACT_NOTIFY cannot be used for \"write\": init writes the listener fd \
                      to the runtime with it (runc)"
@@ -496,11 +531,21 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             });
         }
     }
-    let notify = rules.iter().any(|r| r.action == Action::Notify);
+    rules
+}
+
+/// The NOTIFY-related fields, which only make sense together.
+fn check_notify(
+    p: &spec::Seccomp,
+    prefix: &str,
+    flags: Flags,
+    notify: bool,
+    probs: &mut Vec<Problem>,
+) {
     if flags.wait_killable_recv && !notify {
         // runc passes it and the kernel says EINVAL; crun silently drops it.
         fatal(
-            &mut probs,
+            probs,
             format!("{prefix}flags"),
             "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs at least one SCMP_ACT_NOTIFY rule".into(),
         );
@@ -511,28 +556,18 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             .is_none_or(|l| l.as_os_str().is_empty())
     {
         fatal(
-            &mut probs,
+            probs,
             format!("{prefix}listenerPath"),
             "is required when a rule uses SCMP_ACT_NOTIFY".into(),
         );
     }
     if p.listener_metadata.is_some() && p.listener_path.is_none() {
         fatal(
-            &mut probs,
+            probs,
             format!("{prefix}listenerMetadata"),
             "must not be set without listenerPath".into(),
         );
     }
-    (
-        Checked {
-            default,
-            archs,
-            flags,
-            rules,
-            notify,
-        },
-        probs,
-    )
 }
 
 // ---------------------------------------------------------------------------
