@@ -860,6 +860,7 @@ fn explain_text_for_learners() {
         ScmpArch::X8664,
         "clone3",
         [0; 6],
+        false,
     )
     .unwrap();
     assert!(text.contains("verdict:    ERRNO 38 (ENOSYS)"), "{text}");
@@ -871,12 +872,29 @@ fn explain_text_for_learners() {
         ScmpArch::X86,
         "1000",
         [0; 6],
+        false,
     )
     .unwrap();
     assert!(
         text.contains("the ENOSYS stub: 1000 is above 439"),
         "{text}"
     );
+    let j: serde_json::Value = serde_json::from_str(
+        &explain::explain_profile(
+            &concourse_like(),
+            &Context::default(),
+            ScmpArch::X8664,
+            "clone3",
+            [0; 6],
+            true,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(j["action"], "errno");
+    assert_eq!(j["errno"], 38);
+    assert_eq!(j["decided_by"], "fallback-safe");
+    assert_eq!(j["runc_ret"], bpf::RET_ERRNO | 1);
 }
 
 #[test]
