@@ -17,7 +17,7 @@ state = "$WORK/state"
 TOML
 containerd --config "$WORK/config.toml" >"$WORK/containerd.log" 2>&1 &
 CPID=$!
-on_exit "kill $CPID; wait $CPID"
+on_exit "kill $CPID; wait $CPID; rmdir /sys/fs/cgroup/*/default /sys/fs/cgroup/unified/default"
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || fail "containerd did not start: $(tail -5 "$WORK/containerd.log")"
 C=(ctr --address "$SOCK")
@@ -56,10 +56,11 @@ step "metrics (stats)"
 out=$("${C[@]}" task metrics c1)
 expect_contains "metrics" "$out" "memory"
 
-step "update --memory-limit (visible in the cgroup)"
-"${C[@]}" task update --memory-limit 67108864 c1
-out=$("${C[@]}" task exec --exec-id x2 c1 sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max')
-expect_eq "memory limit" "$out" "67108864"
+step "--memory-limit visible in the container's cgroup (host side: ctr's spec mounts no cgroupfs)"
+# (containerd 1.6's ctr has no `task update`; the shim's update path,
+# `berth update --resources -`, is exercised by docker.sh's `docker update`.)
+out=$(cat /sys/fs/cgroup/memory/default/c1/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/default/c1/memory.max)
+expect_eq "memory limit" "$out" "134217728"
 
 step "kill, delete"
 "${C[@]}" task kill -s KILL c1

@@ -127,11 +127,7 @@ pub fn parse_mountinfo(text: &str) -> Result<Layout> {
         }
         let mountpoint = PathBuf::from(unescape(l[4]));
         match r[0] {
-            "cgroup2" => {
-                if unified.is_none() {
-                    unified = Some(mountpoint);
-                }
-            }
+            "cgroup2" if unified.is_none() => unified = Some(mountpoint),
             "cgroup" => {
                 let superopts = r.get(2).copied().unwrap_or("");
                 for opt in superopts.split(',') {

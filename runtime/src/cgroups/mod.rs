@@ -26,7 +26,7 @@ pub mod v2;
 
 pub use layout::{detect, parse_mountinfo, Layout};
 pub use oom::{OomCounters, OomWatcher};
-pub use resources::{default_device_rules, effective_resources, BlockIo, Network};
+pub use resources::{BlockIo, Network};
 pub use stats::Stats;
 
 use crate::spec::{Resources, SpecError};
@@ -181,10 +181,8 @@ impl Cgroup {
         d
     }
 
-    /// Every directory `create` will make, one per hierarchy (recorded in
-    /// state before creating). Only the leaves: parents such as `/berth` are
-    /// shared between containers and stay, as with runc.
-    pub fn dirs(&self) -> Vec<PathBuf> {
+    /// The container's directory in each hierarchy (one per mount point).
+    pub fn leaves(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self
             .layout
             .mounts()
@@ -192,6 +190,33 @@ impl Cgroup {
             .map(|m| self.dir_in(m))
             .collect();
         out.dedup();
+        out
+    }
+
+    /// Every directory `create` will make, to be recorded in state *before*
+    /// creating: per hierarchy, the ancestors that do not exist yet
+    /// (parents first) and the container's own directory (always: a
+    /// pre-existing one is joined and, as runc does, removed on delete).
+    /// Removing the list in reverse therefore removes children first; an
+    /// ancestor another container now uses refuses rmdir and stays.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for mount in self.layout.mounts() {
+            let leaf = self.dir_in(&mount);
+            let mut chain = vec![leaf.clone()];
+            let mut d = leaf.parent();
+            while let Some(p) = d.filter(|p| p.starts_with(&mount) && *p != mount && !p.exists()) {
+                chain.push(p.to_path_buf());
+                d = p.parent();
+            }
+            out.extend(
+                chain
+                    .into_iter()
+                    .rev()
+                    .filter(|p| !out.contains(p))
+                    .collect::<Vec<_>>(),
+            );
+        }
         out
     }
 
@@ -326,13 +351,12 @@ impl Cgroup {
         if with_devices && !r.devices.is_empty() {
             match need("devices", "linux.resources.devices") {
                 Ok(Placement::V1(d)) => v1::set_devices(&d, &r.devices)?,
-                // cgroup2 has no devices controller: an eBPF program does its job.
-                _ => match self.layout {
-                    Layout::V2 { .. } => {
-                        let d = self.v2_dir().expect("v2 layout has a cgroup2 mount");
-                        devices::attach_program(&d, &r.devices)?;
-                    }
-                    _ => {
+                // cgroup2 has no devices controller: an eBPF program on the
+                // container's cgroup2 directory does its job (also on a
+                // hybrid host without a v1 devices hierarchy).
+                _ => match self.v2_dir() {
+                    Some(d) => devices::attach_program(&d, &r.devices)?,
+                    None => {
                         need("devices", "linux.resources.devices")?;
                     }
                 },
@@ -349,7 +373,7 @@ impl Cgroup {
 
     /// Move `pid` (all its threads) into the cgroup in every hierarchy.
     pub fn add_pid(&self, pid: i32) -> Result<()> {
-        for dir in self.dirs() {
+        for dir in self.leaves() {
             let f = dir.join("cgroup.procs");
             fs::write(&f, pid.to_string())
                 .map_err(|e| anyhow!("adding pid {pid} to {}: {}", f.display(), errno_text(&e)))?;
@@ -366,7 +390,7 @@ impl Cgroup {
                 .iter()
                 .find_map(|c| self.layout.v1_mount(c))
                 .map(|m| self.dir_in(m))
-                .unwrap_or_else(|| self.dirs()[0].clone()),
+                .unwrap_or_else(|| self.leaves()[0].clone()),
         }
     }
 
@@ -450,7 +474,7 @@ impl Cgroup {
     /// does the same). Directories already gone are fine: destroy is
     /// idempotent, so it can finish a half-done delete.
     pub fn destroy(&self) -> Result<()> {
-        for dir in self.dirs() {
+        for dir in self.leaves() {
             remove_tree(&dir)?;
         }
         Ok(())

@@ -14,6 +14,7 @@ use super::{errno_text, read_kv, Cgroup, Placement, Result};
 use anyhow::anyhow;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// The memory controller's OOM counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,6 +121,28 @@ impl OomWatcher {
                 "OOM events: the memory cgroup controller is not available on this host"
             )),
         }
+    }
+
+    /// Wait up to `timeout` for OOM activity; returns the number of new OOM
+    /// kills (0 on timeout). An `events` loop calls this with the time left
+    /// until its next stats tick, prints `{"type":"oom"}` when it is > 0,
+    /// and calls again.
+    pub fn wait(&mut self, timeout: Duration) -> Result<u64> {
+        let mut fds = [libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd in a live array of length 1.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(anyhow!("waiting for OOM events: poll: {}", errno_text(&e)));
+            }
+        }
+        self.check()
     }
 
     /// Drain the fd and say how many new OOM kills happened since the last

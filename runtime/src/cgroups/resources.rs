@@ -1,7 +1,6 @@
 //! The parts of `linux.resources` that `spec.rs` keeps as raw JSON
-//! (`blockIO`, `network`), typed here, and runc's device-rule defaults.
+//! (`blockIO`, `network`), typed here.
 
-use crate::spec::{DeviceRule, Resources, Spec};
 use serde::{Deserialize, Serialize};
 
 /// `linux.resources.blockIO`.
@@ -99,60 +98,4 @@ pub struct Network {
 pub struct InterfacePriority {
     pub name: String,
     pub priority: u32,
-}
-
-fn rule(typ: &str, major: Option<i64>, minor: Option<i64>, access: &str) -> DeviceRule {
-    DeviceRule {
-        allow: true,
-        typ: Some(typ.into()),
-        major,
-        minor,
-        access: Some(access.into()),
-    }
-}
-
-/// The devices every container may use whatever the spec says, appended
-/// after the spec's rules as runc's spec conversion does: mknod of any
-/// device (use still needs a rule), /dev/null, zero, full, random, urandom,
-/// tty, console, ptmx and the pty slaves.
-pub fn default_device_rules() -> Vec<DeviceRule> {
-    vec![
-        rule("c", None, None, "m"),
-        rule("b", None, None, "m"),
-        rule("c", Some(1), Some(3), "rwm"), // /dev/null
-        rule("c", Some(1), Some(5), "rwm"), // /dev/zero
-        rule("c", Some(1), Some(7), "rwm"), // /dev/full
-        rule("c", Some(1), Some(8), "rwm"), // /dev/random
-        rule("c", Some(1), Some(9), "rwm"), // /dev/urandom
-        rule("c", Some(5), Some(0), "rwm"), // /dev/tty
-        rule("c", Some(5), Some(1), "rwm"), // /dev/console
-        rule("c", Some(5), Some(2), "rwm"), // /dev/ptmx
-        rule("c", Some(136), None, "rwm"),  // /dev/pts/*
-    ]
-}
-
-/// The resources to apply for `spec`, as runc computes them: the spec's
-/// `linux.resources`, with the device list made "deny all; the spec's
-/// rules; an allow for each `linux.devices` entry; the defaults". The
-/// leading deny makes the result independent of the parent's rules.
-pub fn effective_resources(spec: &Spec) -> Resources {
-    let linux = spec.linux();
-    let mut r = linux.resources.clone().unwrap_or_default();
-    let mut devs = vec![DeviceRule {
-        allow: false,
-        typ: Some("a".into()),
-        major: None,
-        minor: None,
-        access: Some("rwm".into()),
-    }];
-    devs.append(&mut r.devices);
-    for d in &linux.devices {
-        if matches!(d.typ.as_str(), "c" | "b" | "u") {
-            let typ = if d.typ == "u" { "c" } else { d.typ.as_str() };
-            devs.push(rule(typ, Some(d.major), Some(d.minor), "rwm"));
-        }
-    }
-    devs.extend(default_device_rules());
-    r.devices = devs;
-    r
 }

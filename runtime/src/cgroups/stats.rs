@@ -140,7 +140,7 @@ pub struct Hugetlb {
 /// stats do; a missing cgroup directory is an error.
 pub fn collect(cg: &Cgroup) -> Result<Stats> {
     let mut s = Stats::default();
-    let dirs = cg.dirs();
+    let dirs = cg.leaves();
     if let Some(d) = dirs.iter().find(|d| !d.exists()) {
         anyhow::bail!("reading stats: cgroup {} does not exist", d.display());
     }

@@ -96,7 +96,12 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
                     if let Some(pf) = &o.pid_file {
                         super::create::write_pid_file(pf, pid)?;
                     }
-                    return session.go();
+                    session.go()?;
+                    // Like runc: return once the process has exec'd. The
+                    // child's end of the channel is close-on-exec, so EOF
+                    // here means execve happened (or the process died).
+                    let _ = parent.recv();
+                    return Ok(());
                 }
             }
         }

@@ -74,10 +74,13 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
         }
         CloseHostFds { keep_up_to } => close_host_fds(*keep_up_to),
         ReportCreated => {
+            // From here the container outlives `berth create`, which exits
+            // right after its `Go`: drop the parent-death signal *before*
+            // reporting, or the kernel may kill us as the runtime exits. A
+            // runtime that dies before `Go` still shows up as EOF below.
+            sys::prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG 0")?;
             ctx.ch.send(&Msg::Created)?;
-            ctx.ch.expect_go(&mut ctx.state)?;
-            // From here the container outlives `berth create`.
-            sys::prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG 0")
+            ctx.ch.expect_go(&mut ctx.state)
         }
         WaitExecFifo => wait_exec_fifo(ctx.fds.exec_fifo),
         CreateContainerHooks { hooks } => init_hooks(ctx, "createContainer", hooks),
