@@ -70,6 +70,7 @@ impl Container {
 /// Compile the container's seccomp profile for a process of it (in the
 /// runtime, before any fork — the child only loads the bytes).
 pub fn compile_seccomp(
+    root: &crate::state::Root,
     spec: &crate::spec::Spec,
     process: &crate::spec::Process,
 ) -> Result<Option<crate::seccomp::Program>> {
@@ -85,7 +86,21 @@ pub fn compile_seccomp(
             .unwrap_or_default(),
         own_userns: linux.namespaces.iter().any(|n| n.typ == "user"),
         annotations: spec.annotations.clone(),
+        cache_dir: Some(seccomp_cache_dir(root)),
         ..Default::default()
     };
     Ok(crate::seccomp::compile(profile, &ctx)?)
+}
+
+/// Compiled filters are cached by profile hash beside the state root (not
+/// inside it, which holds only containers): `/run/berth` → `/run/berth-cache/seccomp`.
+pub fn seccomp_cache_dir(root: &crate::state::Root) -> PathBuf {
+    let name = root
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "berth".into());
+    root.dir
+        .with_file_name(format!("{name}-cache"))
+        .join("seccomp")
 }

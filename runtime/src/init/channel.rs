@@ -21,8 +21,9 @@ pub enum Msg {
     Go { state: Option<String> },
     /// stage 1 → runtime: init was forked with this (host) pid.
     InitPid { pid: i32 },
-    /// init → runtime: the seccomp listener fd follows (SCM_RIGHTS).
-    SeccompFd,
+    /// init → runtime: the seccomp listener is fd `fd` in init; the
+    /// runtime copies it out (pidfd_getfd), gives it to the agent, says Go.
+    SeccompFd { fd: i32 },
     /// init → runtime: everything but exec is done.
     Created,
     /// child → runtime: a step failed.
