@@ -126,10 +126,9 @@ fn default_errno_ret_and_its_absence() {
 /// One rule per operator, each on a syscall that ignores its arguments (seccomp
 /// still sees the registers) and answering its own errno.
 fn operator_profile() -> Value {
-    let rule = |name: &str, errno: u32, args: Value| {
-        json!({ "names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": errno, "args": args })
-    };
-    let cmp = |index: u32, value: u64, op: &str| json!({ "index": index, "value": value, "op": op });
+    let rule = |name: &str, errno: u32, args: Value| json!({ "names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": errno, "args": args });
+    let cmp =
+        |index: u32, value: u64, op: &str| json!({ "index": index, "value": value, "op": op });
     allow_but(json!([
         rule("getppid", 201, json!([cmp(0, 7, "SCMP_CMP_EQ")])),
         rule("getpid", 202, json!([cmp(0, 7, "SCMP_CMP_NE")])),
@@ -138,15 +137,31 @@ fn operator_profile() -> Value {
         rule("geteuid", 205, json!([cmp(0, 10, "SCMP_CMP_GT")])),
         rule("getegid", 206, json!([cmp(0, 10, "SCMP_CMP_GE")])),
         // runc's MASKED_EQ: (arg & value) == valueTwo.
-        rule("gettid", 207, json!([
-            { "index": 0, "value": 0xff0, "valueTwo": 0x120, "op": "SCMP_CMP_MASKED_EQ" }
-        ])),
+        rule(
+            "gettid",
+            207,
+            json!([
+                { "index": 0, "value": 0xff0, "valueTwo": 0x120, "op": "SCMP_CMP_MASKED_EQ" }
+            ])
+        ),
         // Two arguments: AND.
-        rule("sched_yield", 208, json!([cmp(0, 1, "SCMP_CMP_EQ"), cmp(1, 2, "SCMP_CMP_EQ")])),
+        rule(
+            "sched_yield",
+            208,
+            json!([cmp(0, 1, "SCMP_CMP_EQ"), cmp(1, 2, "SCMP_CMP_EQ")])
+        ),
         // The same argument twice: OR (runc/crun split it into two rules).
-        rule("getpgrp", 209, json!([cmp(0, 1, "SCMP_CMP_EQ"), cmp(0, 2, "SCMP_CMP_EQ")])),
+        rule(
+            "getpgrp",
+            209,
+            json!([cmp(0, 1, "SCMP_CMP_EQ"), cmp(0, 2, "SCMP_CMP_EQ")])
+        ),
         // personality: the real syscall the default profile checks this way.
-        rule("personality", 210, json!([cmp(0, 0x0040000, "SCMP_CMP_EQ")])),
+        rule(
+            "personality",
+            210,
+            json!([cmp(0, 0x0040000, "SCMP_CMP_EQ")])
+        ),
     ]))
 }
 

@@ -224,10 +224,9 @@ fn notify_profile(listener: &std::path::Path) -> Value {
 #[test]
 fn notify_agent_gets_fd_and_state_and_answers_syscalls() {
     let agent = Agent::start();
-    let bundle = busybox_with_profile(notify_profile(&agent.path)).sh(
-        "printf 'x86_64: '; berth-probe syscall 110 7; \
-         printf 'x86: '; berth-probe-32 syscall 64 9",
-    );
+    let bundle = busybox_with_profile(notify_profile(&agent.path))
+        .sh("printf 'x86_64: '; berth-probe syscall 110 7; \
+         printf 'x86: '; berth-probe-32 syscall 64 9");
     let c = Container::new(&Runtime::new(), bundle, "sc_notify");
     let out = c.run();
     out.assert_code(0);

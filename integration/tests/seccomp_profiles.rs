@@ -148,7 +148,10 @@ fn incident_profile_with_runc_verdicts_reproduces_the_incident() {
     // glibc does not fall back, threads cannot start.
     assert_errno(&out.stdout, "clone3", libc::EPERM);
     let thread = tagged(&out.stdout, "thread");
-    assert_eq!(thread["pthread_create"], "1", "EPERM from pthread_create:\n{out}");
+    assert_eq!(
+        thread["pthread_create"], "1",
+        "EPERM from pthread_create:\n{out}"
+    );
     assert_eq!(tagged(&out.stdout, "curl")["exit"], "6", "{out}");
     assert!(
         out.stderr.contains("getaddrinfo() thread failed to start"),

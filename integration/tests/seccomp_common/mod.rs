@@ -106,7 +106,11 @@ pub fn names(profile: &Value, name: &str) -> bool {
         .as_array()
         .expect("syscalls[]")
         .iter()
-        .any(|r| r["names"].as_array().is_some_and(|n| n.iter().any(|x| x == name)))
+        .any(|r| {
+            r["names"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|x| x == name))
+        })
 }
 
 /// One probe output line (`ret=-1 errno=38 err=ENOSYS`) as key → value.
@@ -122,11 +126,17 @@ pub fn fields(line: &str) -> BTreeMap<String, String> {
 #[track_caller]
 pub fn tagged(stdout: &str, tag: &str) -> BTreeMap<String, String> {
     let prefix = format!("{tag}:");
-    let line = stdout
+    let lines: Vec<&str> = stdout
         .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no line tagged {tag:?} in:\n{stdout}"));
-    fields(line)
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .collect();
+    // Exactly one: a probe whose call really forked would print twice.
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line tagged {tag:?} in:\n{stdout}"
+    );
+    fields(lines[0])
 }
 
 /// Asserts that the tagged probe line reports `errno` (with ret=-1).
