@@ -296,3 +296,23 @@ fn bad_profiles_fail_create_naming_the_field() {
     p["flags"] = json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
     assert_create_rejects(p, &["linux.seccomp.flags", "WAIT_KILLABLE_RECV", "NOTIFY"]);
 }
+
+#[test]
+fn exec_processes_get_the_containers_filter() {
+    // A process joined with `exec` must be filtered like the container's init
+    // (runc loads the same profile in `runc exec`).
+    let profile = allow_but(json!([
+        { "names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13 }
+    ]));
+    let bundle = busybox_with_profile(profile).args(&["sleep", "100"]);
+    let c = Container::new(&Runtime::new(), bundle, "sc_exec");
+    c.create_and_start();
+    let out = c.invoke(&["exec", c.id(), "sh", "-c", &format!("{TAGGER}p x86_64 berth-probe syscall 110\np x86 berth-probe-32 syscall 64\np status berth-probe status\n")]);
+    out.assert_code(0);
+    assert_errno(&out.stdout, "x86_64", libc::EACCES);
+    assert_errno(&out.stdout, "x86", libc::EACCES);
+    assert_eq!(tagged(&out.stdout, "status")["seccomp"], "2", "{out}");
+    c.kill("KILL").assert_ok();
+    c.wait_stopped();
+    c.finish();
+}

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use berth_integration::{Container, Runtime, PATIENCE};
 use seccomp_common::*;
@@ -52,10 +52,11 @@ struct SeccompNotifResp {
 /// What the value every notified syscall returns in the container.
 const ANSWER: i64 = 4242;
 
-/// What the agent saw: the process state JSON and each notification
+/// What the agent saw: the process state JSONs and each notification
 /// (nr, arch, arg0).
 struct AgentReport {
-    state: Value,
+    /// One process state per hand-off, in order.
+    states: Vec<Value>,
     seen: Vec<(i32, u32, u64)>,
 }
 
@@ -69,7 +70,8 @@ struct Agent {
 }
 
 impl Agent {
-    fn start() -> Agent {
+    /// An agent that expects `connections` hand-offs.
+    fn start(connections: usize) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("berth-itest-agent-")
             .tempdir()
@@ -77,7 +79,7 @@ impl Agent {
         let path = dir.path().join("agent.sock");
         let listener = UnixListener::bind(&path).expect("binding the agent socket");
         listener.set_nonblocking(true).unwrap();
-        let thread = std::thread::spawn(move || serve(listener));
+        let thread = std::thread::spawn(move || serve(listener, connections));
         Agent {
             _dir: dir,
             path,
@@ -93,79 +95,112 @@ impl Agent {
     }
 }
 
-/// Accepts the runtime's connection, receives state + fd, then answers
-/// notifications with [`ANSWER`] until no task uses the filter any more.
-fn serve(listener: UnixListener) -> Result<AgentReport, String> {
+/// Accepts `connections` hand-offs from the runtime (one per filtered process it
+/// starts: `create`, then each `exec`), receiving state + fd from each, and answers
+/// every notification with [`ANSWER`] until no task uses any of the filters.
+fn serve(listener: UnixListener, connections: usize) -> Result<AgentReport, String> {
     let deadline = Instant::now() + PATIENCE;
-    let stream = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    return Err("the runtime never connected".into());
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(format!("accept: {e}")),
-        }
-    };
-    stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let (data, fd) = receive_state(&stream)?;
-    let state: Value = serde_json::from_slice(&data).map_err(|e| {
-        format!(
-            "state is not JSON ({e}): {}",
-            String::from_utf8_lossy(&data)
-        )
-    })?;
+    let mut states = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
     let mut seen = Vec::new();
-    loop {
+    while states.len() < connections || !fds.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(format!(
-                "the container still used the filter after {PATIENCE:?}; seen {seen:?}"
+                "after {PATIENCE:?}: {} of {connections} hand-offs, {} filter(s) still in use; seen {seen:?}",
+                states.len(),
+                fds.len()
             ));
         }
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        // The listener first (while hand-offs are due), then every listener fd.
+        let accepting = states.len() < connections;
+        let mut pfds: Vec<libc::pollfd> = Vec::new();
+        if accepting {
+            pfds.push(libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        for fd in &fds {
+            pfds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: `pfds` is a valid array of pollfd of the given length.
+        let rc = unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                left.as_millis().min(1000) as i32,
+            )
         };
-        // SAFETY: one valid pollfd on the stack.
-        let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
         if rc < 0 {
             return Err(format!("poll: {}", std::io::Error::last_os_error()));
         }
-        if pfd.revents & libc::POLLIN != 0 {
-            // The kernel requires a zeroed struct.
-            let mut notif = SeccompNotif::default();
-            // SAFETY: RECV writes one seccomp_notif into `notif`, which is repr(C)
-            // with the kernel's layout and size (0x50, as the ioctl number says).
-            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
-            if rc < 0 {
-                // ENOENT: the task died (or was interrupted) before we read it.
-                continue;
+        let (listen, notify) = pfds.split_at(usize::from(accepting));
+        if listen
+            .first()
+            .is_some_and(|p| p.revents & libc::POLLIN != 0)
+        {
+            let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+            stream.set_nonblocking(false).unwrap();
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            let (data, fd) = receive_state(&stream)?;
+            let state: Value = serde_json::from_slice(&data).map_err(|e| {
+                format!(
+                    "state is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&data)
+                )
+            })?;
+            states.push(state);
+            fds.push(fd);
+        }
+        let mut gone = Vec::new();
+        for (i, pfd) in notify.iter().enumerate() {
+            if pfd.revents & libc::POLLIN != 0 {
+                answer(&fds[i], &mut seen)?;
+            } else if pfd.revents & libc::POLLHUP != 0 {
+                // Every task that used this filter is gone.
+                gone.push(i);
             }
-            seen.push((notif.data.nr, notif.data.arch, notif.data.args[0]));
-            let mut resp = SeccompNotifResp {
-                id: notif.id,
-                val: ANSWER,
-                error: 0,
-                flags: 0,
-            };
-            // SAFETY: SEND reads one seccomp_notif_resp (0x18 bytes) from `resp`.
-            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
-            if rc < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(format!("NOTIF_SEND: {err}"));
-                }
-            }
-        } else if pfd.revents & libc::POLLHUP != 0 {
-            // Every task that used the filter is gone.
-            return Ok(AgentReport { state, seen });
+        }
+        for i in gone.into_iter().rev() {
+            fds.remove(i);
         }
     }
+    Ok(AgentReport { states, seen })
+}
+
+/// Receives one notification on `fd` and answers it with [`ANSWER`].
+fn answer(fd: &OwnedFd, seen: &mut Vec<(i32, u32, u64)>) -> Result<(), String> {
+    // The kernel requires a zeroed struct.
+    let mut notif = SeccompNotif::default();
+    // SAFETY: RECV writes one seccomp_notif into `notif`, which is repr(C) with
+    // the kernel's layout and size (0x50, as the ioctl number says).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
+    if rc < 0 {
+        // ENOENT: the task died (or was interrupted) before we read it.
+        return Ok(());
+    }
+    seen.push((notif.data.nr, notif.data.arch, notif.data.args[0]));
+    let mut resp = SeccompNotifResp {
+        id: notif.id,
+        val: ANSWER,
+        error: 0,
+        flags: 0,
+    };
+    // SAFETY: SEND reads one seccomp_notif_resp (0x18 bytes) from `resp`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ENOENT) {
+            return Err(format!("NOTIF_SEND: {err}"));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the process state (data) and the one fd sent with SCM_RIGHTS, then the
@@ -223,7 +258,7 @@ fn notify_profile(listener: &std::path::Path) -> Value {
 
 #[test]
 fn notify_agent_gets_fd_and_state_and_answers_syscalls() {
-    let agent = Agent::start();
+    let agent = Agent::start(1);
     let bundle = busybox_with_profile(notify_profile(&agent.path))
         .sh("printf 'x86_64: '; berth-probe syscall 110 7; \
          printf 'x86: '; berth-probe-32 syscall 64 9");
@@ -233,7 +268,8 @@ fn notify_agent_gets_fd_and_state_and_answers_syscalls() {
     let report = agent.report();
 
     // The state, as runc sends it (OCI "container process state").
-    let state = &report.state;
+    assert_eq!(report.states.len(), 1);
+    let state = &report.states[0];
     assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
     assert_eq!(state["metadata"], "itest-metadata", "{state}");
     assert_eq!(state["state"]["id"], c.id(), "{state}");
@@ -275,4 +311,34 @@ fn notify_without_listener_path_fails_create() {
     c.create()
         .assert_fails_mentioning(&["linux.seccomp", "listenerPath"]);
     c.assert_no_leftovers();
+}
+
+#[test]
+fn notify_agent_gets_a_listener_for_each_exec() {
+    let agent = Agent::start(2);
+    let bundle = busybox_with_profile(notify_profile(&agent.path)).args(&["sleep", "100"]);
+    let c = Container::new(&Runtime::new(), bundle, "sc_notify_exec");
+    c.create_and_start();
+    let out = c.invoke(&["exec", c.id(), "berth-probe", "syscall", "110", "5"]);
+    out.assert_code(0);
+    let f = fields(&out.stdout);
+    assert_eq!(
+        (f["ret"].as_str(), f["errno"].as_str()),
+        ("4242", "0"),
+        "{out}"
+    );
+    c.kill("KILL").assert_ok();
+    c.wait_stopped();
+    let report = agent.report();
+    assert_eq!(report.states.len(), 2);
+    for state in &report.states {
+        assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+        assert_eq!(state["state"]["id"], c.id(), "{state}");
+    }
+    assert!(
+        report.seen.contains(&(110, 0xc000_003e, 5)),
+        "{:?}",
+        report.seen
+    );
+    c.finish();
 }
