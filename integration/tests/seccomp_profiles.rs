@@ -136,7 +136,9 @@ fn incident_profile_berth_answers_enosys_and_curl_works() {
 #[test]
 fn incident_profile_with_runc_verdicts_reproduces_the_incident() {
     let bundle = bookworm_bundle()
-        .sh(&format!("{TAGGER}{THREADS_AND_DNS}"))
+        .sh(&format!(
+            "{TAGGER}{THREADS_AND_DNS}p musl berth-probe-musl thread\n"
+        ))
         .with(|c| {
             c["linux"]["seccomp"] = concourse_incident_profile();
             c["annotations"] = json!({ "run.berth.seccomp.enosys": "runc" });
@@ -152,6 +154,8 @@ fn incident_profile_with_runc_verdicts_reproduces_the_incident() {
         thread["pthread_create"], "1",
         "EPERM from pthread_create:\n{out}"
     );
+    // musl creates threads with clone(2), never clone3: unaffected.
+    assert_eq!(tagged(&out.stdout, "musl")["pthread_create"], "0", "{out}");
     assert_eq!(tagged(&out.stdout, "curl")["exit"], "6", "{out}");
     assert!(
         out.stderr.contains("getaddrinfo() thread failed to start"),
