@@ -1,1 +1,3 @@
+//! berth-worker: run Concourse-style CI tasks in berth containers.
+pub mod task;
 fn main() {}
