@@ -134,6 +134,20 @@ pub struct ContainerPlan {
     pub seccomp: Option<Value>,
     pub annotations: Vec<(String, String)>,
     pub network: Network,
+    /// Capabilities the worker holds (bit N = capability N), from [`held_caps`].
+    pub cap_mask: u64,
+}
+
+/// The worker's capability bounding set (`CapBnd` in /proc/self/status).
+pub fn held_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .unwrap_or(u64::MAX)
 }
 
 fn id_maps(m: &[IdRange]) -> Value {
@@ -146,11 +160,20 @@ fn id_maps(m: &[IdRange]) -> Value {
 
 /// Build config.json.
 pub fn config_json(p: &ContainerPlan) -> Value {
-    let caps: Vec<&str> = if p.privileged {
-        ALL_CAPS.to_vec()
-    } else {
-        UNPRIVILEGED_CAPS.to_vec()
+    // Only capabilities the worker itself holds can be granted (a host or outer container may
+    // have dropped some from the bounding set; runc then fails with "unable to apply caps").
+    let held = |c: &&&str| {
+        ALL_CAPS
+            .iter()
+            .position(|a| a == *c)
+            .is_some_and(|bit| p.cap_mask & (1u64 << bit) != 0)
     };
+    let wanted: &[&str] = if p.privileged {
+        &ALL_CAPS
+    } else {
+        &UNPRIVILEGED_CAPS
+    };
+    let caps: Vec<&str> = wanted.iter().filter(held).copied().collect();
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -172,6 +195,9 @@ pub fn config_json(p: &ContainerPlan) -> Value {
         // task on the host network gets none (as rootless runc does).
         let ro = if p.privileged { "rw" } else { "ro" };
         mounts.push(json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", ro]}));
+        // The task's own cgroups, read-only (Concourse mounts them too); the runtime decides how
+        // (v1 hierarchies, v2, or hybrid) for the host it runs on.
+        mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", ro]}));
     }
     if p.idmap.is_none() {
         // devpts' gid=5 only exists on the host side for privileged containers.
@@ -412,6 +438,7 @@ mod tests {
             seccomp: Some(json!({"defaultAction": "SCMP_ACT_ERRNO"})),
             annotations: vec![],
             network: Network::None,
+            cap_mask: u64::MAX,
         }
     }
 
@@ -464,6 +491,16 @@ mod tests {
         assert!(c["linux"].get("seccomp").is_none());
         assert!(c["linux"].get("uidMappings").is_none());
         assert!(c["linux"].get("maskedPaths").is_none());
+    }
+
+    #[test]
+    fn caps_the_worker_lacks_are_not_granted() {
+        let mut p = plan(true);
+        p.cap_mask = !(1u64 << 24); // no CAP_SYS_RESOURCE
+        let c = config_json(&p);
+        let b = c["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert_eq!(b.len(), 40);
+        assert!(!b.contains(&json!("CAP_SYS_RESOURCE")));
     }
 
     #[test]

@@ -532,6 +532,7 @@ fn prepare(
         seccomp,
         annotations: opts.annotations.clone(),
         network: opts.network,
+        cap_mask: bundle::held_caps(),
     })
 }
 
@@ -765,7 +766,7 @@ pub async fn sweep(w: &Worker) -> Result<Vec<String>> {
             continue;
         };
         let alive = rec.worker_pid != std::process::id()
-            && sys::proc_start_time(rec.worker_pid) == Some(rec.worker_start_time);
+            && sys::proc_alive(rec.worker_pid, rec.worker_start_time);
         if alive {
             continue;
         }

@@ -269,6 +269,22 @@ pub fn proc_start_time(pid: u32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// Is the process `pid`, started at `start_time`, still running? A zombie (killed, not yet
+/// reaped by its parent) counts as gone: it can no longer clean anything up.
+pub fn proc_alive(pid: u32, start_time: u64) -> bool {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = s.rfind(')') else {
+        return false;
+    };
+    let rest = &s[close + 2..];
+    let state = rest.split(' ').next().unwrap_or("");
+    state != "Z"
+        && state != "X"
+        && rest.split(' ').nth(19).and_then(|t| t.parse().ok()) == Some(start_time)
+}
+
 /// `chown` without following symlinks.
 pub fn lchown(p: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::lchown(p, Some(uid), Some(gid))
