@@ -361,12 +361,26 @@ impl TaskConfig {
         let de = serde_norway::Deserializer::from_str(src);
         let cfg: TaskConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
+            // serde_norway prefixes some messages with the enclosing path; the field says it.
+            let mut msg = strip_location(&e.inner().to_string());
+            let mut prefix = String::new();
+            for seg in field.split('.') {
+                prefix = if prefix.is_empty() {
+                    seg.to_string()
+                } else {
+                    format!("{prefix}.{seg}")
+                };
+                if let Some(rest) = msg.strip_prefix(&format!("{prefix}: ")) {
+                    msg = rest.to_string();
+                    break;
+                }
+            }
             let line = e
                 .inner()
                 .location()
                 .map(|l| l.line())
                 .or_else(|| line_of(src, &field));
-            err(line, &field, strip_location(&e.inner().to_string()))
+            err(line, &field, msg)
         })?;
         cfg.validate()
             .map_err(|(field, msg)| err(nearest_line(src, &field), &field, msg))?;
@@ -734,7 +748,7 @@ container_limits:
         .unwrap_err();
         assert_eq!(e.field, "container_limits.cpu");
         assert_eq!(e.line, Some(3));
-        assert!(e.msg.contains("cpu limit must be an integer"), "{e}");
+        assert_eq!(e.msg, "cpu limit must be an integer", "{e}");
         let e =
             TaskConfig::parse("task.yml", "platform: linux\nrun:\n  args: notalist\n").unwrap_err();
         assert_eq!(e.field, "run.args");
