@@ -670,6 +670,9 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         for (path, content) in entries {
             let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             match content {
                 Some(c) => {
                     h.set_entry_type(tar::EntryType::Regular);
