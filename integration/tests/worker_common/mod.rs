@@ -105,6 +105,8 @@ impl Env {
     }
 
     /// Start `berth-worker run` with stdout piped and wait until the task prints `marker`.
+    /// The child is handed to the caller, which waits for it.
+    #[allow(clippy::zombie_processes)]
     pub fn spawn_until(
         &self,
         task: &Path,
@@ -126,11 +128,10 @@ impl Env {
         loop {
             line.clear();
             let n = out.read_line(&mut line).unwrap();
-            assert!(
-                n > 0,
-                "berth-worker ended before the task printed {marker:?}: {:?}",
-                child.wait_with_output()
-            );
+            if n == 0 {
+                let o = child.wait_with_output();
+                panic!("berth-worker ended before the task printed {marker:?}: {o:?}");
+            }
             if line.trim() == marker {
                 return (child, out);
             }
