@@ -78,9 +78,23 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// A reader that hashes what passes through it.
-struct HashingReader<R> {
+pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+}
+
+impl<R> HashingReader<R> {
+    /// Wrap `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+    /// Hex sha256 of everything read so far.
+    pub fn hex(self) -> String {
+        hex(&self.hasher.finalize())
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -92,7 +106,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Compression of a stream, by magic number.
-fn decompress<'a>(mut r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+pub fn decompress<'a>(mut r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -203,11 +217,21 @@ impl Store {
         if let Some(img) = self.find(what)? {
             return Ok(img);
         }
-        bail!(
-            "image {what:?}: no such file or directory, and no image by that name in the store {} \
-             (import one with `berth-worker images import PATH --name {what}`)",
-            self.root.display()
-        )
+        let r = crate::registry::Reference::parse(what.strip_prefix("docker://").unwrap_or(what));
+        let r = r.with_context(|| {
+            format!(
+                "image {what:?}: no such file, not in the store {}, and not an image reference",
+                self.root.display()
+            )
+        })?;
+        crate::registry::pull(self, &r, None).with_context(|| {
+            format!(
+                "image {what:?}: no such file and not in the store {}; pulling it from {} failed \
+                 (or import it with `berth-worker images import PATH --name {what}`)",
+                self.root.display(),
+                r.host
+            )
+        })
     }
 
     /// Make an image usable: a rootfs directory is used in place; archives and OCI layouts are
@@ -316,14 +340,11 @@ impl Store {
             for d in &layers {
                 let p = blob_path(dir, d)?;
                 let f = File::open(&p).with_context(|| format!("opening layer {}", p.display()))?;
-                let mut hr = HashingReader {
-                    inner: BufReader::new(f),
-                    hasher: Sha256::new(),
-                };
+                let mut hr = HashingReader::new(BufReader::new(f));
                 apply_layer(decompress(&mut hr)?, rootfs)
                     .with_context(|| format!("unpacking layer {d}"))?;
                 io::copy(&mut hr, &mut io::sink())?;
-                verify(d, &hex(&hr.hasher.finalize()), &p)?;
+                verify(d, &hr.hex(), &p)?;
             }
             Ok(())
         })
@@ -331,7 +352,7 @@ impl Store {
 
     /// Unpack into a temp dir with `fill`, write image.json, rename into `<key>`; if the key
     /// already exists only add the name.
-    fn store_as(
+    pub fn store_as(
         &self,
         key: &str,
         source: &str,
@@ -380,6 +401,17 @@ impl Store {
         r
     }
 
+    /// Add `name` to the stored image `key` (moving it from any other image).
+    pub fn tag(&self, key: &str, name: &str) -> Result<()> {
+        self.untag(name)?;
+        let p = self.root.join(key).join("image.json");
+        let mut rec: ImageRecord = serde_json::from_slice(&fs::read(&p)?)
+            .with_context(|| format!("parsing {}", p.display()))?;
+        rec.names.push(name.to_string());
+        fs::write(&p, serde_json::to_vec_pretty(&rec)?)
+            .with_context(|| format!("writing {}", p.display()))
+    }
+
     /// A name points at one image: drop it from any other.
     fn untag(&self, name: &str) -> Result<()> {
         for mut rec in self.records()? {
@@ -408,14 +440,16 @@ fn normalize_name(n: &str) -> String {
 }
 
 fn verify(expected: &str, actual_hex: &str, what: &Path) -> Result<()> {
+    verify_digest(expected, actual_hex, &what.display().to_string())
+}
+
+/// Check content against its descriptor's digest (`sha256:<hex>`).
+pub fn verify_digest(expected: &str, actual_hex: &str, what: &str) -> Result<()> {
     let want = expected
         .strip_prefix("sha256:")
         .ok_or_else(|| anyhow!("unsupported digest algorithm in {expected:?} (want sha256)"))?;
     if want != actual_hex {
-        bail!(
-            "{}: digest mismatch: descriptor says sha256:{want}, content is sha256:{actual_hex}",
-            what.display()
-        );
+        bail!("{what}: digest mismatch: descriptor says sha256:{want}, content is sha256:{actual_hex}");
     }
     Ok(())
 }
@@ -432,7 +466,7 @@ fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
 
 /// Choose a manifest from an index: the one tagged `name` (annotation
 /// `org.opencontainers.image.ref.name`), else the linux/amd64 one, else the only one.
-fn pick_manifest(index: &serde_json::Value, name: Option<&str>) -> Result<serde_json::Value> {
+pub fn pick_manifest(index: &serde_json::Value, name: Option<&str>) -> Result<serde_json::Value> {
     let ms = index["manifests"]
         .as_array()
         .ok_or_else(|| anyhow!("no manifests"))?;
@@ -459,7 +493,7 @@ fn pick_manifest(index: &serde_json::Value, name: Option<&str>) -> Result<serde_
     }
 }
 
-fn image_config(cfg: &serde_json::Value) -> ImageConfig {
+pub fn image_config(cfg: &serde_json::Value) -> ImageConfig {
     let c = &cfg["config"];
     let strs = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod image;
+mod registry;
 mod run;
 mod runtime;
 mod sys;

@@ -186,24 +186,32 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
         return store.resolve(i).with_context(|| format!("--image {i}"));
     }
     if let Some(ir) = &task.image_resource {
-        let repo = ir.repository().unwrap_or_default();
-        let mut tried = Vec::new();
+        // A pinned digest or a stored name needs no network; otherwise pull (cached by digest).
         if let Some(d) = ir.digest() {
             if let Some(img) = store.find(d)? {
                 return Ok(img);
             }
-            tried.push(d.to_string());
         }
+        let repo = ir.repository().unwrap_or_default();
         let name = format!("{repo}:{}", ir.tag());
-        if let Some(img) = store.find(&name)? {
-            return Ok(img);
+        if ir.digest().is_none() {
+            if let Some(img) = store.find(&name)? {
+                return Ok(img);
+            }
         }
-        tried.push(name.clone());
-        bail!(
-            "image_resource: {} is not in the image store (tried {}); import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI",
-            repo,
-            tried.join(", ")
-        );
+        let mut r = crate::registry::Reference::parse(&name)
+            .with_context(|| format!("image_resource.source.repository {repo:?}"))?;
+        r.digest = ir.digest().map(str::to_string);
+        let creds = match (
+            ir.source.get("username").and_then(|v| v.as_str()),
+            ir.source.get("password").and_then(|v| v.as_str()),
+        ) {
+            (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+            _ => None,
+        };
+        return crate::registry::pull(store, &r, creds).with_context(|| {
+            format!("image_resource: {repo} is not in the image store and pulling it failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
+        });
     }
     if let Some(uri) = &task.rootfs_uri {
         let p = uri.strip_prefix("raw://").unwrap_or(uri);

@@ -226,3 +226,134 @@ pub fn sha8(s: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+pub fn sh(script: &str, args: &[&Path]) {
+    let o = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{script}: {}", text(&o));
+}
+
+pub fn sha256(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Move `file` into the layout's blobs as sha256:<hex>; returns (digest, size).
+pub fn add_blob(layout: &Path, file: &Path) -> (String, u64) {
+    let hex = sha256(file);
+    let dst = layout.join("blobs/sha256").join(&hex);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::copy(file, &dst).unwrap();
+    (
+        format!("sha256:{hex}"),
+        std::fs::metadata(&dst).unwrap().len(),
+    )
+}
+
+/// An OCI image layout with two layers built with tar/gzip/zstd from the busybox fixture:
+/// layer 1 (gzip) = busybox + data/{keep,old} + opq/x, layer 2 (zstd) = a whiteout of
+/// data/old, an opaque opq/ with opq/y, and etc/motd.
+pub fn make_layout(env: &Env, nested_index: bool) -> PathBuf {
+    let l1 = env.path("stage1");
+    let l2 = env.path("stage2");
+    sh(
+        r#"mkdir -p "$1" "$2"; cp -a "$3"/. "$1"/; mkdir -p "$1/data" "$1/opq"; echo keep > "$1/data/keep"; echo old > "$1/data/old"; echo x > "$1/opq/x"
+           mkdir -p "$2/data" "$2/opq" "$2/etc"; : > "$2/data/.wh.old"; : > "$2/opq/.wh..wh..opq"; echo y > "$2/opq/y"; echo layer2 > "$2/etc/motd"
+           tar -C "$1" -cf - . | gzip -n > "$4"; tar -C "$2" -cf - . | zstd -q > "$5""#,
+        &[
+            &l1,
+            &l2,
+            &busybox(),
+            &env.path("l1.tar.gz"),
+            &env.path("l2.tar.zst"),
+        ],
+    );
+    let layout = env.path("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let (d1, s1) = add_blob(&layout, &env.path("l1.tar.gz"));
+    let (d2, s2) = add_blob(&layout, &env.path("l2.tar.zst"));
+    let diff = |p: &str| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} {} | sha256sum",
+                if p.ends_with("gz") {
+                    "gzip -dc"
+                } else {
+                    "zstd -dcq"
+                },
+                env.path(p).display()
+            ))
+            .output()
+            .unwrap();
+        format!(
+            "sha256:{}",
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+        )
+    };
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["FROM_IMAGE=yes", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo from-cmd $FROM_IMAGE"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff("l1.tar.gz"), diff("l2.tar.zst")]}
+    });
+    let cfg_path = env.write("config.json", &config.to_string());
+    let (dc, sc) = add_blob(&layout, &cfg_path);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": dc, "size": sc},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d1, "size": s1},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": d2, "size": s2}
+        ]
+    });
+    let m_path = env.write("manifest.json", &manifest.to_string());
+    let (dm, sm) = add_blob(&layout, &m_path);
+    let mut top = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": dm, "size": sm});
+    if nested_index {
+        // A multi-platform image: the layout's entry is an image index (a manifest list once
+        // pushed) naming an arm64 decoy first, then our linux/amd64 manifest.
+        // The decoy differs only in its config's FROM_IMAGE, so picking it shows in the output.
+        let mut decoy_cfg = config.clone();
+        decoy_cfg["architecture"] = serde_json::json!("arm64");
+        decoy_cfg["config"]["Env"][0] = serde_json::json!("FROM_IMAGE=arm64-decoy");
+        let (ddc, sdc) = add_blob(
+            &layout,
+            &env.write("config-decoy.json", &decoy_cfg.to_string()),
+        );
+        let mut decoy = manifest.clone();
+        decoy["config"]["digest"] = serde_json::json!(ddc);
+        decoy["config"]["size"] = serde_json::json!(sdc);
+        let (ddm, sdm) = add_blob(
+            &layout,
+            &env.write("manifest-decoy.json", &decoy.to_string()),
+        );
+        let nested = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": ddm, "size": sdm, "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": dm, "size": sm, "platform": {"os": "linux", "architecture": "amd64"}}
+        ]});
+        let n_path = env.write("index-nested.json", &nested.to_string());
+        let (dn, sn) = add_blob(&layout, &n_path);
+        top = serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": dn, "size": sn});
+    }
+    top["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "latest"});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [top]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    layout
+}
