@@ -1,1 +1,141 @@
 //! Test harness for driving berth end to end.
+//!
+//! The tests under `integration/tests/runtime_*.rs` start real containers as root
+//! through the runtime's runc-compatible command line, so the same suite can be
+//! pointed at `runc` to check that the tests themselves are right:
+//!
+//! ```text
+//! BERTH_BIN=/usr/sbin/runc BERTH_FIXTURES=$PWD/build cargo test -p berth-integration
+//! ```
+//!
+//! Environment:
+//!
+//! | variable | default | what |
+//! |---|---|---|
+//! | `BERTH_BIN` | `<workspace>/target/release/berth` | the runtime binary under test |
+//! | `BERTH_FIXTURES` | `<workspace>/build` | fixtures built by `make fixtures` (`rootfs/busybox`) |
+//! | `BERTH_ROOT` | `/run/berth` | the `--root` every invocation passes |
+//!
+//! The pieces, in the order a test uses them:
+//!
+//! - [`Bundle`]: a temp bundle directory with a runc-spec-like `config.json`, patched
+//!   one line at a time with [`Bundle::with`] (runc's bats `update_config`).
+//! - [`Runtime`]: the binary plus its `--root`; [`Output`] is one finished invocation.
+//! - [`Container`]: one container id bound to a bundle; its verbs (`create`, `start`,
+//!   `state`, `kill`, `delete`, …) always pass `--log <bundle>/log.json --log-format json`
+//!   as containerd does, and its `Drop` runs `delete --force` so a failing test leaks
+//!   nothing.
+//! - [`leftovers`]: what a container left on the host (state dir, cgroups, mounts,
+//!   processes); every test ends by asserting it is empty.
+//! - [`ConsoleSocket`]: the receiving end of `--console-socket`.
+
+mod bundle;
+mod cgroup;
+mod console;
+mod container;
+mod leftovers;
+mod runtime;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use bundle::Bundle;
+pub use cgroup::{cgroup_file, CgroupFile};
+pub use console::{ConsoleSocket, Pty};
+pub use container::{Container, Spawned};
+pub use leftovers::{leftovers, Leftover, Leftovers};
+pub use runtime::{Output, Runtime};
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("integration/ has a parent")
+        .to_path_buf()
+}
+
+/// The runtime binary under test: `$BERTH_BIN`, else `<workspace>/target/release/berth`.
+pub fn berth_bin() -> PathBuf {
+    match std::env::var_os("BERTH_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => workspace_dir().join("target/release/berth"),
+    }
+}
+
+/// The fixtures directory: `$BERTH_FIXTURES`, else `<workspace>/build`.
+pub fn fixtures_dir() -> PathBuf {
+    match std::env::var_os("BERTH_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_dir().join("build"),
+    }
+}
+
+/// The shared, read-only busybox rootfs (`make fixtures`). Tests never write to it:
+/// bundles use it with `root.readonly = true`, and tests that need a writable or
+/// modified tree copy it ([`Bundle::busybox_copy`]).
+pub fn busybox_rootfs() -> PathBuf {
+    let rootfs = fixtures_dir().join("rootfs/busybox");
+    assert!(
+        rootfs.join("bin/busybox").exists(),
+        "busybox fixture missing at {} (run `make fixtures` or set BERTH_FIXTURES)",
+        rootfs.display()
+    );
+    rootfs
+}
+
+/// A container id unique across the tests of this process and across processes:
+/// `it-<pid>-<counter>-<tag>`. The counter is fixed-width and comes before the tag,
+/// so no id is a substring of another one (which the leftover scan relies on when it
+/// greps mountinfo, cgroup paths and command lines for the id).
+pub fn unique_id(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tag: String = tag
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(24)
+        .collect();
+    format!("it-{}-{n:04}-{tag}", std::process::id())
+}
+
+/// Polls `cond` every 10 ms until it returns `Some`, panicking with `what` after
+/// `timeout`. This is waiting for an event (a file to appear, a state to change),
+/// never measuring how long something took.
+pub fn poll_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = cond() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The default patience for events in a container (state changes, output lines).
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// `readlink` of one of this (host) process's namespaces, e.g. `"net:[4026531840]"`.
+pub fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap_or_else(|e| panic!("readlink /proc/self/ns/{kind}: {e}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Asserts that `haystack` contains every one of `needles` (case-insensitive),
+/// printing the whole text on failure.
+#[track_caller]
+pub fn assert_mentions(haystack: &str, needles: &[&str]) {
+    let lower = haystack.to_lowercase();
+    for needle in needles {
+        assert!(
+            lower.contains(&needle.to_lowercase()),
+            "expected the message to mention {needle:?}, got:\n{haystack}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! host side of those steps and [`init`] the steps inside the sandbox.
 
 pub mod cgroups;
+pub mod cli;
 pub mod container;
 pub mod init;
 pub mod log;

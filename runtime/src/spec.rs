@@ -178,7 +178,7 @@ pub struct Hooks {
     pub poststop: Vec<Hook>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hook {
     pub path: PathBuf,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -307,7 +307,11 @@ pub struct Memory {
     pub kernel_tcp: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swappiness: Option<u64>,
-    #[serde(default, rename = "disableOOMKiller", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "disableOOMKiller",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_oom_killer: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_hierarchy: Option<bool>,
@@ -490,9 +494,8 @@ impl Spec {
     /// Read and validate `<bundle>/config.json`.
     pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
         let path = bundle.join("config.json");
-        let data = std::fs::read(&path).map_err(|e| {
-            SpecError::new("", format!("cannot read {}: {}", path.display(), e))
-        })?;
+        let data = std::fs::read(&path)
+            .map_err(|e| SpecError::new("", format!("cannot read {}: {}", path.display(), e)))?;
         Self::from_json(&data)
     }
 
@@ -574,15 +577,13 @@ impl Spec {
             validate_maps("linux.uidMappings", &linux.uid_mappings)?;
             validate_maps("linux.gidMappings", &linux.gid_mappings)?;
         }
-        if self.hostname.as_deref().is_some_and(|h| !h.is_empty()) && !seen.contains(&NsKind::Uts)
-        {
+        if self.hostname.as_deref().is_some_and(|h| !h.is_empty()) && !seen.contains(&NsKind::Uts) {
             return Err(SpecError::new(
                 "hostname",
                 "cannot set a hostname without a new UTS namespace",
             ));
         }
-        if self.domainname.as_deref().is_some_and(|h| !h.is_empty())
-            && !seen.contains(&NsKind::Uts)
+        if self.domainname.as_deref().is_some_and(|h| !h.is_empty()) && !seen.contains(&NsKind::Uts)
         {
             return Err(SpecError::new(
                 "domainname",
@@ -702,7 +703,10 @@ fn validate_maps(field: &str, maps: &[IdMapping]) -> Result<(), SpecError> {
     }
     for (i, m) in maps.iter().enumerate() {
         if m.size == 0 {
-            return Err(SpecError::new(format!("{field}[{i}].size"), "must not be 0"));
+            return Err(SpecError::new(
+                format!("{field}[{i}].size"),
+                "must not be 0",
+            ));
         }
         let c_end = m.container_id as u64 + m.size as u64;
         let h_end = m.host_id as u64 + m.size as u64;
@@ -800,7 +804,8 @@ mod tests {
             {"containerID": 0, "hostID": 1000, "size": 10},
             {"containerID": 5, "hostID": 5000, "size": 10}
         ]);
-        v["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 10}]);
+        v["linux"]["gidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 10}]);
         assert_eq!(
             err(v),
             "config.json: linux.uidMappings[1]: overlaps linux.uidMappings[0]"

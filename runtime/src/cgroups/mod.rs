@@ -1,56 +1,671 @@
 //! Cgroups: place a container and enforce `linux.resources`, on v1, v2 and
 //! hybrid hosts, with the cgroupfs driver (no systemd).
+//!
+//! The pieces:
+//! - [`detect`] reads `/proc/self/mountinfo` into a [`Layout`] ([`layout`]).
+//! - [`resolve_path`] turns `linux.cgroupsPath` into the path berth uses.
+//! - [`Cgroup`] is one container's cgroup: the same path in every hierarchy.
+//!   It creates, configures ([`v1`], [`v2`], [`devices`]), freezes, kills,
+//!   reports ([`stats`]) and removes it.
+//!
+//! Where a controller lives is decided per controller ([`Placement`]): a v1
+//! hierarchy if one is mounted for it, otherwise the cgroup2 mount if the
+//! kernel offers it there. On this project's hybrid host that puts memory,
+//! cpu, pids… on v1 and `hugetlb` (mounted in no v1 hierarchy) on v2.
+//! runc's hybrid mode uses v1 only; berth also uses what v2 offers, because
+//! a controller is attached to exactly one of the two and otherwise it would
+//! be unusable.
 
-use crate::spec::Resources;
-use std::path::PathBuf;
+pub mod devices;
+pub mod layout;
+pub mod oom;
+pub mod resources;
+pub mod stats;
+pub mod v1;
+pub mod v2;
 
-/// The host's cgroup layout, read from /proc/self/mountinfo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Layout {
-    /// controller name → mount point (co-mounted controllers share one)
-    V1 { hierarchies: Vec<(String, PathBuf)> },
-    /// the cgroup2 mount
-    V2 { root: PathBuf },
-    /// v1 controllers plus a cgroup2 mount (usually /sys/fs/cgroup/unified)
-    Hybrid { hierarchies: Vec<(String, PathBuf)>, unified: PathBuf },
-}
+pub use layout::{detect, parse_mountinfo, Layout};
+pub use oom::{OomCounters, OomWatcher};
+pub use resources::{BlockIo, Network};
+pub use stats::Stats;
+
+use crate::spec::{Resources, SpecError};
+use anyhow::{anyhow, Context};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub type Result<T> = anyhow::Result<T>;
 
-/// Detect the host layout.
-pub fn detect() -> Result<Layout> {
-    todo!("cgroups helper")
+/// Resolve `linux.cgroupsPath` into the path every hierarchy will use.
+///
+/// - absent → `/berth/<id>`;
+/// - absolute (`/a/b`) → relative to each hierarchy's root, like runc's
+///   cgroupfs driver;
+/// - relative (`a/b`) → kept relative: [`Cgroup::new`] puts it under the
+///   caller's own cgroup in each hierarchy, as runc does;
+/// - `slice:prefix:name` is the systemd driver's form: refused, there is no
+///   systemd here;
+/// - `..` components are refused (they could climb out of the hierarchy).
+pub fn resolve_path(
+    cgroups_path: Option<&str>,
+    id: &str,
+) -> std::result::Result<String, SpecError> {
+    const FIELD: &str = "linux.cgroupsPath";
+    let Some(p) = cgroups_path.filter(|p| !p.is_empty()) else {
+        return Ok(format!("/berth/{id}"));
+    };
+    // The systemd driver's "slice:prefix:name" never starts with '/', and a
+    // cgroupfs path with exactly two colons is what runc also treats as systemd.
+    if !p.starts_with('/') && p.split(':').count() == 3 {
+        return Err(SpecError::new(
+            FIELD,
+            format!(
+                "{p:?} is a systemd cgroup path; berth uses cgroupfs (no systemd on this host)"
+            ),
+        ));
+    }
+    let mut parts = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(SpecError::new(
+                    FIELD,
+                    format!("{p:?} contains \"..\"; a cgroup path must stay inside its hierarchy"),
+                ))
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(SpecError::new(
+            FIELD,
+            format!("{p:?} names the root cgroup; a container needs its own"),
+        ));
+    }
+    let joined = parts.join("/");
+    Ok(if p.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    })
 }
 
-/// One container's cgroup: the same relative path in every hierarchy.
-#[derive(Debug, Clone)]
+/// Where one controller is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// a v1 hierarchy: the container's directory in it
+    V1(PathBuf),
+    /// the cgroup2 mount: the container's directory in it
+    V2(PathBuf),
+}
+
+/// The state of the freezer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FreezerState {
+    Thawed,
+    /// v1 only: the kernel is still stopping tasks
+    Freezing,
+    Frozen,
+}
+
+/// One container's cgroup: the same path in every hierarchy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cgroup {
     pub layout: Layout,
-    /// e.g. `/berth/<id>`
+    /// e.g. `/berth/<id>` (absolute: under each hierarchy's root) or
+    /// `a/b` (relative: under the caller's cgroup, see `own`)
     pub path: String,
+    /// For a relative `path`: the caller's own cgroup per mount point, read
+    /// from /proc/self/cgroup when the `Cgroup` was made.
+    #[serde(default)]
+    own: BTreeMap<PathBuf, String>,
 }
 
 impl Cgroup {
+    /// The cgroup at `path` (from [`resolve_path`]) on `layout`. A relative
+    /// path is put under the caller's cgroup in each hierarchy (runc's rule),
+    /// read from /proc/self/cgroup now; if that file cannot be read the
+    /// hierarchy roots are used.
     pub fn new(layout: Layout, path: &str) -> Cgroup {
-        Cgroup { layout, path: path.to_string() }
+        let own = if path.starts_with('/') {
+            String::new()
+        } else {
+            fs::read_to_string("/proc/self/cgroup").unwrap_or_default()
+        };
+        Cgroup::with_own_cgroups(layout, path, &own)
     }
-    /// Every directory `create` will make (recorded in state before creating).
+
+    /// Like [`Cgroup::new`], with the text of /proc/self/cgroup given (for tests).
+    pub fn with_own_cgroups(layout: Layout, path: &str, proc_self_cgroup: &str) -> Cgroup {
+        let mut own = BTreeMap::new();
+        if !path.starts_with('/') {
+            for line in proc_self_cgroup.lines() {
+                let mut it = line.splitn(3, ':');
+                let (Some(_), Some(ctrls), Some(p)) = (it.next(), it.next(), it.next()) else {
+                    continue;
+                };
+                let mount = if ctrls.is_empty() {
+                    layout.unified_root().map(Path::to_path_buf)
+                } else {
+                    ctrls
+                        .split(',')
+                        .find_map(|c| layout.v1_mount(c).map(Path::to_path_buf))
+                };
+                if let Some(m) = mount {
+                    own.insert(m, p.to_string());
+                }
+            }
+        }
+        Cgroup {
+            layout,
+            path: path.to_string(),
+            own,
+        }
+    }
+
+    /// The container's directory under the hierarchy mounted at `mount`.
+    fn dir_in(&self, mount: &Path) -> PathBuf {
+        let mut d = mount.to_path_buf();
+        if !self.path.starts_with('/') {
+            if let Some(base) = self.own.get(mount) {
+                d.push(base.trim_start_matches('/'));
+            }
+        }
+        d.push(self.path.trim_start_matches('/'));
+        d
+    }
+
+    /// The container's directory in each hierarchy (one per mount point).
+    pub fn leaves(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .layout
+            .mounts()
+            .iter()
+            .map(|m| self.dir_in(m))
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// Every directory `create` will make, to be recorded in state *before*
+    /// creating: per hierarchy, the ancestors that do not exist yet
+    /// (parents first) and the container's own directory (always: a
+    /// pre-existing one is joined and, as runc does, removed on delete).
+    /// Removing the list in reverse therefore removes children first; an
+    /// ancestor another container now uses refuses rmdir and stays.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        todo!()
+        let mut out = Vec::new();
+        for mount in self.layout.mounts() {
+            let leaf = self.dir_in(&mount);
+            let mut chain = vec![leaf.clone()];
+            let mut d = leaf.parent();
+            while let Some(p) = d.filter(|p| p.starts_with(&mount) && *p != mount && !p.exists()) {
+                chain.push(p.to_path_buf());
+                d = p.parent();
+            }
+            out.extend(
+                chain
+                    .into_iter()
+                    .rev()
+                    .filter(|p| !out.contains(p))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        out
     }
+
+    /// The container's directory on the cgroup2 mount, if there is one.
+    pub fn v2_dir(&self) -> Option<PathBuf> {
+        self.layout.unified_root().map(|r| self.dir_in(r))
+    }
+
+    /// Where `controller` is served, if anywhere on this host.
+    pub fn placement(&self, controller: &str) -> Option<Placement> {
+        if let Some(m) = self.layout.v1_mount(controller) {
+            return Some(Placement::V1(self.dir_in(m)));
+        }
+        let root = self.layout.unified_root()?;
+        let available = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        available
+            .split_whitespace()
+            .any(|c| c == controller)
+            .then(|| Placement::V2(self.dir_in(root)))
+    }
+
+    /// mkdir -p the directory in every hierarchy. Pre-existing directories
+    /// are fine (runc joins them too). On v1 cpuset, empty `cpuset.cpus` /
+    /// `cpuset.mems` are filled from the parent level by level (the kernel
+    /// refuses tasks otherwise); on cgroup2, every controller offered is
+    /// enabled in each ancestor's `cgroup.subtree_control`.
     pub fn create(&self) -> Result<()> {
-        todo!()
+        for mount in self.layout.mounts() {
+            let dir = self.dir_in(&mount);
+            fs::create_dir_all(&dir)
+                .map_err(|e| anyhow!("creating cgroup {}: {}", dir.display(), errno_text(&e)))?;
+            if self.layout.unified_root() == Some(mount.as_path()) {
+                v2::enable_controllers(&mount, &dir)?;
+            } else if self.layout.v1_mount("cpuset") == Some(mount.as_path()) {
+                v1::fill_cpuset(&mount, &dir)?;
+            }
+        }
+        Ok(())
     }
-    pub fn apply(&self, _r: &Resources) -> Result<()> {
-        todo!()
+
+    /// Apply every `linux.resources` field (container creation).
+    pub fn apply(&self, r: &Resources) -> Result<()> {
+        self.set(r, true)
     }
-    pub fn add_pid(&self, _pid: i32) -> Result<()> {
-        todo!()
+
+    /// Change limits of a running container (`berth update`): like
+    /// [`Cgroup::apply`] but device rules are left alone, as `runc update`
+    /// never changes them.
+    pub fn update(&self, r: &Resources) -> Result<()> {
+        self.set(r, false)
     }
+
+    fn set(&self, r: &Resources, with_devices: bool) -> Result<()> {
+        let need = |ctrl: &str, field: &str| -> Result<Placement> {
+            self.placement(ctrl).ok_or_else(|| {
+                anyhow!(
+                    "{field}: the {ctrl} cgroup controller is not available on this host \
+                     (mounted in no cgroup v1 hierarchy and not offered by cgroup2)"
+                )
+            })
+        };
+        if let Some(m) = &r.memory {
+            if memory_requested(m) {
+                match need("memory", "linux.resources.memory")? {
+                    Placement::V1(d) => v1::set_memory(&d, m)?,
+                    Placement::V2(d) => v2::set_memory(&d, m)?,
+                }
+            }
+        }
+        if let Some(c) = &r.cpu {
+            let wants_cpu = c.shares.is_some()
+                || c.quota.is_some()
+                || c.period.is_some()
+                || c.burst.is_some()
+                || c.realtime_period.is_some()
+                || c.realtime_runtime.is_some()
+                || c.idle.is_some();
+            if wants_cpu {
+                match need("cpu", "linux.resources.cpu")? {
+                    Placement::V1(d) => v1::set_cpu(&d, c)?,
+                    Placement::V2(d) => v2::set_cpu(&d, c)?,
+                }
+            }
+            if c.cpus.as_deref().is_some_and(|s| !s.is_empty())
+                || c.mems.as_deref().is_some_and(|s| !s.is_empty())
+            {
+                let d = match need("cpuset", "linux.resources.cpu.cpus")? {
+                    Placement::V1(d) | Placement::V2(d) => d,
+                };
+                set_cpuset(&d, c)?;
+            }
+        }
+        if let Some(p) = &r.pids {
+            if p.limit != 0 {
+                let d = match need("pids", "linux.resources.pids.limit")? {
+                    Placement::V1(d) | Placement::V2(d) => d,
+                };
+                // runc: 0 means "not set", negative means unlimited.
+                let v = if p.limit < 0 {
+                    "max".to_string()
+                } else {
+                    p.limit.to_string()
+                };
+                write_field("linux.resources.pids.limit", &d, "pids.max", &v)?;
+            }
+        }
+        if let Some(v) = &r.block_io {
+            let b: BlockIo = serde_json::from_value(v.clone())
+                .map_err(|e| anyhow!("linux.resources.blockIO: {e}"))?;
+            if b.is_requested() {
+                match self.placement("blkio").or_else(|| self.placement("io")) {
+                    Some(Placement::V1(d)) => v1::set_blkio(&d, &b)?,
+                    Some(Placement::V2(d)) => v2::set_io(&d, &b)?,
+                    None => {
+                        need("blkio", "linux.resources.blockIO")?;
+                    }
+                }
+            }
+        }
+        for (i, h) in r.hugepage_limits.iter().enumerate() {
+            let field = format!("linux.resources.hugepageLimits[{i}]");
+            match need("hugetlb", &field)? {
+                Placement::V1(d) => v1::set_hugetlb(&d, &field, h)?,
+                Placement::V2(d) => v2::set_hugetlb(&d, &field, h)?,
+            }
+        }
+        if let Some(v) = &r.network {
+            let n: Network = serde_json::from_value(v.clone())
+                .map_err(|e| anyhow!("linux.resources.network: {e}"))?;
+            v1::set_network(self, &n)?;
+        }
+        if with_devices && !r.devices.is_empty() {
+            match need("devices", "linux.resources.devices") {
+                Ok(Placement::V1(d)) => v1::set_devices(&d, &r.devices)?,
+                // cgroup2 has no devices controller: an eBPF program on the
+                // container's cgroup2 directory does its job (also on a
+                // hybrid host without a v1 devices hierarchy).
+                _ => match self.v2_dir() {
+                    Some(d) => devices::attach_program(&d, &r.devices)?,
+                    None => {
+                        need("devices", "linux.resources.devices")?;
+                    }
+                },
+            }
+        }
+        if !r.unified.is_empty() {
+            let d = self.v2_dir().ok_or_else(|| {
+                anyhow!("linux.resources.unified: this host has no cgroup2 mount (cgroup v1 only)")
+            })?;
+            v2::set_unified(&d, &r.unified)?;
+        }
+        Ok(())
+    }
+
+    /// Move `pid` (all its threads) into the cgroup in every hierarchy.
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        for dir in self.leaves() {
+            let f = dir.join("cgroup.procs");
+            fs::write(&f, pid.to_string())
+                .map_err(|e| anyhow!("adding pid {pid} to {}: {}", f.display(), errno_text(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// The directory whose `cgroup.procs` lists the container's processes:
+    /// on v1 the freezer's (runc reads the same), else pids', else any.
+    fn procs_dir(&self) -> PathBuf {
+        match &self.layout {
+            Layout::V2 { root } => self.dir_in(root),
+            _ => ["freezer", "pids", "memory"]
+                .iter()
+                .find_map(|c| self.layout.v1_mount(c))
+                .map(|m| self.dir_in(m))
+                .unwrap_or_else(|| self.leaves()[0].clone()),
+        }
+    }
+
+    /// Every process in the cgroup and its descendants (sorted). A missing
+    /// cgroup has no processes.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        todo!()
+        let mut out = Vec::new();
+        collect_pids(&self.procs_dir(), &mut out)?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
+
+    /// Where freezing happens: the v1 freezer if mounted, else cgroup.freeze.
+    fn freezer(&self) -> Result<Placement> {
+        if let Some(m) = self.layout.v1_mount("freezer") {
+            return Ok(Placement::V1(self.dir_in(m)));
+        }
+        self.v2_dir().map(Placement::V2).ok_or_else(|| {
+            anyhow!("freezing: this host has neither a v1 freezer nor a cgroup2 mount")
+        })
+    }
+
+    /// Freeze every process and wait until the kernel says they are frozen.
+    pub fn freeze(&self) -> Result<()> {
+        match self.freezer()? {
+            Placement::V1(d) => v1::freeze(&d),
+            Placement::V2(d) => v2::set_frozen(&d, true),
+        }
+    }
+
+    /// Thaw every process. A missing cgroup is already thawed.
+    pub fn thaw(&self) -> Result<()> {
+        match self.freezer()? {
+            Placement::V1(d) if d.exists() => v1::thaw(&d),
+            Placement::V2(d) if d.exists() => v2::set_frozen(&d, false),
+            _ => Ok(()),
+        }
+    }
+
+    /// Thawed, freezing or frozen.
+    pub fn freezer_state(&self) -> Result<FreezerState> {
+        match self.freezer()? {
+            Placement::V1(d) => v1::freezer_state(&d),
+            Placement::V2(d) => v2::freezer_state(&d),
+        }
+    }
+
+    /// Send `signal` to every process in the cgroup. For SIGKILL with a
+    /// cgroup2 `cgroup.kill` (Linux 5.14+) the kernel does it atomically;
+    /// otherwise, like runc, freeze, signal each process, thaw, so nothing
+    /// can fork between listing and signalling.
+    pub fn kill_all(&self, signal: Signal) -> Result<()> {
+        if signal == Signal::SIGKILL {
+            if let Some(d) = self.v2_dir() {
+                let f = d.join("cgroup.kill");
+                if f.exists() {
+                    return fs::write(&f, "1")
+                        .map_err(|e| anyhow!("writing 1 to {}: {}", f.display(), errno_text(&e)));
+                }
+            }
+        }
+        let frozen = self.freeze().is_ok();
+        let mut res = Ok(());
+        for pid in self.pids()? {
+            if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+                if e != nix::errno::Errno::ESRCH {
+                    res = Err(anyhow!("sending {signal} to pid {pid}: {}", e.desc()));
+                }
+            }
+        }
+        if frozen {
+            self.thaw()?;
+        }
+        res
+    }
+
+    /// Remove the directory in every hierarchy, children first. The caller
+    /// has killed the processes; a cgroup whose last task is still exiting
+    /// answers EBUSY for a moment, so each rmdir is retried briefly (runc
+    /// does the same). Directories already gone are fine: destroy is
+    /// idempotent, so it can finish a half-done delete.
     pub fn destroy(&self) -> Result<()> {
-        todo!()
+        for dir in self.leaves() {
+            remove_tree(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Current usage in runc's `events --stats` shape.
+    pub fn stats(&self) -> Result<Stats> {
+        stats::collect(self)
+    }
+
+    /// The OOM counters (`oom`, `oom_kill`) of the memory controller.
+    pub fn oom_events(&self) -> Result<OomCounters> {
+        oom::counters(self)
+    }
+
+    /// What to bind-mount so the container sees its own cgroup at
+    /// /sys/fs/cgroup: (host source, destination relative to the
+    /// container's /sys/fs/cgroup). v1: one directory per hierarchy named
+    /// as the host names it (`memory`, `cpu,cpuacct`, `systemd`), hybrid
+    /// adds `unified`; v2: the container's directory at `.`.
+    pub fn container_mounts(&self) -> Vec<(PathBuf, PathBuf)> {
+        match &self.layout {
+            Layout::V2 { root } => vec![(self.dir_in(root), PathBuf::from("."))],
+            _ => self
+                .layout
+                .mounts()
+                .into_iter()
+                .map(|m| {
+                    let name = m.file_name().map(PathBuf::from).unwrap_or_default();
+                    (self.dir_in(&m), name)
+                })
+                .collect(),
+        }
+    }
+
+    /// Symlinks for co-mounted v1 controllers, as hosts make them:
+    /// (link relative to /sys/fs/cgroup, target) e.g. (`cpu`, `cpu,cpuacct`).
+    pub fn container_symlinks(&self) -> Vec<(PathBuf, PathBuf)> {
+        let mut out = Vec::new();
+        for (_, mount) in self.container_mounts() {
+            let name = mount.to_string_lossy().to_string();
+            if name.contains(',') {
+                for part in name.split(',') {
+                    out.push((PathBuf::from(part), PathBuf::from(&name)));
+                }
+            }
+        }
+        out
     }
 }
+
+fn memory_requested(m: &crate::spec::Memory) -> bool {
+    m.limit.is_some()
+        || m.reservation.is_some()
+        || m.swap.is_some()
+        || m.kernel.is_some()
+        || m.kernel_tcp.is_some()
+        || m.swappiness.is_some()
+        || m.disable_oom_killer.is_some()
+}
+
+/// cpuset.cpus / cpuset.mems: the same files on v1 and v2.
+fn set_cpuset(dir: &Path, c: &crate::spec::Cpu) -> Result<()> {
+    if let Some(cpus) = c.cpus.as_deref().filter(|s| !s.is_empty()) {
+        write_field("linux.resources.cpu.cpus", dir, "cpuset.cpus", cpus)?;
+    }
+    if let Some(mems) = c.mems.as_deref().filter(|s| !s.is_empty()) {
+        write_field("linux.resources.cpu.mems", dir, "cpuset.mems", mems)?;
+    }
+    Ok(())
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    match fs::read_to_string(&procs) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow!("reading {}: {}", procs.display(), errno_text(&e))),
+    }
+    for sub in subdirs(dir)? {
+        collect_pids(&sub, out)?;
+    }
+    Ok(())
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow!("listing {}: {}", dir.display(), errno_text(&e))),
+    };
+    let mut out = Vec::new();
+    for ent in rd.flatten() {
+        if ent.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(ent.path());
+        }
+    }
+    Ok(out)
+}
+
+/// rmdir `dir` after its sub-cgroups, retrying EBUSY for up to ~1 s.
+fn remove_tree(dir: &Path) -> Result<()> {
+    for sub in subdirs(dir)? {
+        remove_tree(&sub)?;
+    }
+    let mut delay = Duration::from_millis(2);
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 9 => {
+                std::thread::sleep(delay);
+                delay *= 2;
+                tries += 1;
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "removing cgroup {}: {}",
+                    dir.display(),
+                    errno_text(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// The errno's text without Rust's " (os error N)" suffix, as runc prints it.
+pub(crate) fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Write `value` to `dir/file` for config field `field`; the error names
+/// all three: `linux.resources.memory.limit: writing 1048576 to
+/// /sys/fs/cgroup/memory/berth/x/memory.limit_in_bytes: Device or resource busy`.
+pub(crate) fn write_field(field: &str, dir: &Path, file: &str, value: &str) -> Result<()> {
+    let path = dir.join(file);
+    fs::write(&path, value).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::NotFound {
+            " (this kernel has no such cgroup file)"
+        } else {
+            ""
+        };
+        anyhow!(
+            "{field}: writing {value} to {}: {}{hint}",
+            path.display(),
+            errno_text(&e)
+        )
+    })
+}
+
+/// Read `dir/file` trimmed; the error names the file.
+pub(crate) fn read_file(dir: &Path, file: &str) -> Result<String> {
+    let path = dir.join(file);
+    fs::read_to_string(&path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| anyhow!("reading {}: {}", path.display(), errno_text(&e)))
+}
+
+/// Read a number from `dir/file`; `max` reads as u64::MAX.
+pub(crate) fn read_u64(dir: &Path, file: &str) -> Result<u64> {
+    let s = read_file(dir, file)?;
+    parse_u64(&s).with_context(|| format!("parsing {}", dir.join(file).display()))
+}
+
+pub(crate) fn parse_u64(s: &str) -> Result<u64> {
+    if s == "max" {
+        return Ok(u64::MAX);
+    }
+    s.parse::<u64>().map_err(|e| anyhow!("{s:?}: {e}"))
+}
+
+/// `key value` lines (memory.stat, cpu.stat, memory.events…) as a map.
+pub(crate) fn read_kv(dir: &Path, file: &str) -> Result<BTreeMap<String, u64>> {
+    let s = read_file(dir, file)?;
+    Ok(parse_kv(&s))
+}
+
+pub(crate) fn parse_kv(s: &str) -> BTreeMap<String, u64> {
+    s.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let k = it.next()?;
+            let v = parse_u64(it.next()?).ok()?;
+            Some((k.to_string(), v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,22 @@
 //! Spec → Plan: every step a container start will take, as plain data.
+//!
+//! Planning is pure — no syscalls — so it is unit-tested without root and
+//! printed by `berth plan`. The init process executes *this* list, step by
+//! step ([`crate::init`]), so the teaching view cannot drift from the real
+//! path. Each step carries a `why`: the ordering constraint or the attack it
+//! closes.
+
+mod mounts;
+
+pub use mounts::{parse_options, MountStep};
+
+use crate::seccomp;
+use crate::spec::{IdMapping, NsKind, Spec, SpecError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 /// Mount propagation flags for a `rootfsPropagation` value.
-pub fn propagation_flags(s: &str) -> Option<libc::c_ulong> {
+pub fn propagation_flags(s: &str) -> Option<u64> {
     Some(match s {
         "private" => libc::MS_PRIVATE,
         "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
@@ -36,4 +51,1006 @@ pub fn rlimit_resource(name: &str) -> Option<u32> {
         "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
         _ => return None,
     })
+}
+
+/// Who carries a step out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// The `berth` process on the host.
+    Runtime,
+    /// Stage 1: a child that enters/creates namespaces, then forks init.
+    Stage1,
+    /// The container's init, which finally becomes the container process.
+    Init,
+}
+
+/// One step of a container start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    // ---- runtime (host) ----
+    /// Claim `<root>/<id>` and write state.json ("creating") before anything else.
+    CreateStateDir {
+        dir: PathBuf,
+    },
+    /// Make the cgroup directories (recorded in state first) and apply limits.
+    CreateCgroup {
+        path: String,
+    },
+    /// Fork stage 1, connected to the runtime by a socket pair.
+    SpawnStage1,
+    /// Put stage 1 into the cgroup, so everything it forks starts there.
+    JoinCgroup,
+    /// Write uid_map and gid_map for the new user namespace.
+    WriteIdMaps {
+        uid: Vec<IdMapping>,
+        gid: Vec<IdMapping>,
+    },
+
+    // ---- stage 1 ----
+    JoinNamespace {
+        kind: NsKind,
+        path: PathBuf,
+    },
+    UnshareUserNamespace,
+    /// Become uid/gid 0 of the new user namespace once it is mapped.
+    BecomeRoot,
+    Unshare {
+        kinds: Vec<NsKind>,
+    },
+    /// Fork the init (CLONE_PARENT: it becomes the runtime's child).
+    ForkInit,
+
+    // ---- init: rootfs ----
+    /// A fresh session keyring, so the container cannot read the host's keys.
+    JoinSessionKeyring {
+        name: String,
+    },
+    SetRootPropagation {
+        flags: u64,
+    },
+    BindRootfs {
+        rootfs: PathBuf,
+    },
+    Mount(MountStep),
+    MountCgroups {
+        readonly: bool,
+        destination: PathBuf,
+        binds: Vec<(PathBuf, PathBuf)>,
+    },
+    CreateDevice {
+        path: PathBuf,
+        kind: char,
+        major: i64,
+        minor: i64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        bind: bool,
+    },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
+    /// prestart + createRuntime hooks, in the runtime namespace, before pivot_root.
+    RuntimeHooks {
+        prestart: Vec<crate::spec::Hook>,
+        create_runtime: Vec<crate::spec::Hook>,
+    },
+    /// createContainer hooks, in the container's namespaces, before pivot_root.
+    CreateContainerHooks {
+        hooks: Vec<crate::spec::Hook>,
+    },
+    PivotRoot,
+    ChrootNoPivot,
+    BringUpLoopback,
+    Sysctl {
+        key: String,
+        value: String,
+    },
+    SetHostname {
+        name: String,
+    },
+    SetDomainname {
+        name: String,
+    },
+    MaskPath {
+        path: PathBuf,
+    },
+    ReadonlyPath {
+        path: PathBuf,
+    },
+    ReadonlyRoot,
+
+    // ---- init: process ----
+    OpenConsole {
+        uid: u32,
+        gid: u32,
+        rows: u16,
+        cols: u16,
+    },
+    Rlimit {
+        index: usize,
+        name: String,
+        soft: u64,
+        hard: u64,
+    },
+    OomScoreAdj {
+        value: i32,
+    },
+    LimitUserNamespaces,
+    LoadSeccomp {
+        summary: String,
+    },
+    DropBoundingCaps {
+        keep: Vec<String>,
+    },
+    SwitchUser {
+        uid: u32,
+        gid: u32,
+        additional_gids: Vec<u32>,
+    },
+    SetCapabilities {
+        effective: Vec<String>,
+        permitted: Vec<String>,
+        inheritable: Vec<String>,
+        ambient: Vec<String>,
+    },
+    NoNewPrivileges,
+    Umask {
+        mask: u32,
+    },
+    Chdir {
+        cwd: String,
+    },
+    ResolveExecutable {
+        arg0: String,
+    },
+    CloseHostFds {
+        keep_up_to: i32,
+    },
+    ReportCreated,
+    WaitExecFifo,
+    /// startContainer hooks, in the container, after `start`, before execve.
+    StartContainerHooks {
+        hooks: Vec<crate::spec::Hook>,
+    },
+    Exec {
+        args: Vec<String>,
+        env: Vec<String>,
+    },
+}
+
+impl Step {
+    pub fn actor(&self) -> Actor {
+        use Step::*;
+        match self {
+            CreateStateDir { .. }
+            | CreateCgroup { .. }
+            | SpawnStage1
+            | JoinCgroup
+            | WriteIdMaps { .. }
+            | RuntimeHooks { .. } => Actor::Runtime,
+            JoinNamespace { .. }
+            | UnshareUserNamespace
+            | BecomeRoot
+            | Unshare { .. }
+            | ForkInit => Actor::Stage1,
+            _ => Actor::Init,
+        }
+    }
+
+    /// One line saying what the step does, with its operands.
+    pub fn describe(&self) -> String {
+        use Step::*;
+        let j = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        match self {
+            CreateStateDir { dir } => format!("create state dir {}", dir.display()),
+            CreateCgroup { path } => format!("create cgroup {path} and apply linux.resources"),
+            SpawnStage1 => "fork stage 1".into(),
+            JoinCgroup => "move stage 1 into the cgroup".into(),
+            WriteIdMaps { uid, gid } => {
+                format!("write uid_map {} gid_map {}", maps(uid), maps(gid))
+            }
+            JoinNamespace { kind, path } => format!("setns {} {}", kind.name(), path.display()),
+            UnshareUserNamespace => "unshare user namespace, wait for id maps".into(),
+            BecomeRoot => "setresuid/setresgid 0 inside the user namespace".into(),
+            Unshare { kinds } => format!(
+                "unshare {}",
+                kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+            ),
+            ForkInit => "fork init (CLONE_PARENT)".into(),
+            JoinSessionKeyring { name } => format!("keyctl join session keyring {name}"),
+            SetRootPropagation { flags } => format!("mount --make-{} /", prop_name(*flags)),
+            BindRootfs { rootfs } => format!("bind {} onto itself", rootfs.display()),
+            Mount(m) => {
+                let what = if m.bind {
+                    format!(
+                        "bind {}",
+                        m.source.as_deref().unwrap_or(Path::new("")).display()
+                    )
+                } else {
+                    m.fstype.clone().unwrap_or_default()
+                };
+                let mut s = format!("mount {what} on {}", m.destination.display());
+                if !m.data.is_empty() {
+                    s += &format!(" ({})", m.data);
+                }
+                if m.remount_flags.is_some_and(|f| f & libc::MS_RDONLY != 0) || m.recursive_readonly
+                {
+                    s += " read-only";
+                }
+                s
+            }
+            MountCgroups {
+                destination,
+                readonly,
+                binds,
+            } => format!(
+                "bind {} cgroup dir(s) at {}{}",
+                binds.len(),
+                destination.display(),
+                if *readonly { " read-only" } else { "" }
+            ),
+            CreateDevice {
+                path,
+                kind,
+                major,
+                minor,
+                bind,
+                ..
+            } => {
+                if *bind {
+                    format!("bind host {} (user namespace: no mknod)", path.display())
+                } else {
+                    format!("mknod {} {kind} {major}:{minor}", path.display())
+                }
+            }
+            Symlink { target, link } => {
+                format!("symlink {} -> {}", link.display(), target.display())
+            }
+            RuntimeHooks {
+                prestart,
+                create_runtime,
+            } => format!(
+                "run {} prestart and {} createRuntime hook(s) on the host",
+                prestart.len(),
+                create_runtime.len()
+            ),
+            CreateContainerHooks { hooks } => {
+                format!("run {} createContainer hook(s)", hooks.len())
+            }
+            StartContainerHooks { hooks } => format!("run {} startContainer hook(s)", hooks.len()),
+            PivotRoot => "pivot_root into the rootfs, detach the old root".into(),
+            ChrootNoPivot => "move the rootfs onto / and chroot (--no-pivot)".into(),
+            BringUpLoopback => "bring up lo".into(),
+            Sysctl { key, value } => format!("sysctl {key}={value}"),
+            SetHostname { name } => format!("sethostname {name}"),
+            SetDomainname { name } => format!("setdomainname {name}"),
+            MaskPath { path } => format!("mask {}", path.display()),
+            ReadonlyPath { path } => format!("read-only {}", path.display()),
+            ReadonlyRoot => "remount / read-only".into(),
+            OpenConsole { .. } => "open a pty, send its master to --console-socket".into(),
+            Rlimit {
+                name, soft, hard, ..
+            } => format!("setrlimit {name} soft={soft} hard={hard}"),
+            OomScoreAdj { value } => format!("oom_score_adj {value}"),
+            LimitUserNamespaces => "user.max_user_namespaces=0 inside the container".into(),
+            LoadSeccomp { summary } => format!("load seccomp: {summary}"),
+            DropBoundingCaps { keep } => format!("bounding set {}", j(keep)),
+            SwitchUser {
+                uid,
+                gid,
+                additional_gids,
+            } => format!(
+                "setgroups {:?}, setgid {gid}, setuid {uid}",
+                additional_gids
+            ),
+            SetCapabilities {
+                effective,
+                permitted,
+                inheritable,
+                ambient,
+            } => format!(
+                "caps effective={} permitted={} inheritable={} ambient={}",
+                j(effective),
+                j(permitted),
+                j(inheritable),
+                j(ambient)
+            ),
+            NoNewPrivileges => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
+            Umask { mask } => format!("umask {mask:04o}"),
+            Chdir { cwd } => format!("chdir {cwd}"),
+            ResolveExecutable { arg0 } => format!("find {arg0} in the container's PATH"),
+            CloseHostFds { keep_up_to } => format!("close-on-exec every fd above {keep_up_to}"),
+            ReportCreated => "tell the runtime: created".into(),
+            WaitExecFifo => "block on exec.fifo until `berth start`".into(),
+            Exec { args, .. } => format!("execve {}", args.join(" ")),
+        }
+    }
+
+    /// Why the step exists or sits where it does.
+    pub fn why(&self) -> &'static str {
+        use Step::*;
+        match self {
+            CreateStateDir { .. } => "recorded before any resource exists, so `delete --force` can always clean up",
+            CreateCgroup { .. } => "the directories are recorded in state.json before mkdir: a killed create leaks nothing",
+            SpawnStage1 => "namespace setup needs a fresh, single-threaded process",
+            JoinCgroup => "before unsharing the cgroup namespace, so its root is the container's cgroup",
+            WriteIdMaps { .. } => "only a process outside the new user namespace may write its maps",
+            JoinNamespace { .. } => "user first (it grants the rights to join the others), mount last",
+            UnshareUserNamespace => "other namespaces created after it are owned by it",
+            BecomeRoot => "uid 0 in the namespace, so mounts and mknod are checked against the container's root",
+            Unshare { .. } => "pid and time namespaces apply to children only: init is forked next",
+            ForkInit => "init must be pid 1 of the new pid namespace and a child of the runtime, which waits for it",
+            JoinSessionKeyring { .. } => "as runc: keys in the caller's session keyring stay out of reach (--no-new-keyring skips it)",
+            SetRootPropagation { .. } => "first, so no mount made for the container propagates to the host",
+            BindRootfs { .. } => "pivot_root needs the new root to be a mount point",
+            Mount(_) => "destination resolved inside the rootfs (openat2 RESOLVE_IN_ROOT): a symlink cannot aim it at the host",
+            MountCgroups { .. } => "bind the container's own cgroup dirs; works the same on v1, v2 and hybrid hosts",
+            CreateDevice { .. } => "in a user namespace mknod is refused, so devices are bind-mounted from the host",
+            Symlink { .. } => "the /dev links programs expect (/dev/fd, /dev/ptmx, …)",
+            RuntimeHooks { .. } => "runtime-spec: after the namespaces and mounts exist, before pivot_root (network setup happens here)",
+            CreateContainerHooks { .. } => "runtime-spec: in the container's mount namespace, before pivot_root",
+            StartContainerHooks { .. } => "runtime-spec: after `start`, just before the user program",
+            PivotRoot => "pivot_root, unlike chroot, leaves no way back to the host tree",
+            ChrootNoPivot => "for ramdisk roots where pivot_root is impossible; weaker than pivot_root",
+            BringUpLoopback => "a new network namespace starts with lo down (runc brings it up too)",
+            Sysctl { .. } => "before read-only paths: /proc/sys becomes read-only next",
+            SetHostname { .. } | SetDomainname { .. } => "in the container's own UTS namespace",
+            MaskPath { .. } => "hide host information and knobs (/proc/kcore, /proc/keys, …)",
+            ReadonlyPath { .. } => "after sysctl writes, so the container cannot change kernel knobs",
+            ReadonlyRoot => "root.readonly: last rootfs step, all mounts are in place",
+            OpenConsole { .. } => "opened inside the container so the pty belongs to its devpts",
+            Rlimit { .. } => "while still root: raising a hard limit needs privilege",
+            OomScoreAdj { .. } => "lowering it needs CAP_SYS_RESOURCE, still held here",
+            LimitUserNamespaces => "clone3 flags are invisible to seccomp; this stops clone3(CLONE_NEWUSER) without touching the host (before /proc/sys turns read-only)",
+            LoadSeccomp { .. } => "without no_new_privs loading needs CAP_SYS_ADMIN (before caps drop); with it, as late as possible",
+            DropBoundingCaps { .. } => "before setuid: the bounding set caps what any later execve can gain",
+            SwitchUser { .. } => "PR_SET_KEEPCAPS keeps permitted caps across the uid change",
+            SetCapabilities { .. } => "after setuid; inheritable and ambient stay empty unless asked (CVE-2022-29162)",
+            NoNewPrivileges => "setuid binaries and file caps can no longer raise privileges",
+            Umask { .. } => "process.user.umask, or 0022 like runc",
+            Chdir { .. } => "after setuid (permission checks as the user); must resolve inside the container (CVE-2024-21626)",
+            ResolveExecutable { .. } => "fail `create`, not `start`, when the program does not exist",
+            CloseHostFds { .. } => "no host fd may survive into the container (CVE-2024-21626)",
+            ReportCreated => "the runtime records `created` and returns",
+            WaitExecFifo => "`create` and `start` are separate: init waits here",
+            Exec { .. } => "the container process replaces init; seccomp and caps stay",
+        }
+    }
+}
+
+fn maps(m: &[IdMapping]) -> String {
+    m.iter()
+        .map(|m| format!("{}:{}:{}", m.container_id, m.host_id, m.size))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn prop_name(flags: u64) -> &'static str {
+    let rec = flags & libc::MS_REC != 0;
+    match (flags & !libc::MS_REC, rec) {
+        (libc::MS_PRIVATE, true) => "rprivate",
+        (libc::MS_PRIVATE, false) => "private",
+        (libc::MS_SLAVE, true) => "rslave",
+        (libc::MS_SLAVE, false) => "slave",
+        (libc::MS_SHARED, true) => "rshared",
+        (libc::MS_SHARED, false) => "shared",
+        (_, true) => "runbindable",
+        _ => "unbindable",
+    }
+}
+
+/// Options that are not in config.json: the command line and the host.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub state_dir: PathBuf,
+    pub no_pivot: bool,
+    pub console_socket: bool,
+    pub preserve_fds: i32,
+    /// `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    /// Relative cgroup path (already resolved), e.g. `/berth/<id>`.
+    pub cgroup_path: String,
+    /// What to bind at /sys/fs/cgroup: (host dir, path relative to it).
+    pub cgroup_binds: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Everything a container start will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub id: String,
+    pub rootfs: PathBuf,
+    pub steps: Vec<Step>,
+    /// The compiled filter that `LoadSeccomp` loads (bytes only in the child).
+    #[serde(skip)]
+    pub seccomp: Option<seccomp::Program>,
+    pub new_userns: bool,
+    pub own_pidns: bool,
+}
+
+/// The devices every container gets (runc's `AllowedDevices` minus ptmx,
+/// which is a symlink into the container's own devpts).
+const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+impl Plan {
+    /// Build the plan. `seccomp` is the filter already compiled for this spec.
+    pub fn new(
+        spec: &Spec,
+        opts: &Options,
+        seccomp: Option<seccomp::Program>,
+    ) -> Result<Plan, SpecError> {
+        let linux = spec.linux();
+        let process = spec
+            .process
+            .clone()
+            .ok_or_else(|| SpecError::new("process", "required to create a container"))?;
+        let root = spec.root.clone().unwrap_or_default();
+        let rootfs = if root.path.is_absolute() {
+            root.path.clone()
+        } else {
+            opts.bundle.join(&root.path)
+        };
+        let mut s = Vec::new();
+
+        // ---- runtime ----
+        s.push(Step::CreateStateDir {
+            dir: opts.state_dir.clone(),
+        });
+        s.push(Step::CreateCgroup {
+            path: opts.cgroup_path.clone(),
+        });
+        s.push(Step::SpawnStage1);
+
+        // ---- stage 1: namespaces ----
+        let mut joined = Vec::new();
+        let mut new = Vec::new();
+        for kind in NsKind::ALL {
+            if let Some(ns) = linux
+                .namespaces
+                .iter()
+                .find(|n| NsKind::parse(&n.typ) == Some(kind))
+            {
+                match &ns.path {
+                    Some(p) => joined.push(Step::JoinNamespace {
+                        kind,
+                        path: p.clone(),
+                    }),
+                    None => new.push(kind),
+                }
+            }
+        }
+        s.extend(joined);
+        let new_userns = new.contains(&NsKind::User);
+        if new_userns {
+            s.push(Step::UnshareUserNamespace);
+        }
+        s.push(Step::JoinCgroup);
+        if new_userns {
+            s.push(Step::WriteIdMaps {
+                uid: linux.uid_mappings.clone(),
+                gid: linux.gid_mappings.clone(),
+            });
+            s.push(Step::BecomeRoot);
+        }
+        let rest: Vec<NsKind> = new.iter().copied().filter(|k| *k != NsKind::User).collect();
+        if !rest.is_empty() {
+            s.push(Step::Unshare {
+                kinds: rest.clone(),
+            });
+        }
+        s.push(Step::ForkInit);
+
+        // ---- init: rootfs ----
+        if !opts.no_new_keyring {
+            s.push(Step::JoinSessionKeyring {
+                name: format!("_ses.{}", opts.id),
+            });
+        }
+        let new_mountns = new.contains(&NsKind::Mount);
+        let in_userns = linux.namespaces.iter().any(|n| n.typ == "user");
+        if new_mountns {
+            plan_rootfs(&mut s, spec, opts, &rootfs, in_userns)?;
+        }
+        if new.contains(&NsKind::Network) {
+            s.push(Step::BringUpLoopback);
+        }
+        for (key, value) in &linux.sysctl {
+            s.push(Step::Sysctl {
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+        if seccomp.as_ref().is_some_and(|p| p.guard_user_namespaces) {
+            s.push(Step::LimitUserNamespaces);
+        }
+        if let Some(h) = spec.hostname.as_ref().filter(|h| !h.is_empty()) {
+            s.push(Step::SetHostname { name: h.clone() });
+        }
+        if let Some(d) = spec.domainname.as_ref().filter(|d| !d.is_empty()) {
+            s.push(Step::SetDomainname { name: d.clone() });
+        }
+        if new_mountns {
+            for p in &linux.masked_paths {
+                s.push(Step::MaskPath { path: p.into() });
+            }
+            for p in &linux.readonly_paths {
+                s.push(Step::ReadonlyPath { path: p.into() });
+            }
+            if root.readonly {
+                s.push(Step::ReadonlyRoot);
+            }
+        }
+
+        // ---- init: process ----
+        let start_hooks = spec
+            .hooks
+            .as_ref()
+            .map(|h| h.start_container.clone())
+            .unwrap_or_default();
+        plan_process(&mut s, &process, seccomp.as_ref(), opts, true, &start_hooks)?;
+
+        Ok(Plan {
+            id: opts.id.clone(),
+            rootfs,
+            steps: s,
+            seccomp,
+            new_userns,
+            own_pidns: new.contains(&NsKind::Pid),
+        })
+    }
+
+    /// The plan for `exec`: join every namespace of the running container
+    /// through its init's `/proc/<pid>/ns/*`, join its cgroup, fork, then the
+    /// same process steps as a container's init (runc's "setns init").
+    pub fn for_exec(
+        spec: &Spec,
+        process: &crate::spec::Process,
+        init_pid: i32,
+        opts: &Options,
+        seccomp: Option<seccomp::Program>,
+    ) -> Result<Plan, SpecError> {
+        let linux = spec.linux();
+        let mut s = vec![Step::SpawnStage1];
+        for kind in NsKind::ALL {
+            if linux
+                .namespaces
+                .iter()
+                .any(|n| NsKind::parse(&n.typ) == Some(kind))
+            {
+                let path = PathBuf::from(format!("/proc/{init_pid}/ns/{}", kind.proc_name()));
+                s.push(Step::JoinNamespace { kind, path });
+            }
+        }
+        s.push(Step::JoinCgroup);
+        s.push(Step::ForkInit);
+        plan_process(&mut s, process, seccomp.as_ref(), opts, false, &[])?;
+        Ok(Plan {
+            id: opts.id.clone(),
+            rootfs: PathBuf::from("/"),
+            steps: s,
+            seccomp,
+            new_userns: false,
+            own_pidns: false,
+        })
+    }
+
+    /// Steps for one actor, in order.
+    pub fn steps_of(&self, actor: Actor) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(move |s| s.actor() == actor)
+    }
+
+    /// The plan as `berth plan` prints it.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "plan for container {:?} (rootfs {})\n",
+            self.id,
+            self.rootfs.display()
+        );
+        let mut last = None;
+        for (i, step) in self.steps.iter().enumerate() {
+            let actor = step.actor();
+            if last != Some(actor) {
+                out += match actor {
+                    Actor::Runtime => "\n[runtime — on the host]\n",
+                    Actor::Stage1 => "\n[stage 1 — namespaces]\n",
+                    Actor::Init => "\n[init — inside the container]\n",
+                };
+                last = Some(actor);
+            }
+            out += &format!(
+                "{:3}. {}\n       why: {}\n",
+                i + 1,
+                step.describe(),
+                step.why()
+            );
+        }
+        out
+    }
+}
+
+/// The steps that shape the process, shared by `create` and `exec`.
+/// `wait_for_start`: a container's init waits on exec.fifo; an exec'd
+/// process runs at once.
+fn plan_process(
+    s: &mut Vec<Step>,
+    process: &crate::spec::Process,
+    seccomp: Option<&seccomp::Program>,
+    opts: &Options,
+    wait_for_start: bool,
+    start_hooks: &[crate::spec::Hook],
+) -> Result<(), SpecError> {
+    if process.terminal {
+        if !opts.console_socket {
+            return Err(SpecError::new(
+                "process.terminal",
+                "a terminal was asked for but no --console-socket was given",
+            ));
+        }
+        let size = process.console_size.unwrap_or_default();
+        s.push(Step::OpenConsole {
+            uid: process.user.uid,
+            gid: process.user.gid,
+            rows: size.height,
+            cols: size.width,
+        });
+    }
+    for (index, r) in process.rlimits.iter().enumerate() {
+        s.push(Step::Rlimit {
+            index,
+            name: r.typ.clone(),
+            soft: r.soft,
+            hard: r.hard,
+        });
+    }
+    if let Some(v) = process.oom_score_adj {
+        s.push(Step::OomScoreAdj { value: v });
+    }
+    let caps = process.capabilities.clone().unwrap_or_default();
+    let seccomp_step = seccomp.map(|p| Step::LoadSeccomp {
+        summary: p.summary.clone(),
+    });
+    // runc: without no_new_privs the filter must be loaded while
+    // CAP_SYS_ADMIN is still held; with it, as close to execve as possible.
+    if !process.no_new_privileges {
+        s.extend(seccomp_step.clone());
+    }
+    s.push(Step::DropBoundingCaps {
+        keep: caps.bounding.clone(),
+    });
+    s.push(Step::SwitchUser {
+        uid: process.user.uid,
+        gid: process.user.gid,
+        additional_gids: process.user.additional_gids.clone(),
+    });
+    s.push(Step::SetCapabilities {
+        effective: caps.effective.clone(),
+        permitted: caps.permitted.clone(),
+        inheritable: caps.inheritable.clone(),
+        ambient: caps.ambient.clone(),
+    });
+    if process.no_new_privileges {
+        s.push(Step::NoNewPrivileges);
+    }
+    s.push(Step::Umask {
+        mask: process.user.umask.unwrap_or(0o022),
+    });
+    s.push(Step::Chdir {
+        cwd: process.cwd.clone(),
+    });
+    s.push(Step::ResolveExecutable {
+        arg0: process.args[0].clone(),
+    });
+    s.push(Step::CloseHostFds {
+        keep_up_to: 2 + opts.preserve_fds,
+    });
+    if process.no_new_privileges {
+        s.extend(seccomp_step);
+    }
+    s.push(Step::ReportCreated);
+    if wait_for_start {
+        s.push(Step::WaitExecFifo);
+        let hooks = start_hooks.to_vec();
+        if !hooks.is_empty() {
+            s.push(Step::StartContainerHooks { hooks });
+        }
+    }
+    s.push(Step::Exec {
+        args: process.args.clone(),
+        env: process.env.clone(),
+    });
+    Ok(())
+}
+
+fn plan_rootfs(
+    s: &mut Vec<Step>,
+    spec: &Spec,
+    opts: &Options,
+    rootfs: &Path,
+    in_userns: bool,
+) -> Result<(), SpecError> {
+    let linux = spec.linux();
+    let prop = match &linux.rootfs_propagation {
+        Some(p) => propagation_flags(p).unwrap_or(libc::MS_SLAVE | libc::MS_REC),
+        None => libc::MS_SLAVE | libc::MS_REC, // runc's default
+    };
+    s.push(Step::SetRootPropagation { flags: prop });
+    s.push(Step::BindRootfs {
+        rootfs: rootfs.to_path_buf(),
+    });
+    let mut dev_is_bind = false;
+    for (index, m) in spec.mounts.iter().enumerate() {
+        let field = |f: &str| format!("mounts[{index}].{f}");
+        let (flags, propagation, data, rro) = parse_options(&m.options);
+        let fstype = m.typ.clone().filter(|t| !t.is_empty());
+        let bind = flags & libc::MS_BIND != 0 || fstype.as_deref() == Some("bind");
+        if fstype.as_deref() == Some("cgroup") || fstype.as_deref() == Some("cgroup2") {
+            s.push(Step::MountCgroups {
+                readonly: flags & libc::MS_RDONLY != 0,
+                destination: m.destination.clone(),
+                binds: opts.cgroup_binds.clone(),
+            });
+            continue;
+        }
+        if m.destination == Path::new("/dev") && bind {
+            dev_is_bind = true;
+        }
+        let source = match &m.source {
+            Some(src) if bind && src.is_relative() => Some(opts.bundle.join(src)),
+            Some(src) => Some(src.clone()),
+            None if bind => {
+                return Err(SpecError::new(
+                    field("source"),
+                    "a bind mount needs a source",
+                ))
+            }
+            None => fstype.clone().map(PathBuf::from),
+        };
+        if !bind && fstype.is_none() {
+            return Err(SpecError::new(
+                field("type"),
+                "required for a non-bind mount",
+            ));
+        }
+        let (flags, remount_flags) = if bind {
+            // A bind mount ignores every flag but MS_BIND|MS_REC; the others
+            // take effect through a remount.
+            let extra = flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+            (
+                flags & (libc::MS_BIND | libc::MS_REC),
+                (extra != 0).then_some(extra),
+            )
+        } else {
+            (flags, None)
+        };
+        s.push(Step::Mount(MountStep {
+            index,
+            source,
+            destination: m.destination.clone(),
+            fstype: if bind { None } else { fstype },
+            flags,
+            data,
+            propagation,
+            bind,
+            remount_flags,
+            recursive_readonly: rro,
+        }));
+    }
+    if !dev_is_bind {
+        let mut devices: Vec<Step> = DEFAULT_DEVICES
+            .iter()
+            .map(|(p, maj, min)| Step::CreateDevice {
+                path: p.into(),
+                kind: 'c',
+                major: *maj,
+                minor: *min,
+                mode: 0o666,
+                uid: 0,
+                gid: 0,
+                bind: in_userns,
+            })
+            .collect();
+        for d in &linux.devices {
+            devices.retain(|x| !matches!(x, Step::CreateDevice { path, .. } if *path == d.path));
+            devices.push(Step::CreateDevice {
+                path: d.path.clone(),
+                kind: d.typ.chars().next().unwrap_or('c'),
+                major: d.major,
+                minor: d.minor,
+                mode: d.file_mode.unwrap_or(0o666),
+                uid: d.uid.unwrap_or(0),
+                gid: d.gid.unwrap_or(0),
+                bind: in_userns,
+            });
+        }
+        s.extend(devices);
+        for (target, link) in [
+            ("/proc/self/fd", "/dev/fd"),
+            ("/proc/self/fd/0", "/dev/stdin"),
+            ("/proc/self/fd/1", "/dev/stdout"),
+            ("/proc/self/fd/2", "/dev/stderr"),
+            ("pts/ptmx", "/dev/ptmx"),
+        ] {
+            s.push(Step::Symlink {
+                target: target.into(),
+                link: link.into(),
+            });
+        }
+    }
+    let hooks = spec.hooks.clone().unwrap_or_default();
+    if !hooks.prestart.is_empty() || !hooks.create_runtime.is_empty() {
+        s.push(Step::RuntimeHooks {
+            prestart: hooks.prestart.clone(),
+            create_runtime: hooks.create_runtime.clone(),
+        });
+    }
+    if !hooks.create_container.is_empty() {
+        s.push(Step::CreateContainerHooks {
+            hooks: hooks.create_container.clone(),
+        });
+    }
+    s.push(if opts.no_pivot {
+        Step::ChrootNoPivot
+    } else {
+        Step::PivotRoot
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> Spec {
+        Spec::from_json(&serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs", "readonly": true},
+            "process": {"args": ["sh"], "cwd": "/", "noNewPrivileges": true,
+                        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}},
+            "hostname": "box",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro", "nosuid"]}
+            ],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "user"}, {"type": "network", "path": "/run/netns/x"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "maskedPaths": ["/proc/kcore"],
+                "readonlyPaths": ["/proc/sys"]
+            }
+        })
+    }
+
+    fn opts() -> Options {
+        Options {
+            id: "t".into(),
+            bundle: "/b".into(),
+            state_dir: "/run/berth/t".into(),
+            cgroup_path: "/berth/t".into(),
+            ..Default::default()
+        }
+    }
+
+    fn names(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s).unwrap()["step"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn pos(p: &Plan, name: &str) -> usize {
+        names(p)
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no step {name}"))
+    }
+
+    #[test]
+    fn order_of_the_big_steps() {
+        let p = Plan::new(&spec(base()), &opts(), None).unwrap();
+        // namespaces: join by path before creating; user ns before the rest
+        assert!(pos(&p, "join_namespace") < pos(&p, "unshare_user_namespace"));
+        assert!(pos(&p, "unshare_user_namespace") < pos(&p, "write_id_maps"));
+        assert!(pos(&p, "write_id_maps") < pos(&p, "unshare"));
+        assert!(pos(&p, "unshare") < pos(&p, "fork_init"));
+        // rootfs: propagation first, pivot after mounts, masks after pivot
+        assert!(pos(&p, "fork_init") < pos(&p, "set_root_propagation"));
+        let first_mount_step = ["bind_rootfs", "mount", "create_device", "pivot_root"]
+            .iter()
+            .map(|n| pos(&p, n))
+            .min()
+            .unwrap();
+        assert!(pos(&p, "set_root_propagation") < first_mount_step);
+        assert!(pos(&p, "mount") < pos(&p, "pivot_root"));
+        assert!(pos(&p, "pivot_root") < pos(&p, "mask_path"));
+        assert!(pos(&p, "readonly_path") < pos(&p, "readonly_root"));
+        // process: caps dropped before the user switch; exec last
+        assert!(pos(&p, "drop_bounding_caps") < pos(&p, "switch_user"));
+        assert!(pos(&p, "switch_user") < pos(&p, "set_capabilities"));
+        assert_eq!(names(&p).last().unwrap(), "exec");
+        assert!(pos(&p, "close_host_fds") < pos(&p, "report_created"));
+    }
+
+    #[test]
+    fn user_namespace_binds_devices() {
+        let p = Plan::new(&spec(base()), &opts(), None).unwrap();
+        assert!(p.steps.iter().any(|s| matches!(s, Step::CreateDevice { path, bind: true, .. } if path == Path::new("/dev/null"))));
+        assert!(p.new_userns && p.own_pidns);
+    }
+
+    #[test]
+    fn bind_mount_flags_go_to_remount() {
+        let p = Plan::new(&spec(base()), &opts(), None).unwrap();
+        let m = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Mount(m) if m.bind => Some(m.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(m.source.as_deref(), Some(Path::new("/b/data")));
+        assert_eq!(m.flags, libc::MS_BIND | libc::MS_REC);
+        assert_eq!(m.remount_flags, Some(libc::MS_RDONLY | libc::MS_NOSUID));
+    }
+
+    #[test]
+    fn terminal_needs_console_socket() {
+        let mut v = base();
+        v["process"]["terminal"] = true.into();
+        let e = Plan::new(&spec(v.clone()), &opts(), None).unwrap_err();
+        assert_eq!(e.field, "process.terminal");
+        let mut o = opts();
+        o.console_socket = true;
+        let p = Plan::new(&spec(v), &o, None).unwrap();
+        assert!(pos(&p, "open_console") > pos(&p, "pivot_root"));
+    }
+
+    #[test]
+    fn no_pivot_and_no_mount_namespace() {
+        let mut o = opts();
+        o.no_pivot = true;
+        let p = Plan::new(&spec(base()), &o, None).unwrap();
+        assert!(names(&p).contains(&"chroot_no_pivot".to_string()));
+        let mut v = base();
+        v["linux"] = serde_json::json!({"namespaces": [{"type": "pid"}]});
+        v["hostname"] = serde_json::Value::Null;
+        let p = Plan::new(&spec(v), &opts(), None).unwrap();
+        assert!(!names(&p).contains(&"pivot_root".to_string()));
+    }
+
+    #[test]
+    fn render_mentions_every_step() {
+        let p = Plan::new(&spec(base()), &opts(), None).unwrap();
+        let text = p.render();
+        assert_eq!(text.matches("why:").count(), p.steps.len());
+        assert!(text.contains("setns network /run/netns/x"));
+    }
 }

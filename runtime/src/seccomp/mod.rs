@@ -2,7 +2,27 @@
 //! parent (libseccomp), with berth's ENOSYS stub prepended. The child only
 //! loads the bytes ([`Program::load`]).
 //!
-//! See `profiles/README.md` and SECCOMP decisions in `docs/seccomp.md`.
+//! Map of the module:
+//! - [`profile`]: checking the OCI object field by field; Docker-format profiles.
+//! - [`compile`]: libseccomp → cBPF, the clone3 decision (SECCOMP.md A.4),
+//!   fallback-safe denial (A.3), flags.
+//! - [`enosys`]: the ENOSYS stub (runc's algorithm) and the fallback-safe table.
+//! - [`bpf`]: instructions, disassembler, interpreter.
+//! - [`explain`], [`lint`], [`cli`]: the `berth seccomp …` tools.
+//!
+//! The why of every decision is in `docs/seccomp.md`; the default profile's
+//! rule groups are explained in `profiles/README.md`.
+
+pub mod bpf;
+pub mod cli;
+pub mod compile;
+pub mod enosys;
+pub mod explain;
+pub mod lint;
+pub mod profile;
+
+pub use compile::{Clone3, ENOSYS_ANNOTATION};
+pub use profile::load_profile;
 
 use crate::spec;
 use std::collections::BTreeMap;
@@ -27,14 +47,25 @@ pub struct Context {
     pub own_userns: bool,
     /// The bundle's annotations (`run.berth.seccomp.enosys: "runc"`).
     pub annotations: BTreeMap<String, String>,
+    /// Architecture for Docker `includes.arches`/`archMap` (OCI name,
+    /// e.g. `SCMP_ARCH_X86_64`); `None` = the host's.
+    pub arch: Option<String>,
+    /// Kernel "major.minor" for Docker `minKernel`; `None` = the running one.
+    pub kernel: Option<(u32, u32)>,
 }
 
 /// A compiled filter, ready to load.
 #[derive(Debug, Clone)]
 pub struct Program {
+    /// berth's ENOSYS stub followed by libseccomp's program.
     pub insns: Vec<Insn>,
+    /// How many of `insns` are the stub (0: no stub).
+    pub stub_len: usize,
     /// Flags for seccomp(SECCOMP_SET_MODE_FILTER, flags, …).
     pub flags: u32,
+    /// Flags berth set on its own (SPEC_ALLOW for an absent `flags`, as
+    /// runc): dropped if the kernel rejects them with EINVAL.
+    pub optional_flags: u32,
     /// Some NOTIFY rule exists: load with NEW_LISTENER and hand the fd to the agent.
     pub notify: bool,
     pub listener_path: Option<std::path::PathBuf>,
@@ -51,14 +82,89 @@ pub type Error = crate::spec::SpecError;
 
 /// Compile `linux.seccomp` for a container. `Ok(None)` means no filter
 /// (runc: empty defaultAction and no syscalls disables seccomp).
-pub fn compile(_profile: &spec::Seccomp, _ctx: &Context) -> Result<Option<Program>, Error> {
-    todo!("seccomp helper")
+pub fn compile(profile: &spec::Seccomp, ctx: &Context) -> Result<Option<Program>, Error> {
+    Ok(compile::build(profile, ctx, "linux.seccomp.")?.map(|b| b.program))
 }
 
+/// berth's default profile (`profiles/default.json`, Docker format) as
+/// written into config.json by `berth spec`: resolved for runc's default
+/// capability set on this host. Containers with other capabilities should
+/// use [`default_profile_for`].
+pub fn default_profile() -> spec::Seccomp {
+    default_profile_for(&Context {
+        caps: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    })
+}
+
+/// The default profile, with its capability/arch/kernel conditions resolved for `ctx`.
+pub fn default_profile_for(ctx: &Context) -> spec::Seccomp {
+    profile::parse_profile(DEFAULT_PROFILE_JSON, ctx)
+        .expect("profiles/default.json is valid (checked by tests)")
+}
+
+/// The text of `profiles/default.json`.
+pub const DEFAULT_PROFILE_JSON: &str = include_str!("../../../profiles/default.json");
+
 impl Program {
-    /// Load the filter into the calling thread. Must not allocate.
-    /// Returns the listener fd when `notify` is set.
+    /// Load the filter into the calling thread. Must not allocate: between
+    /// here and the hand-off of the listener fd, a NOTIFY rule on mmap/brk
+    /// could deadlock us. Returns the listener fd when `notify` is set.
+    ///
+    /// Like runc: `prctl(PR_SET_SECCOMP)` when there are no flags, else
+    /// `seccomp(SECCOMP_SET_MODE_FILTER, flags)`. Without no_new_privs the
+    /// caller needs CAP_SYS_ADMIN (else EACCES).
     pub fn load(&self) -> std::io::Result<Option<RawFd>> {
-        todo!("seccomp helper")
+        let prog = libc::sock_fprog {
+            len: self.insns.len() as libc::c_ushort,
+            filter: self.insns.as_ptr() as *mut libc::sock_filter,
+        };
+        let mut flags = self.flags;
+        loop {
+            let ret = if flags == 0 {
+                // SAFETY: prog points at `len` valid sock_filter-layout
+                // instructions (Insn is repr(C) with the same fields) that
+                // outlive the call; the kernel copies them.
+                unsafe {
+                    libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &prog as *const libc::sock_fprog,
+                        0,
+                        0,
+                    ) as libc::c_long
+                }
+            } else {
+                // SAFETY: as above; seccomp(2) takes (op, flags, uargs).
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_seccomp,
+                        libc::SECCOMP_SET_MODE_FILTER,
+                        flags as libc::c_ulong,
+                        &prog as *const libc::sock_fprog,
+                    )
+                }
+            };
+            if ret >= 0 {
+                return Ok(self.notify.then_some(ret as RawFd));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) && flags & self.optional_flags != 0 {
+                // An older kernel without SPEC_ALLOW: runc only sets it "if supported".
+                flags &= !self.optional_flags;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    /// The program as the kernel reads it (host-endian `struct sock_filter`s).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        bpf::to_bytes(&self.insns)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# dockerd --add-runtime berth=BERTH_BIN: the scenario of issue 5, with a
+# private dockerd (own data root, exec root, socket, no iptables, no
+# bridge) and its own containerd, stopped by pid at the end. The image is
+# the busybox fixture, loaded from a local tarball.
+. "$(dirname "$0")/lib.sh"
+command -v dockerd >/dev/null || { echo "dockerd not installed: skipped"; exit 0; }
+
+SOCK=$WORK/docker.sock
+dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/docker.pid" \
+    --host "unix://$SOCK" --iptables=false --ip6tables=false --bridge=none --ip-forward=false \
+    --ip-masq=false --storage-driver vfs --cgroup-parent /berth-docker-test \
+    --add-runtime "berth=$BERTH_BIN" --default-runtime berth \
+    --containerd-namespace berth-test --containerd-plugins-namespace berth-test-plugins \
+    >"$WORK/dockerd.log" 2>&1 &
+DPID=$!
+on_exit "kill $DPID; wait $DPID; rmdir /sys/fs/cgroup/*/berth-docker-test /sys/fs/cgroup/unified/berth-docker-test"
+D=(docker --host "unix://$SOCK")
+for _ in $(seq 150); do "${D[@]}" info >/dev/null 2>&1 && break; sleep 0.2; done
+"${D[@]}" info >/dev/null 2>&1 || fail "dockerd did not start: $(tail -5 "$WORK/dockerd.log")"
+IMG=berth-busybox:test
+RUN_OPTS=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+on_exit "${D[*]} rm -f d1"
+
+step "docker info names berth"
+out=$("${D[@]}" info --format '{{.DefaultRuntime}}')
+expect_eq "default runtime" "$out" "berth"
+
+step "import the busybox fixture"
+"${D[@]}" import "$(rootfs_tar)" "$IMG" >/dev/null
+
+step "run --rm echo"
+out=$("${D[@]}" run --rm "${RUN_OPTS[@]}" "$IMG" echo hello-docker)
+expect_eq "run output" "$out" "hello-docker"
+
+step "a failing command's exit status"
+set +e; "${D[@]}" run --rm "${RUN_OPTS[@]}" "$IMG" sh -c 'exit 42'; rc=$?; set -e
+expect_eq "exit status" "$rc" "42"
+
+step "run -d, exec, logs"
+"${D[@]}" run -d --name d1 "${RUN_OPTS[@]}" "$IMG" sh -c 'echo started; exec sleep 600' >/dev/null
+out=$("${D[@]}" exec d1 sh -c 'echo in-exec $(id -u)')
+expect_eq "exec output" "$out" "in-exec 0"
+out=$("${D[@]}" logs d1)
+expect_eq "logs" "$out" "started"
+
+step "top"
+out=$("${D[@]}" top d1)
+expect_contains "top" "$out" "sleep 600"
+
+step "pause / unpause"
+"${D[@]}" pause d1 >/dev/null
+expect_eq "status after pause" "$("${D[@]}" inspect -f '{{.State.Status}}' d1)" "paused"
+"${D[@]}" unpause d1 >/dev/null
+expect_eq "status after unpause" "$("${D[@]}" inspect -f '{{.State.Status}}' d1)" "running"
+
+step "stats"
+out=$("${D[@]}" stats --no-stream --format '{{.Name}}' d1)
+expect_eq "stats name" "$out" "d1"
+
+step "update --memory (visible in the container's cgroup)"
+"${D[@]}" update --memory 64m --memory-swap 128m d1 >/dev/null
+out=$("${D[@]}" exec d1 sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max')
+expect_eq "memory limit" "$out" "67108864"
+
+step "stop, rm"
+"${D[@]}" stop -t 1 d1 >/dev/null
+"${D[@]}" rm d1 >/dev/null
+
+step "an error from berth reaches docker's message"
+set +e; out=$("${D[@]}" run --rm "${RUN_OPTS[@]}" "$IMG" /no/such/program 2>&1); rc=$?; set -e
+[ "$rc" -ne 0 ] || fail "running a missing program succeeded"
+expect_contains "error text" "$out" "/no/such/program"
+
+echo "docker: all passed"

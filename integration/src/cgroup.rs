@@ -1,0 +1,74 @@
+//! Finding a container's cgroup files, on v1, v2 and hybrid hosts.
+
+use std::path::PathBuf;
+
+/// One cgroup interface file of a process, seen from the host and from inside a
+/// container that mounts `/sys/fs/cgroup` the way runc does.
+#[derive(Debug, Clone)]
+pub struct CgroupFile {
+    /// The absolute host path, e.g.
+    /// `/sys/fs/cgroup/memory/berth/<id>/memory.limit_in_bytes`.
+    pub host: PathBuf,
+    /// The path inside the container, e.g. `/sys/fs/cgroup/memory/memory.limit_in_bytes`
+    /// (v1: one dir per hierarchy) or `/sys/fs/cgroup/memory.max` (v2).
+    pub inside: String,
+}
+
+/// Locates the file for `controller` of process `pid`: `v1_file` when that
+/// controller is on a v1 hierarchy (this machine's hybrid layout puts memory, pids,
+/// cpu there), else `v2_file` in the unified tree.
+pub fn cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> CgroupFile {
+    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/cgroup: {e}"));
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+    // Lines are `hierarchy-id:controller,list:/path`; v2 is `0::/path`.
+    for line in membership.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == controller) {
+            let mountpoint = mountpoint_of(&mountinfo, |fstype, options| {
+                fstype == "cgroup" && options.split(',').any(|o| o == controller)
+            })
+            .unwrap_or_else(|| panic!("no cgroup v1 mount for {controller}"));
+            let dir_name = mountpoint.rsplit('/').next().unwrap_or(controller);
+            return CgroupFile {
+                host: PathBuf::from(format!("{mountpoint}{path}/{v1_file}")),
+                inside: format!("/sys/fs/cgroup/{dir_name}/{v1_file}"),
+            };
+        }
+    }
+    for line in membership.lines() {
+        if let Some(path) = line.strip_prefix("0::") {
+            let mountpoint = mountpoint_of(&mountinfo, |fstype, _| fstype == "cgroup2")
+                .expect("no cgroup2 mount");
+            return CgroupFile {
+                host: PathBuf::from(format!("{mountpoint}{path}/{v2_file}")),
+                inside: format!("/sys/fs/cgroup/{v2_file}"),
+            };
+        }
+    }
+    panic!("process {pid} is in no cgroup with controller {controller}:\n{membership}");
+}
+
+/// The mount point of the first mountinfo line whose filesystem type and super
+/// options satisfy `matches`.
+fn mountpoint_of(mountinfo: &str, matches: impl Fn(&str, &str) -> bool) -> Option<String> {
+    for line in mountinfo.lines() {
+        // `id parent maj:min root mountpoint options [optional…] - fstype source superopts`
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mountpoint = left.split(' ').nth(4)?;
+        let mut right = right.split(' ');
+        let fstype = right.next().unwrap_or("");
+        let superopts = right.nth(1).unwrap_or("");
+        if matches(fstype, superopts) {
+            return Some(mountpoint.to_string());
+        }
+    }
+    None
+}

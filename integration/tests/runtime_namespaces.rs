@@ -1,0 +1,330 @@
+//! Namespaces: each one really separate, host ones shared when not asked, joining an
+//! existing one by path, user namespace id mapping, hostname and domainname.
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use berth_integration::{host_ns, Bundle, Container, Runtime};
+use serde_json::{json, Value};
+
+/// Prints `kind=<readlink /proc/self/ns/kind>` for each namespace kind.
+const PRINT_NS: &str =
+    "for n in pid net ipc uts mnt cgroup user; do echo $n=$(readlink /proc/self/ns/$n); done";
+
+fn parse_ns(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn add_namespace(c: &mut Value, ns: Value) {
+    c["linux"]["namespaces"].as_array_mut().unwrap().push(ns);
+}
+
+#[test]
+fn every_requested_namespace_is_new() {
+    let bundle = Bundle::busybox()
+        .sh(&format!("echo pid1=$$; {PRINT_NS}"))
+        .with(|c| add_namespace(c, json!({ "type": "cgroup" })));
+    let c = Container::new(&Runtime::new(), bundle, "ns_separate");
+    let out = c.run();
+    out.assert_code(0);
+    let inside = parse_ns(&out.stdout);
+    assert_eq!(
+        inside["pid1"], "1",
+        "the program is pid 1 of its pid namespace: {out}"
+    );
+    for kind in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
+        let host = host_ns(kind);
+        assert!(
+            inside[kind].starts_with(&format!("{kind}:[")),
+            "{kind}: {out}"
+        );
+        assert_ne!(inside[kind], host, "{kind} namespace is the host's");
+    }
+    // No user namespace was asked for.
+    assert_eq!(inside["user"], host_ns("user"));
+    c.finish();
+}
+
+#[test]
+fn namespaces_not_asked_for_are_the_hosts() {
+    let bundle = Bundle::busybox().sh(PRINT_NS).with(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] == "mount");
+        // Without its own network namespace, sysfs cannot be mounted fresh
+        // (the kernel refuses), so bind the host's like runc's rootless spec.
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys" {
+                *m = json!({ "destination": "/sys", "type": "bind", "source": "/sys",
+                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] });
+            }
+        }
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["destination"] != "/sys/fs/cgroup");
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let c = Container::new(&Runtime::new(), bundle, "ns_shared");
+    let out = c.run();
+    out.assert_code(0);
+    let inside = parse_ns(&out.stdout);
+    for kind in ["pid", "net", "ipc", "uts", "cgroup", "user"] {
+        assert_eq!(
+            inside[kind],
+            host_ns(kind),
+            "{kind} shared with the host: {out}"
+        );
+    }
+    assert_ne!(inside["mnt"], host_ns("mnt"));
+    c.finish();
+}
+
+#[test]
+fn new_network_namespace_has_only_loopback() {
+    let c = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().args(&["ls", "/sys/class/net"]),
+        "netns_lo",
+    );
+    let out = c.run();
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{out}"
+    );
+    c.finish();
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    fn new(name: &str) -> NetNs {
+        let status = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .expect("running ip");
+        assert!(status.success(), "ip netns add {name}");
+        NetNs {
+            name: name.to_string(),
+        }
+    }
+
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn joins_an_existing_network_namespace_by_path() {
+    let rt = Runtime::new();
+    let netns = NetNs::new(&berth_integration::unique_id("netns"));
+    let inode = std::fs::metadata(netns.path()).expect("netns file").ino();
+    let path = netns.path();
+    let bundle = Bundle::busybox()
+        .args(&["readlink", "/proc/self/ns/net"])
+        .with(|c| {
+            for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                if ns["type"] == "network" {
+                    ns["path"] = path.clone().into();
+                }
+            }
+        });
+    let c = Container::new(&rt, bundle, "netns_join");
+    let out = c.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout.trim(), format!("net:[{inode}]"), "{out}");
+    c.finish();
+    // The namespace outlives the container: it was joined, not owned.
+    assert!(std::path::Path::new(&netns.path()).exists());
+}
+
+#[test]
+fn hostname_is_set() {
+    let bundle = Bundle::busybox()
+        .sh("hostname; cat /proc/sys/kernel/hostname")
+        .with(|c| {
+            c["hostname"] = "box-one".into();
+        });
+    let c = Container::new(&Runtime::new(), bundle, "hostname");
+    let out = c.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, "box-one\nbox-one\n", "{out}");
+    c.finish();
+}
+
+#[test]
+fn domainname_is_set() {
+    // runc 1.1 ignores `domainname` (added in runc 1.2); berth sets it.
+    let bundle = Bundle::busybox()
+        .args(&["cat", "/proc/sys/kernel/domainname"])
+        .with(|c| c["domainname"] = "example.test".into());
+    let c = Container::new(&Runtime::new(), bundle, "domainname");
+    let out = c.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, "example.test\n", "{out}");
+    c.finish();
+}
+
+const USERNS_HOST_ID: u32 = 100_000;
+
+fn userns_bundle() -> Bundle {
+    Bundle::busybox().with(|c| {
+        add_namespace(c, json!({ "type": "user" }));
+        let map = json!([{ "containerID": 0, "hostID": USERNS_HOST_ID, "size": 65536 }]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    })
+}
+
+#[test]
+fn user_namespace_maps_root_to_the_host_range() {
+    let bundle = userns_bundle();
+    let data = bundle.make_dir("data", 0o1777);
+    let data_str = data.to_string_lossy().into_owned();
+    let bundle = bundle
+        .sh("id -u > /tmp/id; touch /tmp/made-inside; echo ready; exec sleep 100")
+        .with(|c| {
+            // An existing destination: uid 0 of the container cannot mkdir in the
+            // root-owned shared fixture.
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/tmp", "type": "bind", "source": data_str, "options": ["rbind", "rw"]
+            }));
+        });
+    let c = Container::new(&Runtime::new(), bundle, "userns");
+    c.create_and_start();
+    c.wait_output("ready");
+
+    assert_eq!(
+        std::fs::read_to_string(data.join("id")).unwrap(),
+        "0\n",
+        "uid 0 inside"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
+    let want = USERNS_HOST_ID.to_string();
+    assert_eq!(
+        uids,
+        [want.as_str(); 4],
+        "host sees the mapped uid: {uid_line}"
+    );
+    let made = std::fs::metadata(data.join("made-inside")).unwrap();
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (USERNS_HOST_ID, USERNS_HOST_ID),
+        "file owner on the host"
+    );
+
+    // The maps the kernel holds are the config's.
+    let uid_map = std::fs::read_to_string(format!("/proc/{}/uid_map", c.pid())).unwrap();
+    let fields: Vec<&str> = uid_map.split_whitespace().collect();
+    assert_eq!(fields, ["0", want.as_str(), "65536"], "uid_map: {uid_map}");
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{}/ns/user", c.pid()))
+            .unwrap()
+            .to_string_lossy(),
+        host_ns("user")
+    );
+    c.kill("KILL").assert_ok();
+    c.wait_stopped();
+    c.finish();
+}
+
+#[test]
+fn user_namespace_root_cannot_act_on_host_files() {
+    // A root-owned 0600 file bind-mounted in: uid 0 of the container is not the
+    // host's root, so it cannot read it.
+    let bundle = userns_bundle();
+    let secret_dir = bundle.make_dir("secret", 0o755);
+    std::fs::write(secret_dir.join("key"), "host-secret").unwrap();
+    std::fs::set_permissions(
+        secret_dir.join("key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let source = secret_dir.to_string_lossy().into_owned();
+    let bundle = bundle.sh("cat /run/key; echo rc=$?").with(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/run", "type": "bind", "source": source, "options": ["rbind", "ro"]
+        }));
+    });
+    let c = Container::new(&Runtime::new(), bundle, "userns_secret");
+    let out = c.run();
+    out.assert_code(0);
+    assert!(!out.stdout.contains("host-secret"), "{out}");
+    assert!(out.stdout.contains("rc=1"), "{out}");
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    c.finish();
+}
+
+#[test]
+fn pid_namespace_hides_host_processes() {
+    let c = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().sh("ls /proc | grep -c '^[0-9]'"),
+        "pidns_procs",
+    );
+    let out = c.run();
+    out.assert_code(0);
+    // sh, ls and grep (or fewer, as ash may reuse itself): never the host's hundreds.
+    let count: u32 = out.stdout.trim().parse().expect("a count");
+    assert!(count <= 3, "{out}");
+    c.finish();
+}
+
+#[test]
+fn ipc_namespace_is_private() {
+    // A System V message queue made on the host is not visible inside.
+    // SAFETY: msgget with IPC_PRIVATE creates a new queue; no memory is shared.
+    let qid = unsafe { libc::msgget(libc::IPC_PRIVATE, 0o600 | libc::IPC_CREAT) };
+    assert!(qid >= 0, "msgget: {}", std::io::Error::last_os_error());
+    let c = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().args(&["cat", "/proc/sysvipc/msg"]),
+        "ipcns",
+    );
+    let out = c.run();
+    // SAFETY: removing the queue we created above.
+    unsafe { libc::msgctl(qid, libc::IPC_RMID, std::ptr::null_mut()) };
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "only the header line inside: {out}"
+    );
+    c.finish();
+}
+
+#[test]
+fn uts_namespace_keeps_the_host_hostname() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let bundle = Bundle::busybox()
+        .args(&["hostname"])
+        .with(|c| c["hostname"] = "inside-only".into());
+    let c = Container::new(&Runtime::new(), bundle, "uts_host");
+    let out = c.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, "inside-only\n");
+    c.finish();
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host
+    );
+}

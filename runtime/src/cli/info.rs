@@ -1,0 +1,235 @@
+//! list, spec, features, plan and --version.
+
+use crate::state::Root;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format: table or json.
+    #[arg(short = 'f', long, default_value = "table")]
+    pub format: String,
+    /// Print only the container ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Where to write config.json.
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// A config for running without root (user namespace, no cgroup limits).
+    #[arg(long)]
+    pub rootless: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The bundle to plan.
+    pub bundle: PathBuf,
+    /// Print the steps as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Container id to plan for.
+    #[arg(long, default_value = "example")]
+    pub id: String,
+}
+
+pub fn list(root: &Root, a: ListArgs) -> Result<i32> {
+    let mut rows = Vec::new();
+    for id in root.ids()? {
+        // A container being deleted right now may vanish between the two reads.
+        if let Ok(s) = root.load(&id) {
+            rows.push(s.oci_json(&root.container_dir(&id)));
+        }
+    }
+    if a.quiet {
+        for r in &rows {
+            super::out(format_args!("{}", r["id"].as_str().unwrap_or("")));
+        }
+        return Ok(0);
+    }
+    match a.format.as_str() {
+        "json" => super::out(format_args!("{}", serde_json::Value::Array(rows))),
+        "table" => {
+            super::out(format_args!(
+                "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            ));
+            for r in &rows {
+                super::out(format_args!(
+                    "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
+                    r["id"].as_str().unwrap_or(""),
+                    r["pid"],
+                    r["status"].as_str().unwrap_or(""),
+                    r["bundle"].as_str().unwrap_or(""),
+                    r["created"].as_str().unwrap_or(""),
+                    if r["owner"].as_str().unwrap_or("").is_empty() {
+                        "root"
+                    } else {
+                        r["owner"].as_str().unwrap_or("")
+                    }
+                ));
+            }
+        }
+        other => bail!("--format: unknown format {other:?} (table or json)"),
+    }
+    Ok(0)
+}
+
+/// The capabilities runc's default spec grants.
+const DEFAULT_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+/// A config.json like `runc spec` writes, plus berth's default seccomp profile.
+pub fn default_spec(rootless: bool) -> serde_json::Value {
+    let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
+    let mut namespaces = vec![
+        serde_json::json!({"type": "pid"}),
+        serde_json::json!({"type": "network"}),
+        serde_json::json!({"type": "ipc"}),
+        serde_json::json!({"type": "uts"}),
+        serde_json::json!({"type": "mount"}),
+        serde_json::json!({"type": "cgroup"}),
+    ];
+    let mut spec = serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "berth",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": namespaces.clone(),
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            "seccomp": crate::seccomp::default_profile()
+        }
+    });
+    if rootless {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        namespaces.retain(|n| n["type"] != "network");
+        namespaces.push(serde_json::json!({"type": "user"}));
+        let linux = &mut spec["linux"];
+        linux["namespaces"] = namespaces.into();
+        linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        if let Some(o) = linux.as_object_mut() {
+            o.remove("resources");
+        }
+        if let Some(m) = spec["mounts"].as_array_mut() {
+            m.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        }
+    }
+    spec
+}
+
+pub fn spec(a: SpecArgs) -> Result<i32> {
+    let path = a.bundle.join("config.json");
+    if path.exists() {
+        bail!("File {} exists. Remove it first", path.display());
+    }
+    let text = serde_json::to_string_pretty(&default_spec(a.rootless))?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    Ok(0)
+}
+
+pub fn features() -> Result<i32> {
+    let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    let mut caps = caps;
+    caps.sort();
+    let f = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": crate::state::OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": ["async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "mand", "noatime", "nodev",
+                         "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
+                         "relatime", "remount", "ro", "rprivate", "rro", "rrw", "rshared", "rslave", "runbindable", "rw",
+                         "shared", "slave", "strictatime", "suid", "sync", "unbindable"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                              "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"],
+                "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG",
+                               "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+                "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_LOG",
+                                   "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+            },
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {
+            "run.berth.seccomp.enosys": "set to \"runc\" for runc's exact ENOSYS verdicts",
+            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION")
+        }
+    });
+    super::out(format_args!("{}", serde_json::to_string_pretty(&f)?));
+    Ok(0)
+}
+
+pub fn plan(root: &Root, a: PlanArgs) -> Result<i32> {
+    let o = crate::container::create::CreateOpts {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        ..Default::default()
+    };
+    let p = crate::container::create::prepare(root, &o)?.plan;
+    if a.json {
+        super::out(format_args!("{}", serde_json::to_string_pretty(&p)?));
+    } else {
+        print!("{}", p.render());
+    }
+    Ok(0)
+}
+
+pub fn print_version() {
+    // go-runc parses the first line ("runc version X"), Docker the
+    // "commit:" line; berth names itself right after.
+    super::out(format_args!(
+        "runc version 1.1.5+berth.{}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    super::out(format_args!("berth version {}", env!("CARGO_PKG_VERSION")));
+    super::out(format_args!(
+        "commit: {}",
+        option_env!("BERTH_COMMIT").unwrap_or("unknown")
+    ));
+    super::out(format_args!("spec: {}", crate::state::OCI_VERSION));
+    super::out(format_args!("libseccomp: {}", libseccomp_version()));
+}
+
+fn libseccomp_version() -> String {
+    match libseccomp::ScmpVersion::current() {
+        Ok(v) => format!("{}.{}.{}", v.major, v.minor, v.micro),
+        Err(_) => "unknown".into(),
+    }
+}

@@ -1,0 +1,169 @@
+//! create, start, run, kill, delete, state: runc's flags, runc's exit codes.
+
+use crate::container::{self, create::CreateOpts, Container};
+use crate::state::Root;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The container id.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Path to the bundle (the directory holding config.json).
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container's init pid here (decimal, no newline).
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when process.terminal is set.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of init (accepted, not used yet).
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root (ramdisk roots).
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N extra fds (3 … 3+N-1) into the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: i32,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Return after start instead of waiting for the container.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long = "keep")]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal every process in the container (runc: deprecated, still used by clients).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    pub id: String,
+    /// Signal number or name (9, KILL, SIGKILL). Default SIGTERM.
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Kill a running container first; succeed if it does not exist.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    pub id: String,
+}
+
+fn opts(a: &CreateArgs) -> Result<CreateOpts> {
+    if a.preserve_fds < 0 {
+        anyhow::bail!("--preserve-fds: must not be negative");
+    }
+    for fd in 3..3 + a.preserve_fds {
+        if !container::create::fd_is_open(fd) {
+            anyhow::bail!("--preserve-fds {}: fd {fd} is not open", a.preserve_fds);
+        }
+    }
+    Ok(CreateOpts {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    })
+}
+
+pub fn create(root: &Root, a: CreateArgs) -> Result<i32> {
+    container::create::create(root, &opts(&a)?)?;
+    Ok(0)
+}
+
+pub fn start(root: &Root, a: IdArg) -> Result<i32> {
+    container::start::start(root, &a.id)?;
+    Ok(0)
+}
+
+pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
+    let mut o = opts(&a.create)?;
+    // A terminal without --console-socket: berth holds the pty itself.
+    let wants_tty = crate::spec::Spec::load(&o.bundle)
+        .ok()
+        .and_then(|s| s.process)
+        .is_some_and(|p| p.terminal);
+    let console = if wants_tty && o.console_socket.is_none() && !a.detach {
+        let server = container::console::ConsoleServer::new(&o.id)?;
+        o.console_socket = Some(server.path());
+        Some(server)
+    } else {
+        None
+    };
+    let mut c = match container::create::create(root, &o) {
+        Ok(c) => c,
+        // runc's convention for a program that cannot be executed.
+        Err(e) if format!("{e:#}").contains("executable file not found") => return fail(e, 127),
+        Err(e) if format!("{e:#}").contains("permission denied") => return fail(e, 126),
+        Err(e) => return Err(e),
+    };
+    let pid = c.state.pid;
+    c.lock = None;
+    if let Err(e) = container::start::start(root, &o.id) {
+        let _ = container::delete::destroy(&mut c);
+        return Err(e);
+    }
+    if a.detach {
+        return Ok(0);
+    }
+    let proxy = match &console {
+        Some(server) => Some(container::console::proxy(server.master()?)?),
+        None => None,
+    };
+    let code = container::wait::wait_forwarding(pid)?;
+    if let Some(p) = proxy {
+        p.finish();
+    }
+    // Like runc, a foreground run removes the container (poststop hooks included).
+    container::delete::delete(root, &o.id, true)?;
+    Ok(code)
+}
+
+fn fail(e: anyhow::Error, code: i32) -> Result<i32> {
+    let msg = format!("{e:#}");
+    crate::log::error(&msg);
+    eprintln!("berth: {msg}");
+    Ok(code)
+}
+
+pub fn kill(root: &Root, a: KillArgs) -> Result<i32> {
+    container::kill::kill(root, &a.id, &a.signal, a.all)?;
+    Ok(0)
+}
+
+pub fn delete(root: &Root, a: DeleteArgs) -> Result<i32> {
+    container::delete::delete(root, &a.id, a.force)?;
+    Ok(0)
+}
+
+pub fn state(root: &Root, a: IdArg) -> Result<i32> {
+    let c = Container::load(root, &a.id)?;
+    super::out(format_args!(
+        "{}",
+        serde_json::to_string_pretty(&c.state.oci_json(&c.dir))?
+    ));
+    Ok(0)
+}

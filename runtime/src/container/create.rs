@@ -1,0 +1,315 @@
+//! `create`: the runtime side of a container start.
+//!
+//! Order matters for crash safety: the state directory is claimed and
+//! written first, each resource is recorded in it *before* it is made, and
+//! any failure unwinds through [`super::delete::destroy`] — the same code
+//! `delete --force` runs — so a failed create leaves nothing behind.
+
+use super::session::{Event, Session};
+use super::Container;
+use crate::cgroups;
+use crate::init::{self, Channel, Fds};
+use crate::plan::{Options, Plan, Step};
+use crate::spec::{NsKind, Spec, SpecError};
+use crate::state::{Proc, Root, State, Status};
+use crate::sys;
+use anyhow::{anyhow, bail, Context, Result};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// `create` flags.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+}
+
+/// Everything decided before the first host resource exists.
+pub struct Prepared {
+    pub bundle: PathBuf,
+    pub spec: Spec,
+    pub plan: Plan,
+    pub cgroup: cgroups::Cgroup,
+}
+
+/// Read the bundle and plan the container: all checks that need no host
+/// changes happen here, so bad input never leaves a trace.
+pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
+    crate::state::validate_id(&o.id)?;
+    let bundle = std::fs::canonicalize(&o.bundle)
+        .with_context(|| format!("--bundle {}", o.bundle.display()))?;
+    let spec = Spec::load(&bundle)?;
+    let linux = spec.linux();
+    for (i, ns) in linux.namespaces.iter().enumerate() {
+        if let (Some(kind), Some(path)) = (NsKind::parse(&ns.typ), &ns.path) {
+            init::namespaces::check_ns_path(kind, path).map_err(|e| {
+                SpecError::new(format!("linux.namespaces[{i}].path"), e.to_string())
+            })?;
+        }
+    }
+    let rootfs_rel = spec
+        .root
+        .as_ref()
+        .map(|r| r.path.clone())
+        .unwrap_or_default();
+    let rootfs = if rootfs_rel.is_absolute() {
+        rootfs_rel
+    } else {
+        bundle.join(rootfs_rel)
+    };
+    if !rootfs.is_dir() {
+        return Err(SpecError::new(
+            "root.path",
+            format!("{}: not a directory or does not exist", rootfs.display()),
+        )
+        .into());
+    }
+    let cgroup_path = cgroups::resolve_path(linux.cgroups_path.as_deref(), &o.id)?;
+    let layout = cgroups::detect()?;
+    let cgroup = cgroups::Cgroup::new(layout, &cgroup_path);
+    let process = spec.process.clone().unwrap_or_default();
+    let program = super::compile_seccomp(&spec, &process)?;
+    let opts = Options {
+        id: o.id.clone(),
+        bundle: bundle.clone(),
+        state_dir: root.container_dir(&o.id),
+        no_pivot: o.no_pivot,
+        console_socket: o.console_socket.is_some(),
+        preserve_fds: o.preserve_fds,
+        no_new_keyring: o.no_new_keyring,
+        cgroup_path,
+        cgroup_binds: cgroup.container_mounts(),
+    };
+    let plan = Plan::new(&spec, &opts, program)?;
+    if root.container_dir(&o.id).exists() {
+        bail!("container with id {:?} already exists", o.id);
+    }
+    Ok(Prepared {
+        bundle,
+        spec,
+        plan,
+        cgroup,
+    })
+}
+
+/// Create the container; returns its init pid. Init waits on exec.fifo.
+pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
+    let p = prepare(root, o)?;
+    let (dir, lock) = root.claim(&o.id)?;
+    let mut state = State::new(&o.id, &p.bundle, &p.plan.rootfs);
+    state.annotations = p.spec.annotations.clone();
+    state.record.cgroup_path = Some(p.cgroup.path.clone());
+    state.record.cgroup_dirs = p.cgroup.dirs();
+    state.record.own_pidns = p.plan.own_pidns;
+    state.record.hooks = p.spec.hooks.clone();
+    state.record.config = serde_json::to_value(&p.spec).ok();
+    state.save(&dir)?;
+    let mut c = Container {
+        dir,
+        state,
+        lock: Some(lock),
+    };
+    match start_init(&mut c, &p, o) {
+        Ok(()) => Ok(c),
+        Err(e) => {
+            let cleanup = super::delete::destroy(&mut c);
+            match cleanup {
+                Ok(()) => Err(e),
+                Err(ce) => Err(e.context(format!("(cleanup also failed: {ce:#})"))),
+            }
+        }
+    }
+}
+
+/// The devices every container may use whatever `resources.devices`
+/// says, appended after the spec's rules as runc's specconv does
+/// (`AllowedDevices`): mknod of anything, the default nodes, ptys, tun.
+const ALWAYS_ALLOWED: [(&str, Option<i64>, Option<i64>, &str); 11] = [
+    ("c", None, None, "m"),
+    ("b", None, None, "m"),
+    ("c", Some(1), Some(3), "rwm"),    // /dev/null
+    ("c", Some(1), Some(8), "rwm"),    // /dev/random
+    ("c", Some(1), Some(7), "rwm"),    // /dev/full
+    ("c", Some(5), Some(0), "rwm"),    // /dev/tty
+    ("c", Some(1), Some(5), "rwm"),    // /dev/zero
+    ("c", Some(1), Some(9), "rwm"),    // /dev/urandom
+    ("c", Some(136), None, "rwm"),     // /dev/pts/*
+    ("c", Some(5), Some(2), "rwm"),    // /dev/ptmx
+    ("c", Some(10), Some(200), "rwm"), // /dev/net/tun
+];
+
+/// `linux.resources` as the cgroup will enforce it: the spec's device
+/// rules, then an allow rule for each `linux.devices` node, then the
+/// always-allowed list.
+pub fn effective_resources(spec: &Spec) -> Option<crate::spec::Resources> {
+    let linux = spec.linux();
+    let mut r = linux.resources.clone()?;
+    if r.devices.is_empty() {
+        return Some(r);
+    }
+    let rule = |typ: &str, major, minor, access: &str| crate::spec::DeviceRule {
+        allow: true,
+        typ: Some(typ.to_string()),
+        major,
+        minor,
+        access: Some(access.to_string()),
+    };
+    for d in &linux.devices {
+        r.devices
+            .push(rule(&d.typ, Some(d.major), Some(d.minor), "rwm"));
+    }
+    for (typ, major, minor, access) in ALWAYS_ALLOWED {
+        r.devices.push(rule(typ, major, minor, access));
+    }
+    Some(r)
+}
+
+fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
+    // Runtime steps before the fork, in plan order.
+    for step in p
+        .plan
+        .steps
+        .iter()
+        .take_while(|s| !matches!(s, Step::SpawnStage1))
+    {
+        if let Step::CreateCgroup { .. } = step {
+            p.cgroup.create()?;
+            if let Some(r) = effective_resources(&p.spec) {
+                p.cgroup.apply(&r)?;
+            }
+        }
+    }
+    let fifo = c.dir.join("exec.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| anyhow!("mkfifo {}: {e}", fifo.display()))?;
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))?;
+    let fifo_fd = sys::open(&fifo, libc::O_PATH, 0)?;
+    let console = o
+        .console_socket
+        .as_deref()
+        .map(connect_console)
+        .transpose()?;
+    let (parent, child) = Channel::pair()?;
+    let fds = Fds {
+        exec_fifo: fifo_fd.as_raw_fd(),
+        console: console.as_ref().map(|c| c.as_raw_fd()),
+    };
+    let lock_fd = c.lock.as_ref().map(|l| l.raw());
+    let pid = sys::fork()?;
+    if pid == 0 {
+        // The children must not hold the runtime's end of the channel (its
+        // EOF is how they notice a dead runtime) nor the state-dir lock.
+        drop(parent);
+        if let Some(fd) = lock_fd {
+            // SAFETY: closing our copy of the lock fd; the runtime keeps its own.
+            unsafe { libc::close(fd) };
+        }
+        init::stage1(&p.plan, &child, fds);
+    }
+    drop(child);
+    if let Some(h) = Proc::of(pid) {
+        c.state.record.helpers.push(h);
+        c.state.save(&c.dir)?;
+    }
+    let result = drive(c, p, o, &parent, pid);
+    // Reap stage 1 whatever happened.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    c.state.record.helpers.clear();
+    drop(fifo_fd);
+    result?;
+    c.state.save(&c.dir)?;
+    Ok(())
+}
+
+/// Answer the children's messages until init reports `created`.
+fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: i32) -> Result<()> {
+    let session = Session::new(ch, &p.plan, &p.cgroup, stage1);
+    loop {
+        match session.next()? {
+            Event::InitPid(pid) => {
+                let proc = Proc::of(pid)
+                    .ok_or_else(|| anyhow!("container init (pid {pid}) exited during create"))?;
+                c.state.record.init = Some(proc);
+                c.state.pid = pid;
+                c.state.save(&c.dir)?;
+                let mut st = c.state.oci_json(&c.dir);
+                st["status"] = "creating".into();
+                st["pid"] = pid.into();
+                session.set_state(st)?;
+            }
+            Event::SeccompFd(fd) => seccomp_agent(c, p, fd)?,
+            Event::Created => {
+                c.state.status = Status::Created;
+                c.state.record.helpers.clear();
+                c.state.save(&c.dir)?;
+                if let Some(pf) = &o.pid_file {
+                    write_pid_file(pf, c.state.pid)?;
+                }
+                return session.go();
+            }
+        }
+    }
+}
+
+pub(super) fn connect_console(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .with_context(|| format!("--console-socket {}", path.display()))?;
+    Ok(OwnedFd::from(s))
+}
+
+/// The pid file: decimal, no newline (go-runc parses it with Atoi), written
+/// atomically so a client polling for it never reads it half-written.
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let tmp = path.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("--pid-file {}", path.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("--pid-file {}", path.display()))?;
+    Ok(())
+}
+
+/// Hand the seccomp listener to the agent at `listenerPath`: one container
+/// process state JSON with the fd attached (runtime-spec §seccomp).
+fn seccomp_agent(c: &Container, p: &Prepared, fd: OwnedFd) -> Result<()> {
+    let Some(prog) = &p.plan.seccomp else {
+        return Ok(());
+    };
+    let Some(path) = &prog.listener_path else {
+        return Ok(());
+    };
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .with_context(|| format!("linux.seccomp.listenerPath: connect {}", path.display()))?;
+    let msg = serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": c.state.pid,
+        "metadata": prog.listener_metadata.clone().unwrap_or_default(),
+        "state": {
+            "ociVersion": crate::state::OCI_VERSION,
+            "id": c.state.id,
+            "status": "creating",
+            "pid": c.state.pid,
+            "bundle": c.state.bundle,
+            "annotations": c.state.annotations,
+        }
+    });
+    sys::send_fd(s.as_raw_fd(), msg.to_string().as_bytes(), fd.as_raw_fd())
+        .context("linux.seccomp.listenerPath: sending the listener fd")?;
+    Ok(())
+}
+
+/// Is `fd` open? (Used to check --preserve-fds.)
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}

@@ -1,0 +1,95 @@
+//! `delete`: stop what is left of a container and remove every trace.
+//! [`destroy`] is also how a failed `create` unwinds.
+
+use super::Container;
+use crate::cgroups;
+use crate::state::{Root, Status};
+use anyhow::{bail, Result};
+use std::time::{Duration, Instant};
+
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let mut c = match Container::load_locked(root, id) {
+        Ok(c) => c,
+        // `delete --force` of a missing container succeeds, as with runc.
+        Err(e) if force && e.to_string().contains("does not exist") => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let status = c.status();
+    if !force && matches!(status, Status::Running | Status::Paused | Status::Creating) {
+        bail!(
+            "cannot delete container {id} that is not stopped: {}",
+            status.as_str()
+        );
+    }
+    let hooks = c.state.record.hooks.clone().unwrap_or_default();
+    let state_json = c.state.oci_json(&c.dir);
+    destroy(&mut c)?;
+    // Poststop hooks run after the container is gone; a failing one is
+    // logged, not fatal (runtime-spec: "the runtime MUST log a warning").
+    if let Err(e) = crate::container::start::run_hooks("poststop", &hooks.poststop, &state_json) {
+        crate::log::warn(&format!("{e:#}"));
+    }
+    Ok(())
+}
+
+/// Kill every process, remove the cgroup, remove the state dir. Idempotent:
+/// each piece that is already gone is skipped, so it can finish the work of
+/// a `delete` or `create` that was killed half-way.
+pub fn destroy(c: &mut Container) -> Result<()> {
+    let rec = c.state.record.clone();
+    let cgroup = match &rec.cgroup_path {
+        Some(path) => Some(cgroups::Cgroup::new(cgroups::detect()?, path)),
+        None => None,
+    };
+    if let Some(cg) = &cgroup {
+        // A frozen process cannot die: thaw first.
+        let _ = cg.thaw();
+    }
+    for p in rec.init.iter().chain(rec.helpers.iter()) {
+        if p.alive() {
+            // SAFETY: kill(2) on a pid whose start time we just checked.
+            unsafe { libc::kill(p.pid, libc::SIGKILL) };
+        }
+    }
+    // Without its own pid namespace, init's death does not take the other
+    // processes with it: kill everything in the cgroup.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    if let Some(cg) = &cgroup {
+        loop {
+            let pids = cg.pids().unwrap_or_default();
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: kill(2); these pids are members of our cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    for p in rec.init.iter().chain(rec.helpers.iter()) {
+        // Reap it if it is our child (`run`); otherwise wait until it is gone.
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(p.pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        while p.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(p.pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+        }
+    }
+    if let Some(cg) = &cgroup {
+        cg.destroy()?;
+    }
+    for d in rec.cgroup_dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+    match std::fs::remove_dir_all(&c.dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("removing {}: {e}", c.dir.display())),
+    }
+}

@@ -1,0 +1,122 @@
+//! `exec`: run another process inside a running container.
+//!
+//! The same machinery as `create`, with a different plan
+//! ([`Plan::for_exec`]): stage 1 joins the init's namespaces, the runtime
+//! puts it in the container's cgroup, and the forked process goes through
+//! the container's seccomp, capabilities, user and no_new_privs steps.
+
+use super::session::{Event, Session};
+use super::Container;
+use crate::cgroups;
+use crate::init::{self, Channel, Fds};
+use crate::plan::{Options, Plan};
+use crate::spec::{Process, Spec};
+use crate::state::{Root, Status};
+use crate::sys;
+use anyhow::{anyhow, bail, Context, Result};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOpts {
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: i32,
+    pub ignore_paused: bool,
+}
+
+/// The container's config as recorded at create.
+pub fn container_spec(c: &Container) -> Result<Spec> {
+    let v = c
+        .state
+        .record
+        .config
+        .clone()
+        .ok_or_else(|| anyhow!("container {} has no recorded config", c.state.id))?;
+    Ok(serde_json::from_value(v)?)
+}
+
+/// Run the process; returns its exit status (0 at once with `detach`).
+pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
+    let c = Container::load(root, &o.id)?;
+    match c.status() {
+        Status::Running | Status::Created => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
+        Status::Stopped | Status::Creating => bail!("cannot exec in a stopped container"),
+    }
+    let init = c
+        .state
+        .record
+        .init
+        .ok_or_else(|| anyhow!("container has no init process"))?;
+    let spec = container_spec(&c)?;
+    let program = super::compile_seccomp(&spec, &o.process)?;
+    let opts = Options {
+        id: o.id.clone(),
+        console_socket: o.console_socket.is_some(),
+        preserve_fds: o.preserve_fds,
+        ..Default::default()
+    };
+    let plan = Plan::for_exec(&spec, &o.process, init.pid, &opts, program)?;
+    let cgroup_path = c.state.record.cgroup_path.clone().unwrap_or_default();
+    let cgroup = cgroups::Cgroup::new(cgroups::detect()?, &cgroup_path);
+
+    // The exec'd process must not see the fifo; give it a closed-off one.
+    let devnull = sys::open(std::path::Path::new("/dev/null"), libc::O_PATH, 0)?;
+    let console = o
+        .console_socket
+        .as_deref()
+        .map(super::create::connect_console)
+        .transpose()?;
+    let (parent, child) = Channel::pair()?;
+    let fds = Fds {
+        exec_fifo: devnull.as_raw_fd(),
+        console: console.as_ref().map(|c| c.as_raw_fd()),
+    };
+    let stage1 = sys::fork()?;
+    if stage1 == 0 {
+        drop(parent);
+        init::stage1(&plan, &child, fds);
+    }
+    drop(child);
+    let session = Session::new(&parent, &plan, &cgroup, stage1);
+    let mut pid = 0;
+    let result = (|| -> Result<()> {
+        loop {
+            match session.next()? {
+                Event::InitPid(p) => pid = p,
+                Event::SeccompFd(_) => {}
+                Event::Created => {
+                    if let Some(pf) = &o.pid_file {
+                        super::create::write_pid_file(pf, pid)?;
+                    }
+                    session.go()?;
+                    // Like runc: return once the process has exec'd. The
+                    // child's end of the channel is close-on-exec, so EOF
+                    // here means execve happened (or the process died).
+                    let _ = parent.recv();
+                    return Ok(());
+                }
+            }
+        }
+    })();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
+    if let Err(e) = result {
+        if pid > 0 {
+            // SAFETY: kill(2) on the process we just forked, which failed to start.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        return Err(e).context("exec failed");
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    super::wait::wait_forwarding(pid)
+}

@@ -1,0 +1,134 @@
+//! The runtime's side of the conversation with stage 1 and init, shared
+//! by `create` and `exec`: it performs the runtime steps when stage 1 asks
+//! and turns everything else into [`Event`]s.
+
+use crate::cgroups::Cgroup;
+use crate::init::{Channel, Msg};
+use crate::plan::{Actor, Plan, Step};
+use crate::sys;
+use anyhow::{anyhow, bail, Result};
+use std::cell::{Cell, RefCell};
+use std::os::fd::OwnedFd;
+
+pub enum Event {
+    /// Init was forked with this host pid.
+    InitPid(i32),
+    /// The seccomp listener fd (NOTIFY profiles).
+    SeccompFd(OwnedFd),
+    /// Init finished every step before exec (reply with [`Session::go`]).
+    Created,
+}
+
+pub struct Session<'a> {
+    pub ch: &'a Channel,
+    pub plan: &'a Plan,
+    pub cgroup: &'a Cgroup,
+    pub stage1: i32,
+    /// Where the next run of runtime steps is searched from.
+    pub cursor: Cell<usize>,
+    /// The container state for hooks (set once init's pid is known).
+    pub state: RefCell<Option<serde_json::Value>>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(ch: &'a Channel, plan: &'a Plan, cgroup: &'a Cgroup, stage1: i32) -> Session<'a> {
+        let after_spawn = plan
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::SpawnStage1))
+            .map_or(0, |i| i + 1);
+        Session {
+            ch,
+            plan,
+            cgroup,
+            stage1,
+            cursor: Cell::new(after_spawn),
+            state: RefCell::new(None),
+        }
+    }
+
+    /// Record the state hooks will see, and send it to init for its own hooks.
+    pub fn set_state(&self, state: serde_json::Value) -> Result<()> {
+        self.ch.send(&Msg::State {
+            json: state.to_string(),
+        })?;
+        *self.state.borrow_mut() = Some(state);
+        Ok(())
+    }
+
+    /// Wait for the next event; runtime steps are done on the way.
+    pub fn next(&self) -> Result<Event> {
+        loop {
+            match self.ch.recv().map_err(|e| anyhow!("container init: {e}"))? {
+                Msg::RuntimeTurn { .. } => {
+                    self.runtime_steps()?;
+                    self.go()?;
+                }
+                Msg::InitPid { pid } => return Ok(Event::InitPid(pid)),
+                Msg::SeccompFd => return Ok(Event::SeccompFd(sys::recv_fd(self.ch.raw())?.1)),
+                Msg::Created => return Ok(Event::Created),
+                Msg::Error { msg } => bail!("{msg}"),
+                Msg::Go | Msg::State { .. } => bail!("unexpected message from container init"),
+            }
+        }
+    }
+
+    pub fn go(&self) -> Result<()> {
+        if let Err(e) = self.ch.send(&Msg::Go) {
+            // The child is gone: report its last word if it left one.
+            if let Ok(Msg::Error { msg }) = self.ch.recv() {
+                bail!("{msg}");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The next run of runtime steps (the children walk the same plan and
+    /// hand over at each run).
+    fn runtime_steps(&self) -> Result<()> {
+        let steps = &self.plan.steps;
+        let mut i = self.cursor.get();
+        while i < steps.len() && steps[i].actor() != Actor::Runtime {
+            i += 1;
+        }
+        while i < steps.len() && steps[i].actor() == Actor::Runtime {
+            match &steps[i] {
+                Step::JoinCgroup => self.cgroup.add_pid(self.stage1)?,
+                Step::WriteIdMaps { uid, gid } => write_id_maps(self.stage1, uid, gid)?,
+                Step::RuntimeHooks {
+                    prestart,
+                    create_runtime,
+                } => {
+                    let state = self.state.borrow().clone().unwrap_or_default();
+                    crate::container::start::run_hooks("prestart", prestart, &state)?;
+                    crate::container::start::run_hooks("createRuntime", create_runtime, &state)?;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.cursor.set(i);
+        Ok(())
+    }
+}
+
+fn write_id_maps(
+    pid: i32,
+    uid: &[crate::spec::IdMapping],
+    gid: &[crate::spec::IdMapping],
+) -> Result<()> {
+    let fmt = |m: &[crate::spec::IdMapping]| {
+        m.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+            .collect::<String>()
+    };
+    for (file, maps, field) in [
+        ("uid_map", uid, "linux.uidMappings"),
+        ("gid_map", gid, "linux.gidMappings"),
+    ] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, fmt(maps)).map_err(|e| anyhow!("{field}: writing {path}: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! Profile → cBPF: libseccomp builds the rule program exactly as runc does
+//! (same rule order, same merge precedence, same multi-arch handling), berth
+//! exports it and prepends its ENOSYS stub.
+
+use super::enosys::{self, ArchMax};
+use super::profile::{check, Action, Checked, Rule};
+use super::{bpf, Context, Insn, Program};
+use crate::spec::{self, SpecError};
+use libseccomp::{ScmpArch, ScmpFilterContext, ScmpSyscall};
+use std::io::{Read, Seek};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Annotation that switches berth's ENOSYS extensions off: runc's exact verdicts.
+pub const ENOSYS_ANNOTATION: &str = "run.berth.seccomp.enosys";
+
+/// seccomp(2) filter flags.
+pub const FLAG_TSYNC: u32 = 1;
+pub const FLAG_LOG: u32 = 2;
+pub const FLAG_SPEC_ALLOW: u32 = 4;
+pub const FLAG_NEW_LISTENER: u32 = 8;
+pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+
+/// What SECCOMP.md A.4 decided for clone3 in this container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clone3 {
+    /// The profile does not allow clone3 (or does not name it).
+    NotAllowed,
+    /// Allowed, and init will set max_user_namespaces = 0 inside the container's userns.
+    AllowedWithGuard,
+    /// Allowed: the container has CAP_SYS_ADMIN (it may create namespaces anyway).
+    AllowedSysAdmin,
+    /// Host user namespace without CAP_SYS_ADMIN: the allow became ENOSYS, so
+    /// glibc falls back to clone(2), whose flag rule applies.
+    Enosys,
+    /// runc mode: the profile's verdict is kept as is.
+    AsProfile,
+}
+
+/// Everything compile learned, for `explain`, `lint` and `--disasm`.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub checked: Checked,
+    pub program: Program,
+    /// Architectures in the filter (profile's plus native), in order.
+    pub archs: Vec<ScmpArch>,
+    pub maxima: Vec<ArchMax>,
+    /// Fallback-safe syscalls given ENOSYS rules (names).
+    pub fallback_safe: Vec<&'static str>,
+    /// Rules skipped because their action equals the default (runc does too).
+    pub redundant: Vec<usize>,
+    pub clone3: Clone3,
+    pub runc_mode: bool,
+    pub default: Action,
+}
+
+/// True when the annotation asks for runc's exact verdicts.
+pub fn runc_mode(ctx: &Context) -> Result<bool, SpecError> {
+    match ctx.annotations.get(ENOSYS_ANNOTATION).map(String::as_str) {
+        None | Some("berth") => Ok(false),
+        Some("runc") => Ok(true),
+        Some(other) => Err(SpecError::new(
+            format!("annotations.{ENOSYS_ANNOTATION}"),
+            format!("{other:?} is neither \"runc\" nor \"berth\""),
+        )),
+    }
+}
+
+fn has_sys_admin(ctx: &Context) -> bool {
+    ctx.caps.iter().any(|c| c == "CAP_SYS_ADMIN")
+}
+
+/// Compile `p` for `ctx`. `prefix` names the profile in errors
+/// (`"linux.seccomp."`). `Ok(None)`: seccomp disabled.
+pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Built>, SpecError> {
+    let (mut checked, probs) = check(p, prefix);
+    if let Some(e) = probs.into_iter().find(|p| p.fatal) {
+        return Err(SpecError::new(e.field, e.msg));
+    }
+    let Some(default) = checked.default else {
+        return Ok(None);
+    };
+    let runc = runc_mode(ctx)?;
+    let clone3 = decide_clone3(&mut checked.rules, ctx, runc, default);
+
+    let mut archs = checked.archs.clone();
+    let native = ScmpArch::native();
+    if !archs.contains(&native) {
+        // runc ccc500c42: the native arch always counts, even if unlisted.
+        archs.push(native);
+    }
+    let field = prefix.trim_end_matches('.').to_string();
+    let lib = |what: &str, e: libseccomp::error::SeccompError| {
+        SpecError::new(field.clone(), format!("libseccomp: {what}: {e}"))
+    };
+    let mut f = ScmpFilterContext::new(default.to_scmp()).map_err(|e| lib("init", e))?;
+    for (i, a) in checked.archs.iter().enumerate() {
+        f.add_arch(*a).map_err(|e| {
+            SpecError::new(
+                format!("{prefix}architectures[{i}]"),
+                format!(
+                    "libseccomp {} cannot filter this architecture: {e}",
+                    libseccomp_version()
+                ),
+            )
+        })?;
+    }
+    let rule_count: usize = checked.rules.iter().filter(|r| r.action != default).count();
+    if rule_count > 32 {
+        // runc: binary-tree layout only above 32 rules (libseccomp ≤ 2.5.4
+        // misbehaves with optimize=2 and no rules).
+        f.set_ctl_optimize(2).map_err(|e| lib("optimize", e))?;
+    }
+
+    let mut redundant = Vec::new();
+    for (i, r) in checked.rules.iter().enumerate() {
+        if r.action == default {
+            // runc matchCall: libseccomp would refuse it with EACCES
+            // (containerd#6203: old runc, clone3 ERRNO(38) degraded to EPERM).
+            redundant.push(i);
+            continue;
+        }
+        add_rule(&mut f, r, prefix)?;
+    }
+
+    let fallback_safe = if runc || !denies(default) {
+        Vec::new()
+    } else {
+        add_fallback_safe(&mut f, &checked.rules, prefix)?
+    };
+
+    let body = export(&f).map_err(|e| SpecError::new(field.clone(), e))?;
+    let maxima = if default.is_permissive() {
+        Vec::new()
+    } else {
+        enosys::find_maxima(
+            &archs,
+            p.syscalls
+                .iter()
+                .flat_map(|s| s.names.iter().map(String::as_str)),
+        )
+    };
+    let stub = enosys::build_stub(&maxima);
+    let stub_len = stub.len();
+    let mut insns = stub;
+    insns.extend(body);
+    if insns.len() > bpf::MAX_INSNS {
+        return Err(SpecError::new(
+            field,
+            format!(
+                "the compiled filter has {} instructions; the kernel allows {}",
+                insns.len(),
+                bpf::MAX_INSNS
+            ),
+        ));
+    }
+
+    let fl = checked.flags;
+    let mut flags = 0;
+    if fl.log {
+        flags |= FLAG_LOG;
+    }
+    if fl.spec_allow {
+        flags |= FLAG_SPEC_ALLOW;
+    }
+    if checked.notify {
+        flags |= FLAG_NEW_LISTENER;
+        if fl.wait_killable_recv {
+            flags |= FLAG_WAIT_KILLABLE_RECV;
+        }
+    }
+    let program = Program {
+        insns,
+        stub_len,
+        flags,
+        optional_flags: if fl.spec_allow_implicit {
+            FLAG_SPEC_ALLOW
+        } else {
+            0
+        },
+        notify: checked.notify,
+        listener_path: p.listener_path.clone(),
+        listener_metadata: p.listener_metadata.clone(),
+        guard_user_namespaces: clone3 == Clone3::AllowedWithGuard,
+        summary: String::new(),
+    };
+    let mut built = Built {
+        checked,
+        program,
+        archs,
+        maxima,
+        fallback_safe,
+        redundant,
+        clone3,
+        runc_mode: runc,
+        default,
+    };
+    built.program.summary = summary(&built);
+    Ok(Some(built))
+}
+
+/// A default that refuses the call (so an ENOSYS instead changes the outcome).
+fn denies(default: Action) -> bool {
+    match default {
+        Action::Errno(e) => e as i32 != libc::ENOSYS,
+        Action::KillThread | Action::KillProcess | Action::Trap => true,
+        Action::Allow | Action::Log | Action::Trace(_) | Action::Notify => false,
+    }
+}
+
+/// SECCOMP.md A.4: clone3's flags live in memory seccomp cannot read, so an
+/// allowed clone3 bypasses the `clone` flag rule. Decide by context.
+fn decide_clone3(rules: &mut [Rule], ctx: &Context, runc: bool, default: Action) -> Clone3 {
+    if default.is_permissive() {
+        // A denylist profile: nothing here is meant to confine namespaces.
+        return Clone3::AsProfile;
+    }
+    let allows = |r: &Rule| {
+        r.name == "clone3" && matches!(r.action, Action::Allow | Action::Log) && r.conds.is_empty()
+    };
+    if !rules.iter().any(allows) {
+        return Clone3::NotAllowed;
+    }
+    if has_sys_admin(ctx) {
+        return Clone3::AllowedSysAdmin;
+    }
+    if ctx.own_userns {
+        return Clone3::AllowedWithGuard;
+    }
+    if runc {
+        return Clone3::AsProfile;
+    }
+    for r in rules.iter_mut().filter(|r| allows(r)) {
+        r.action = Action::Errno(libc::ENOSYS as u16);
+    }
+    Clone3::Enosys
+}
+
+fn add_rule(f: &mut ScmpFilterContext, r: &Rule, prefix: &str) -> Result<(), SpecError> {
+    let nr = ScmpSyscall::from_raw_syscall(r.nr.expect("check() rejects unknown names"));
+    let action = r.action.to_scmp();
+    let err = |e: libseccomp::error::SeccompError| {
+        SpecError::new(
+            r.field(prefix),
+            format!("adding {} rule for {:?}: {e}", r.action, r.name),
+        )
+    };
+    if r.conds.is_empty() {
+        return f.add_rule(action, nr).map(|_| ()).map_err(err);
+    }
+    for group in r.cond_groups() {
+        let cmps: Vec<_> = group.iter().map(|c| c.to_scmp()).collect();
+        f.add_rule_conditional(action, nr, &cmps).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// SECCOMP.md A.3: every table syscall the profile never names gets ENOSYS,
+/// so the caller's fallback runs instead of failing on the default errno.
+fn add_fallback_safe(
+    f: &mut ScmpFilterContext,
+    rules: &[Rule],
+    prefix: &str,
+) -> Result<Vec<&'static str>, SpecError> {
+    let mut added = Vec::new();
+    for e in enosys::FALLBACK_SAFE {
+        if rules.iter().any(|r| r.name == e.name) {
+            continue;
+        }
+        // Unknown to this libseccomp (mseal, listmount… on 2.5.4): numbered
+        // above every known syscall, so the stub already returns ENOSYS.
+        let Ok(nr) = ScmpSyscall::from_name(e.name) else {
+            continue;
+        };
+        f.add_rule(libseccomp::ScmpAction::Errno(libc::ENOSYS), nr)
+            .map_err(|err| {
+                SpecError::new(
+                    prefix.trim_end_matches('.'),
+                    format!("adding fallback-safe ENOSYS rule for {:?}: {err}", e.name),
+                )
+            })?;
+        added.push(e.name);
+    }
+    Ok(added)
+}
+
+/// `seccomp_export_bpf` into a memfd and read it back. (libseccomp 2.5.4
+/// has no `seccomp_export_bpf_mem`; that arrived in 2.6.)
+fn export(f: &ScmpFilterContext) -> Result<Vec<Insn>, String> {
+    // SAFETY: memfd_create with a NUL-terminated name and valid flags; the
+    // returned fd is owned by us from here on.
+    let fd = unsafe { libc::memfd_create(c"berth-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!(
+            "memfd_create for the BPF export: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    f.export_bpf(&file)
+        .map_err(|e| format!("libseccomp: exporting BPF: {e}"))?;
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|e| format!("reading the exported BPF back: {e}"))?;
+    bpf::parse(&bytes)
+}
+
+fn libseccomp_version() -> String {
+    libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// One line for `berth plan`.
+fn summary(b: &Built) -> String {
+    let arches: Vec<&str> = b
+        .archs
+        .iter()
+        .map(|a| enosys::arch_info(*a).oci.trim_start_matches("SCMP_ARCH_"))
+        .collect();
+    let maxima: Vec<String> = b
+        .maxima
+        .iter()
+        .map(|m| {
+            format!(
+                "{}>{}",
+                enosys::arch_info(m.arch)
+                    .oci
+                    .trim_start_matches("SCMP_ARCH_"),
+                m.max & !enosys::X32_SYSCALL_BIT
+            )
+        })
+        .collect();
+    let mut s = format!(
+        "seccomp: default {}, arches {}, {} rules ({} redundant), {} BPF insns",
+        b.default,
+        arches.join("/"),
+        b.checked.rules.len(),
+        b.redundant.len(),
+        b.program.insns.len()
+    );
+    if maxima.is_empty() {
+        s.push_str("; no ENOSYS stub (permissive default)");
+    } else {
+        s.push_str(&format!("; ENOSYS stub {}", maxima.join(" ")));
+    }
+    if b.runc_mode {
+        s.push_str("; runc mode (annotation)");
+    } else if !b.fallback_safe.is_empty() {
+        s.push_str(&format!(
+            "; fallback-safe ENOSYS: {}",
+            b.fallback_safe.len()
+        ));
+    }
+    s.push_str(match b.clone3 {
+        Clone3::NotAllowed => "; clone3 not allowed",
+        Clone3::AllowedWithGuard => "; clone3 allowed (userns guard: max_user_namespaces=0)",
+        Clone3::AllowedSysAdmin => "; clone3 allowed (CAP_SYS_ADMIN)",
+        Clone3::Enosys => "; clone3 -> ENOSYS (host userns, no CAP_SYS_ADMIN)",
+        Clone3::AsProfile => "; clone3 allowed as the profile says (runc mode)",
+    });
+    let mut fl = Vec::new();
+    for (bit, name) in [
+        (FLAG_LOG, "LOG"),
+        (FLAG_SPEC_ALLOW, "SPEC_ALLOW"),
+        (FLAG_NEW_LISTENER, "NEW_LISTENER"),
+        (FLAG_WAIT_KILLABLE_RECV, "WAIT_KILLABLE_RECV"),
+    ] {
+        if b.program.flags & bit != 0 {
+            fl.push(name);
+        }
+    }
+    if !fl.is_empty() {
+        s.push_str(&format!("; flags {}", fl.join("|")));
+    }
+    s
+}
