@@ -353,3 +353,38 @@ fn resolv_conf_has_no_loopback_nameservers() {
         .collect();
     assert_eq!(stdout(&o).lines().collect::<Vec<_>>(), want);
 }
+
+#[test]
+fn clone3_incident_old_profile_fails_default_profile_passes() {
+    let env = Env::new();
+    let task = repo().join("examples/clone3/task.yml");
+    let old = repo().join("examples/seccomp/concourse-7.12.json");
+    let o = env.run(
+        &task,
+        &bookworm(),
+        &[
+            "--seccomp-profile",
+            old.to_str().unwrap(),
+            "--annotation",
+            "run.berth.seccomp.enosys=runc",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("getaddrinfo() thread failed to start"),
+        "{}",
+        text(&o)
+    );
+    // berth's default profile (profiles/default.json, found next to the binaries).
+    let o = env.run(
+        &task,
+        &bookworm(),
+        &[
+            "--seccomp-profile",
+            repo().join("profiles/default.json").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("Failed to connect"), "{}", text(&o));
+    env.assert_clean(&[]);
+}
