@@ -24,9 +24,13 @@ fn escape_overlay(p: &Path) -> String {
 }
 
 /// Mount an overlay at `target`: `lower` (read-only, never modified) under `upper`/`work`.
+///
+/// `volatile` (Linux ≥ 5.10) skips every sync of the upper layer: a task's upper layer is
+/// thrown away after the run, and without it the unmount alone synced the whole upper
+/// filesystem (~110 ms per run on this machine's ext4).
 pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},volatile",
         escape_overlay(lower),
         escape_overlay(upper),
         escape_overlay(work)
