@@ -219,8 +219,13 @@ async fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Run(a) => {
             sys::set_child_subreaper()?;
             let w = worker(&cli)?;
-            for id in run::sweep(&w).await.context("sweeping stale runs")? {
-                eprintln!("berth-worker: cleaned up stale run {id}");
+            // Leftovers of crashed runs must not fail this run: report and go on
+            // (`berth-worker gc` reports the same error as a failure).
+            match run::sweep(&w).await {
+                Ok(ids) => ids
+                    .iter()
+                    .for_each(|id| eprintln!("berth-worker: cleaned up stale run {id}")),
+                Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
             }
             let opts = RunOptions {
                 task_file: a.task.clone(),
