@@ -388,3 +388,25 @@ fn clone3_incident_old_profile_fails_default_profile_passes() {
     assert!(stdout(&o).contains("Failed to connect"), "{}", text(&o));
     env.assert_clean(&[]);
 }
+
+#[test]
+fn stdout_and_stderr_keep_their_order_in_one_file() {
+    let env = Env::new();
+    let task = env.write("task.yml", "platform: linux\nrun: {path: sh, args: [-c, 'for i in 1 2 3; do echo out$i; echo err$i >&2; done']}\n");
+    let log = std::fs::File::create(env.path("log")).unwrap();
+    let st = env
+        .cmd()
+        .arg("run")
+        .arg(&task)
+        .arg("--image")
+        .arg(busybox())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        std::fs::read_to_string(env.path("log")).unwrap(),
+        "out1\nerr1\nout2\nerr2\nout3\nerr3\n"
+    );
+}

@@ -618,9 +618,7 @@ async fn execute(
 ) -> Result<Outcome> {
     let rt = &w.runtime;
     let id = &rec.container_id;
-    let (out_r, out_w) = sys::pipe()?;
-    let (err_r, err_w) = sys::pipe()?;
-    let copiers = [forward(out_r, false), forward(err_r, true)];
+    let (out_w, err_w, copiers) = output_fds()?;
     let pid = rt.create(id, bundle_dir, out_w, err_w).await?;
     // The runtime has exited; our pipe write ends are closed, only the container holds them now.
     let mut waiter = tokio::task::spawn_blocking(move || sys::wait_pid(pid));
@@ -650,6 +648,58 @@ async fn execute(
         let _ = c.await;
     }
     Ok(outcome)
+}
+
+/// The fds the container writes its stdout and stderr to, and the copier threads, if any.
+///
+/// When ours are not a terminal (a file, a pipe to CI), the container gets duplicates of them:
+/// output arrives with no copying at all, and when stdout and stderr are the same file
+/// (`> log 2>&1`) their interleaving is exactly the task's. A terminal is never handed to a
+/// container (it could push input into it with TIOCSTI or change its settings); the container
+/// writes into a pipe that a thread copies to our terminal as bytes arrive. When stdout and
+/// stderr are the same terminal, both go through one pipe so they stay in order (as on the pty
+/// Concourse gives every task).
+type Copier = tokio::task::JoinHandle<()>;
+fn output_fds() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd, Vec<Copier>)> {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .context("duplicating our output fd for the container")
+    };
+    let (out, err) = (std::io::stdout(), std::io::stderr());
+    let mut copiers = Vec::new();
+    let same_tty = out.is_terminal() && err.is_terminal() && {
+        let id = |f: std::os::fd::BorrowedFd<'_>| {
+            f.try_clone_to_owned()
+                .map(std::fs::File::from)
+                .and_then(|f| f.metadata())
+                .map(|m| (m.dev(), m.ino(), m.rdev()))
+                .ok()
+        };
+        id(out.as_fd()).is_some() && id(out.as_fd()) == id(err.as_fd())
+    };
+    if same_tty {
+        let (r, w) = sys::pipe()?;
+        copiers.push(forward(r, false));
+        let w2 = dup(w.as_fd())?;
+        return Ok((w, w2, copiers));
+    }
+    let mut one = |is_tty: bool,
+                   fd: std::os::fd::BorrowedFd<'_>,
+                   stderr: bool|
+     -> Result<std::os::fd::OwnedFd> {
+        if !is_tty {
+            return dup(fd);
+        }
+        let (r, w) = sys::pipe()?;
+        copiers.push(forward(r, stderr));
+        Ok(w)
+    };
+    let o = one(out.is_terminal(), out.as_fd(), false)?;
+    let e = one(err.is_terminal(), err.as_fd(), true)?;
+    Ok((o, e, copiers))
 }
 
 /// Copy one of the container's output pipes to ours as bytes arrive (no line buffering).
