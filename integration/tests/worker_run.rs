@@ -410,3 +410,13 @@ fn stdout_and_stderr_keep_their_order_in_one_file() {
         "out1\nerr1\nout2\nerr2\nout3\nerr3\n"
     );
 }
+
+#[test]
+fn rootfs_uri_names_a_directory_image() {
+    let env = Env::new();
+    let task = env.write("task.yml", &format!("platform: linux\nrootfs_uri: raw://{}\nrun: {{path: busybox, args: [echo, from-rootfs-uri]}}\n", busybox().canonicalize().unwrap().display()));
+    let o = env.worker(&["run", task.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o), "from-rootfs-uri\n");
+    env.assert_clean(&[]);
+}
