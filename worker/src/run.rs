@@ -6,9 +6,11 @@
 //!
 //! ```text
 //! runs/<id>/run.json        who owns the run (worker pid + start time), container id, runtime
-//!           rootfs/         the task's root: overlay(image, upper) [idmapped if unprivileged]
-//!           layers/rootfs/  upper + work dirs of that overlay (and merged/ before idmapping)
-//!           layers/in-N/    one overlay per input (lower = the caller's dir, never written)
+//!           rootfs/         the task's root: overlay(image, upper), from idmapped layers if unprivileged
+//!           layers/rootfs/  rw/{upper,work} of that overlay; lower-idmapped/, rw-idmapped/ are
+//!                           the idmapped layer mounts, detached once the overlay holds them
+//!           layers/in-N/    the same for input N (lower = the caller's dir, never written)
+//!           inputs/N        input N's overlay
 //!           vol/workdir     the work dir volume, /tmp/build/<hex>
 //!           vol/out-N       outputs, copied to -o DIR after success
 //!           vol/scratch     /scratch
