@@ -3,7 +3,6 @@
 
 mod worker_common;
 
-
 use worker_common::*;
 
 const CHECK: &str = "platform: linux\nrun: {path: sh, args: [-c, 'ls /data /opq | tr \"\\n\" \" \"; cat /etc/motd; echo $FROM_IMAGE']}\n";
