@@ -98,6 +98,10 @@ pub struct Record {
     /// Every cgroup directory berth made (or would have made).
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// The cgroup as resolved at create (layout and path), so later
+    /// commands act on the same directories whatever cgroup they run from.
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroups::Cgroup>,
     /// Whether the container has its own pid namespace (then killing init
     /// kills everything; otherwise `delete` kills every pid in the cgroup).
     #[serde(default)]

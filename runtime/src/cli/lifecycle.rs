@@ -101,6 +101,12 @@ pub fn start(root: &Root, a: IdArg) -> Result<i32> {
 
 pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     let mut o = opts(&a.create)?;
+    if !a.detach {
+        // Block signals now, not after start: one that arrives while the
+        // container is being made is then forwarded instead of killing
+        // berth. Init unblocks everything before execve.
+        container::wait::block_forwarded_signals()?;
+    }
     // A terminal without --console-socket: berth holds the pty itself.
     let wants_tty = crate::spec::Spec::load(&o.bundle)
         .ok()

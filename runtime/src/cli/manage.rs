@@ -244,12 +244,25 @@ pub fn events(root: &Root, a: EventsArgs) -> Result<i32> {
         return Ok(0);
     }
     let every = parse_interval(&a.interval)?;
+    // runc prints {"type":"oom"} as soon as the kernel reports one, and a
+    // stats object every interval, until the container stops.
+    let mut oom = manage::oom_watcher(root, &a.id).ok();
     while manage::alive(root, &a.id) {
         match manage::stats(root, &a.id) {
             Ok(s) => super::out(format_args!("{s}")),
             Err(_) => break,
         }
-        std::thread::sleep(every);
+        match oom.as_mut() {
+            Some(w) => {
+                if w.wait(every).unwrap_or(0) > 0 {
+                    super::out(format_args!(
+                        "{}",
+                        serde_json::json!({"type": "oom", "id": a.id})
+                    ));
+                }
+            }
+            None => std::thread::sleep(every),
+        }
     }
     Ok(0)
 }

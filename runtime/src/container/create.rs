@@ -74,7 +74,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
     let layout = cgroups::detect()?;
     let cgroup = cgroups::Cgroup::new(layout, &cgroup_path);
     let process = spec.process.clone().unwrap_or_default();
-    let program = super::compile_seccomp(&spec, &process)?;
+    let program = super::compile_seccomp(root, &spec, &process)?;
     let opts = Options {
         id: o.id.clone(),
         bundle: bundle.clone(),
@@ -85,6 +85,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
         no_new_keyring: o.no_new_keyring,
         cgroup_path,
         cgroup_binds: cgroup.container_mounts(),
+        cgroup_symlinks: cgroup.container_symlinks(),
     };
     let plan = Plan::new(&spec, &opts, program)?;
     if root.container_dir(&o.id).exists() {
@@ -106,6 +107,7 @@ pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     state.annotations = p.spec.annotations.clone();
     state.record.cgroup_path = Some(p.cgroup.path.clone());
     state.record.cgroup_dirs = p.cgroup.dirs();
+    state.record.cgroup = Some(p.cgroup.clone());
     state.record.own_pidns = p.plan.own_pidns;
     state.record.hooks = p.spec.hooks.clone();
     state.record.config = serde_json::to_value(&p.spec).ok();
@@ -243,7 +245,10 @@ fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: 
                 st["pid"] = pid.into();
                 session.set_state(st)?;
             }
-            Event::SeccompFd(fd) => seccomp_agent(c, p, fd)?,
+            Event::SeccompFd(fd) => {
+                seccomp_agent(c, p, &fd)?;
+                session.go()?;
+            }
             Event::Created => {
                 c.state.status = Status::Created;
                 c.state.record.helpers.clear();
@@ -280,32 +285,22 @@ pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 /// Hand the seccomp listener to the agent at `listenerPath`: one container
 /// process state JSON with the fd attached (runtime-spec §seccomp).
-fn seccomp_agent(c: &Container, p: &Prepared, fd: OwnedFd) -> Result<()> {
+fn seccomp_agent(c: &Container, p: &Prepared, fd: &OwnedFd) -> Result<()> {
     let Some(prog) = &p.plan.seccomp else {
         return Ok(());
     };
     let Some(path) = &prog.listener_path else {
         return Ok(());
     };
-    let s = std::os::unix::net::UnixStream::connect(path)
-        .with_context(|| format!("linux.seccomp.listenerPath: connect {}", path.display()))?;
-    let msg = serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": c.state.pid,
-        "metadata": prog.listener_metadata.clone().unwrap_or_default(),
-        "state": {
-            "ociVersion": crate::state::OCI_VERSION,
-            "id": c.state.id,
-            "status": "creating",
-            "pid": c.state.pid,
-            "bundle": c.state.bundle,
-            "annotations": c.state.annotations,
-        }
-    });
-    sys::send_fd(s.as_raw_fd(), msg.to_string().as_bytes(), fd.as_raw_fd())
-        .context("linux.seccomp.listenerPath: sending the listener fd")?;
-    Ok(())
+    let mut state = c.state.oci_json(&c.dir);
+    state["status"] = "creating".into();
+    state["pid"] = c.state.pid.into();
+    let msg = crate::seccomp::notify::process_state(
+        c.state.pid,
+        prog.listener_metadata.as_deref(),
+        state,
+    );
+    crate::seccomp::notify::send_to_agent(path, fd.as_raw_fd(), &msg).map_err(|e| anyhow!(e))
 }
 
 /// Is `fd` open? (Used to check --preserve-fds.)

@@ -2,7 +2,6 @@
 //! [`destroy`] is also how a failed `create` unwinds.
 
 use super::Container;
-use crate::cgroups;
 use crate::state::{Root, Status};
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
@@ -37,10 +36,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
 /// a `delete` or `create` that was killed half-way.
 pub fn destroy(c: &mut Container) -> Result<()> {
     let rec = c.state.record.clone();
-    let cgroup = match &rec.cgroup_path {
-        Some(path) => Some(cgroups::Cgroup::new(cgroups::detect()?, path)),
-        None => None,
-    };
+    let cgroup = c.cgroup()?;
     if let Some(cg) = &cgroup {
         // A frozen process cannot die: thaw first.
         let _ = cg.thaw();

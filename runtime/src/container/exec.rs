@@ -7,9 +7,9 @@
 
 use super::session::{Event, Session};
 use super::Container;
-use crate::cgroups;
 use crate::init::{self, Channel, Fds};
 use crate::plan::{Options, Plan};
+use crate::seccomp;
 use crate::spec::{Process, Spec};
 use crate::state::{Root, Status};
 use crate::sys;
@@ -56,7 +56,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         .init
         .ok_or_else(|| anyhow!("container has no init process"))?;
     let spec = container_spec(&c)?;
-    let program = super::compile_seccomp(&spec, &o.process)?;
+    let program = super::compile_seccomp(root, &spec, &o.process)?;
     let opts = Options {
         id: o.id.clone(),
         console_socket: o.console_socket.is_some(),
@@ -64,8 +64,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         ..Default::default()
     };
     let plan = Plan::for_exec(&spec, &o.process, init.pid, &opts, program)?;
-    let cgroup_path = c.state.record.cgroup_path.clone().unwrap_or_default();
-    let cgroup = cgroups::Cgroup::new(cgroups::detect()?, &cgroup_path);
+    let cgroup = c
+        .cgroup()?
+        .ok_or_else(|| anyhow!("container {} has no cgroup", o.id))?;
 
     // The exec'd process must not see the fifo; give it a closed-off one.
     let devnull = sys::open(std::path::Path::new("/dev/null"), libc::O_PATH, 0)?;
@@ -91,7 +92,27 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         loop {
             match session.next()? {
                 Event::InitPid(p) => pid = p,
-                Event::SeccompFd(_) => {}
+                // Each process loads its own filter, so the agent gets
+                // this listener too (as runc does for exec).
+                Event::SeccompFd(fd) => {
+                    if let Some(prog) = plan.seccomp.as_ref().filter(|p| p.listener_path.is_some())
+                    {
+                        let mut state = c.state.oci_json(&c.dir);
+                        state["status"] = "running".into();
+                        let msg = seccomp::notify::process_state(
+                            pid,
+                            prog.listener_metadata.as_deref(),
+                            state,
+                        );
+                        let path = prog
+                            .listener_path
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new(""));
+                        seccomp::notify::send_to_agent(path, fd.as_raw_fd(), &msg)
+                            .map_err(|e| anyhow!(e))?;
+                    }
+                    session.go()?;
+                }
                 Event::Created => {
                     if let Some(pf) = &o.pid_file {
                         super::create::write_pid_file(pf, pid)?;

@@ -1,7 +1,6 @@
 //! `kill`: send a signal to init, or with `--all` to every process.
 
 use super::Container;
-use crate::cgroups;
 use crate::state::{Root, Status};
 use anyhow::{bail, Result};
 
@@ -30,8 +29,7 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if all {
-        if let Some(path) = &c.state.record.cgroup_path {
-            let cg = cgroups::Cgroup::new(cgroups::detect()?, path);
+        if let Some(cg) = c.cgroup()? {
             for pid in cg.pids().unwrap_or_default() {
                 // SAFETY: kill(2) on members of the container's cgroup.
                 unsafe { libc::kill(pid, sig) };

@@ -2,19 +2,14 @@
 //! events. Each loads the recorded cgroup path and acts on it.
 
 use super::Container;
-use crate::cgroups::{self, Cgroup};
+use crate::cgroups::Cgroup;
 use crate::spec::Resources;
 use crate::state::{Root, Status};
 use anyhow::{anyhow, bail, Result};
 
 fn cgroup_of(c: &Container) -> Result<Cgroup> {
-    let path = c
-        .state
-        .record
-        .cgroup_path
-        .clone()
-        .ok_or_else(|| anyhow!("container {} has no cgroup", c.state.id))?;
-    Ok(Cgroup::new(cgroups::detect()?, &path))
+    c.cgroup()?
+        .ok_or_else(|| anyhow!("container {} has no cgroup", c.state.id))
 }
 
 /// Freeze every process (v1 freezer, v2 cgroup.freeze).
@@ -97,4 +92,10 @@ pub fn alive(root: &Root, id: &str) -> bool {
     Container::load(root, id)
         .map(|c| c.status() != Status::Stopped)
         .unwrap_or(false)
+}
+
+/// Watch for OOM kills in the container's cgroup (v1 eventfd, v2 memory.events).
+pub fn oom_watcher(root: &Root, id: &str) -> Result<crate::cgroups::OomWatcher> {
+    let c = Container::load(root, id)?;
+    crate::cgroups::OomWatcher::new(&cgroup_of(&c)?)
 }

@@ -49,11 +49,28 @@ impl Container {
     pub fn status(&self) -> Status {
         self.state.status(&self.dir)
     }
+
+    /// The container's cgroup, as recorded at create.
+    pub fn cgroup(&self) -> Result<Option<crate::cgroups::Cgroup>> {
+        let rec = &self.state.record;
+        if let Some(cg) = &rec.cgroup {
+            return Ok(Some(cg.clone()));
+        }
+        // Killed before the cgroup was recorded in full: the path is enough.
+        match &rec.cgroup_path {
+            Some(path) => Ok(Some(crate::cgroups::Cgroup::new(
+                crate::cgroups::detect()?,
+                path,
+            ))),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Compile the container's seccomp profile for a process of it (in the
 /// runtime, before any fork — the child only loads the bytes).
 pub fn compile_seccomp(
+    root: &crate::state::Root,
     spec: &crate::spec::Spec,
     process: &crate::spec::Process,
 ) -> Result<Option<crate::seccomp::Program>> {
@@ -69,7 +86,21 @@ pub fn compile_seccomp(
             .unwrap_or_default(),
         own_userns: linux.namespaces.iter().any(|n| n.typ == "user"),
         annotations: spec.annotations.clone(),
+        cache_dir: Some(seccomp_cache_dir(root)),
         ..Default::default()
     };
     Ok(crate::seccomp::compile(profile, &ctx)?)
+}
+
+/// Compiled filters are cached by profile hash beside the state root (not
+/// inside it, which holds only containers): `/run/berth` → `/run/berth-cache/seccomp`.
+pub fn seccomp_cache_dir(root: &crate::state::Root) -> PathBuf {
+    let name = root
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "berth".into());
+    root.dir
+        .with_file_name(format!("{name}-cache"))
+        .join("seccomp")
 }

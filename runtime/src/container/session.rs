@@ -5,7 +5,6 @@
 use crate::cgroups::Cgroup;
 use crate::init::{Channel, Msg};
 use crate::plan::{Actor, Plan, Step};
-use crate::sys;
 use anyhow::{anyhow, bail, Result};
 use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
@@ -13,7 +12,8 @@ use std::os::fd::OwnedFd;
 pub enum Event {
     /// Init was forked with this host pid.
     InitPid(i32),
-    /// The seccomp listener fd (NOTIFY profiles).
+    /// The seccomp listener fd (NOTIFY profiles), copied out of init. The
+    /// handler gives it to the agent, then answers with [`Session::go`].
     SeccompFd(OwnedFd),
     /// Init finished every step before exec (reply with [`Session::go`]).
     Created,
@@ -26,6 +26,8 @@ pub struct Session<'a> {
     pub stage1: i32,
     /// Where the next run of runtime steps is searched from.
     pub cursor: Cell<usize>,
+    /// Init's host pid, once stage 1 reports it.
+    pub init_pid: Cell<i32>,
     /// The container state for hooks (set once init's pid is known).
     pub state: RefCell<Option<serde_json::Value>>,
 }
@@ -43,15 +45,13 @@ impl<'a> Session<'a> {
             cgroup,
             stage1,
             cursor: Cell::new(after_spawn),
+            init_pid: Cell::new(0),
             state: RefCell::new(None),
         }
     }
 
-    /// Record the state hooks will see, and send it to init for its own hooks.
+    /// Record the state hooks will see; it travels to init with each `Go`.
     pub fn set_state(&self, state: serde_json::Value) -> Result<()> {
-        self.ch.send(&Msg::State {
-            json: state.to_string(),
-        })?;
         *self.state.borrow_mut() = Some(state);
         Ok(())
     }
@@ -64,17 +64,27 @@ impl<'a> Session<'a> {
                     self.runtime_steps()?;
                     self.go()?;
                 }
-                Msg::InitPid { pid } => return Ok(Event::InitPid(pid)),
-                Msg::SeccompFd => return Ok(Event::SeccompFd(sys::recv_fd(self.ch.raw())?.1)),
+                Msg::InitPid { pid } => {
+                    self.init_pid.set(pid);
+                    return Ok(Event::InitPid(pid));
+                }
+                Msg::SeccompFd { fd } => {
+                    let init = self.init_pid.get();
+                    let got = crate::seccomp::notify::take_fd(init, fd).map_err(|e| {
+                        anyhow!("copying the seccomp listener out of init (pid {init}): {e}")
+                    })?;
+                    return Ok(Event::SeccompFd(got));
+                }
                 Msg::Created => return Ok(Event::Created),
                 Msg::Error { msg } => bail!("{msg}"),
-                Msg::Go | Msg::State { .. } => bail!("unexpected message from container init"),
+                Msg::Go { .. } => bail!("unexpected message from container init"),
             }
         }
     }
 
     pub fn go(&self) -> Result<()> {
-        if let Err(e) = self.ch.send(&Msg::Go) {
+        let state = self.state.borrow().as_ref().map(|s| s.to_string());
+        if let Err(e) = self.ch.send(&Msg::Go { state }) {
             // The child is gone: report its last word if it left one.
             if let Ok(Msg::Error { msg }) = self.ch.recv() {
                 bail!("{msg}");

@@ -5,13 +5,19 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-/// Wait for `pid` (a child of ours), forwarding every signal we receive to
-/// it, like runc's signal handler. Returns the exit code, 128+N when killed.
-pub fn wait_forwarding(pid: i32) -> Result<i32> {
+/// Block every signal berth forwards (all but SIGKILL/SIGSTOP); returns the set.
+pub fn block_forwarded_signals() -> Result<SigSet> {
     let mut set = SigSet::all();
     set.remove(Signal::SIGKILL);
     set.remove(Signal::SIGSTOP);
     set.thread_block()?;
+    Ok(set)
+}
+
+/// Wait for `pid` (a child of ours), forwarding every signal we receive to
+/// it, like runc's signal handler. Returns the exit code, 128+N when killed.
+pub fn wait_forwarding(pid: i32) -> Result<i32> {
+    let set = block_forwarded_signals()?;
     let child = Pid::from_raw(pid);
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {

@@ -13,14 +13,17 @@ pub enum Msg {
     /// child → runtime: your turn — do the next run of runtime steps
     /// (cgroup, id maps, runtime hooks) and say `Go`.
     RuntimeTurn { pid: i32 },
-    /// runtime → init: the container state, for the hooks init runs.
-    State { json: String },
-    /// runtime → child: go on.
-    Go,
+    /// runtime → child: go on. Carries the container state once known,
+    /// for the hooks init runs. The runtime only ever *answers* a waiting
+    /// child, so a child that fails never leaves a message unread (a unix
+    /// socket closed with unread data resets the connection and the
+    /// runtime would lose the child's error).
+    Go { state: Option<String> },
     /// stage 1 → runtime: init was forked with this (host) pid.
     InitPid { pid: i32 },
-    /// init → runtime: the seccomp listener fd follows (SCM_RIGHTS).
-    SeccompFd,
+    /// init → runtime: the seccomp listener is fd `fd` in init; the
+    /// runtime copies it out (pidfd_getfd), gives it to the agent, says Go.
+    SeccompFd { fd: i32 },
     /// init → runtime: everything but exec is done.
     Created,
     /// child → runtime: a step failed.
@@ -89,14 +92,36 @@ impl Channel {
         }
     }
 
-    /// Wait for `Go`, keeping a `State` that may come first.
-    pub fn expect_go(&self, state: &mut Option<String>) -> io::Result<()> {
+    /// Read and drop whatever the runtime sent that we did not read. A unix
+    /// socket closed with unread data resets the connection, and the
+    /// runtime would get ECONNRESET instead of our last message.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 4096];
         loop {
-            match self.recv()? {
-                Msg::Go => return Ok(()),
-                Msg::State { json } => *state = Some(json),
-                other => return Err(io::Error::other(format!("unexpected message {other:?}"))),
+            // SAFETY: a non-blocking read into a live buffer.
+            let n = unsafe {
+                libc::recv(
+                    self.raw(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                return;
             }
+        }
+    }
+
+    /// Wait for `Go`, keeping the state it carries.
+    pub fn expect_go(&self, state: &mut Option<String>) -> io::Result<()> {
+        match self.recv()? {
+            Msg::Go { state: Some(st) } => {
+                *state = Some(st);
+                Ok(())
+            }
+            Msg::Go { state: None } => Ok(()),
+            other => Err(io::Error::other(format!("unexpected message {other:?}"))),
         }
     }
 }

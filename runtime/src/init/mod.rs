@@ -48,6 +48,7 @@ pub fn stage1(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
             let _ = ch.send(&Msg::Error {
                 msg: format!("stage 1: {e:#}"),
             });
+            ch.drain();
             1
         }
     };
@@ -162,6 +163,7 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
                 unsafe { libc::_exit(code) }
             }
             let _ = ch.send(&Msg::Error { msg });
+            ch.drain();
             // SAFETY: see stage1.
             unsafe { libc::_exit(1) }
         }

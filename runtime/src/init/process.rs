@@ -203,10 +203,51 @@ fn load_seccomp(ctx: &Ctx) -> io::Result<()> {
         .as_ref()
         .ok_or_else(|| io::Error::other("no compiled seccomp program"))?;
     if let Some(fd) = prog.load().map_err(|e| sys::err("seccomp", e))? {
-        ctx.ch.send(&Msg::SeccompFd)?;
-        sys::send_fd(ctx.ch.raw(), b"seccomp", fd)?;
-        // SAFETY: the listener fd is ours; the runtime has its own copy now.
-        unsafe { libc::close(fd) };
+        hand_over_listener(ctx.ch.raw(), fd)?;
+    }
+    Ok(())
+}
+
+/// Between loading a NOTIFY filter and the agent holding its fd, any
+/// syscall the filter sends to the (absent) agent would hang init: so no
+/// allocation here — the message is formatted on the stack, sent with one
+/// write(2), and the reply read into a stack buffer.
+fn hand_over_listener(sock: i32, fd: i32) -> io::Result<()> {
+    let mut msg = [0u8; 48];
+    let head = br#"{"type":"seccomp_fd","fd":"#;
+    msg[..head.len()].copy_from_slice(head);
+    let mut n = head.len();
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut v = fd as u32;
+    loop {
+        digits[len] = b'0' + (v % 10) as u8;
+        len += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in (0..len).rev() {
+        msg[n] = digits[i];
+        n += 1;
+    }
+    msg[n] = b'}';
+    n += 1;
+    // SAFETY: write/read on our socket with stack buffers of the given sizes.
+    unsafe {
+        if libc::write(sock, msg.as_ptr().cast(), n) != n as isize {
+            return Err(sys::last("write the seccomp listener fd number"));
+        }
+        // The runtime answers Go once the agent has the fd; a longer Go is
+        // truncated, which is fine: only its arrival matters here.
+        let mut reply = [0u8; 256];
+        if libc::read(sock, reply.as_mut_ptr().cast(), reply.len()) <= 0 {
+            return Err(sys::last(
+                "wait for the runtime to hand the listener to the agent",
+            ));
+        }
+        libc::close(fd);
     }
     Ok(())
 }

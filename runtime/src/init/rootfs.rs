@@ -35,7 +35,8 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
             readonly,
             destination,
             binds,
-        } => mount_cgroups(root(ctx)?, destination, binds, *readonly),
+            symlinks,
+        } => mount_cgroups(root(ctx)?, destination, binds, symlinks, *readonly),
         Step::Symlink { target, link } => symlink(root(ctx)?, target, link),
         Step::PivotRoot => pivot_root(ctx),
         Step::ChrootNoPivot => chroot_no_pivot(ctx),
@@ -322,6 +323,7 @@ fn mount_cgroups(
     root: &OwnedFd,
     dest: &Path,
     binds: &[(PathBuf, PathBuf)],
+    symlinks: &[(PathBuf, PathBuf)],
     readonly: bool,
 ) -> io::Result<()> {
     let single = binds.len() == 1 && binds[0].1.as_os_str().is_empty();
@@ -351,6 +353,9 @@ fn mount_cgroups(
             &fd_path(&m),
             ro | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         )?;
+    }
+    for (link, target) in symlinks {
+        symlink(root, target, &dest.join(link))?;
     }
     if readonly && !single {
         let m = open_in_root(root.as_raw_fd(), dest, libc::O_PATH)?;

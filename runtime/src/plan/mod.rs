@@ -118,6 +118,8 @@ pub enum Step {
         readonly: bool,
         destination: PathBuf,
         binds: Vec<(PathBuf, PathBuf)>,
+        /// Links for co-mounted v1 controllers (`cpu` → `cpu,cpuacct`).
+        symlinks: Vec<(PathBuf, PathBuf)>,
     },
     CreateDevice {
         path: PathBuf,
@@ -293,6 +295,7 @@ impl Step {
                 destination,
                 readonly,
                 binds,
+                ..
             } => format!(
                 "bind {} cgroup dir(s) at {}{}",
                 binds.len(),
@@ -464,6 +467,8 @@ pub struct Options {
     pub cgroup_path: String,
     /// What to bind at /sys/fs/cgroup: (host dir, path relative to it).
     pub cgroup_binds: Vec<(PathBuf, PathBuf)>,
+    /// Links to make there for co-mounted controllers: (link, target).
+    pub cgroup_symlinks: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Everything a container start will do.
@@ -806,6 +811,7 @@ fn plan_rootfs(
                 readonly: flags & libc::MS_RDONLY != 0,
                 destination: m.destination.clone(),
                 binds: opts.cgroup_binds.clone(),
+                symlinks: opts.cgroup_symlinks.clone(),
             });
             continue;
         }
@@ -895,7 +901,12 @@ fn plan_rootfs(
         }
     }
     let hooks = spec.hooks.clone().unwrap_or_default();
-    if !hooks.prestart.is_empty() || !hooks.create_runtime.is_empty() {
+    // Init's own hooks need the container state, which reaches init with
+    // the runtime's `Go` after a runtime turn: have one whenever they exist.
+    if !hooks.prestart.is_empty()
+        || !hooks.create_runtime.is_empty()
+        || !hooks.create_container.is_empty()
+    {
         s.push(Step::RuntimeHooks {
             prestart: hooks.prestart.clone(),
             create_runtime: hooks.create_runtime.clone(),

@@ -89,7 +89,7 @@ impl Insn {
 
 /// Parse an exported program (a multiple of 8 bytes).
 pub fn parse(bytes: &[u8]) -> Result<Vec<Insn>, String> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(format!(
             "BPF program is {} bytes, not a multiple of 8",
             bytes.len()
@@ -120,7 +120,7 @@ impl SeccompData {
     /// Read the 32-bit word at byte offset `off`, as the kernel's
     /// `seccomp_check_filter` only allows aligned 4-byte loads.
     fn word(&self, off: u32) -> Option<u32> {
-        if off % 4 != 0 || off >= SECCOMP_DATA_LEN {
+        if !off.is_multiple_of(4) || off >= SECCOMP_DATA_LEN {
             return None;
         }
         let mut bytes = [0u8; 64];
@@ -413,103 +413,7 @@ pub fn disassemble(
             let _ = writeln!(out, "; ---- {s}");
         }
         let (acc, arch) = facts[pc].unwrap_or((Acc::Unknown, None));
-        let class = insn.code & 0x07;
-        let mut note = String::new();
-        let text = match class {
-            BPF_LD | BPF_LDX => {
-                let reg = if class == BPF_LD { "ld " } else { "ldx" };
-                match insn.code & 0xe0 {
-                    BPF_IMM => format!("{reg}  #{:#x}", insn.k),
-                    BPF_ABS => {
-                        note = field_name(insn.k);
-                        format!("{reg}  [{}]", insn.k)
-                    }
-                    BPF_MEM => format!("{reg}  M[{}]", insn.k),
-                    BPF_LEN => format!("{reg}  #len"),
-                    _ => format!(".word {:#06x}", insn.code),
-                }
-            }
-            BPF_ST => format!("st   M[{}]", insn.k),
-            BPF_STX => format!("stx  M[{}]", insn.k),
-            BPF_ALU => {
-                let op = match insn.code & 0xf0 {
-                    0x00 => "add",
-                    0x10 => "sub",
-                    0x20 => "mul",
-                    0x30 => "div",
-                    0x40 => "or",
-                    0x50 => "and",
-                    0x60 => "lsh",
-                    0x70 => "rsh",
-                    0x80 => "neg",
-                    0x90 => "mod",
-                    0xa0 => "xor",
-                    _ => "alu?",
-                };
-                if insn.code & BPF_X != 0 {
-                    format!("{op:<4} x")
-                } else {
-                    format!("{op:<4} #{:#x}", insn.k)
-                }
-            }
-            BPF_JMP => {
-                let op = insn.code & 0xf0;
-                if op == BPF_JA {
-                    format!("ja   {}", pc + 1 + insn.k as usize)
-                } else {
-                    let name = match op {
-                        BPF_JEQ => "jeq",
-                        BPF_JGT => "jgt",
-                        BPF_JGE => "jge",
-                        BPF_JSET => "jset",
-                        _ => "j?",
-                    };
-                    let operand = if insn.code & BPF_X != 0 {
-                        "x".to_string()
-                    } else {
-                        format!("#{:#x}", insn.k)
-                    };
-                    if insn.code & BPF_X == 0 {
-                        match acc {
-                            Acc::Arch => note = audit_arch_name(insn.k).unwrap_or("?").to_string(),
-                            Acc::Nr => {
-                                if let Some(a) = arch {
-                                    if op == BPF_JSET && insn.k == 0x4000_0000 {
-                                        note = "x32 syscall bit".into();
-                                    } else if let Some(n) = syscall_name(a, insn.k) {
-                                        note = n;
-                                        if let Some(extra) = annotate(a, insn.k) {
-                                            note = format!("{note}  ← {extra}");
-                                        }
-                                    }
-                                }
-                            }
-                            Acc::Unknown => {}
-                        }
-                    }
-                    format!(
-                        "{name:<4} {operand:<12} jt {:<5} jf {}",
-                        pc + 1 + insn.jt as usize,
-                        pc + 1 + insn.jf as usize
-                    )
-                }
-            }
-            BPF_RET => match insn.code & 0x18 {
-                BPF_A => "ret  a".to_string(),
-                _ => {
-                    note = Verdict::from_ret(insn.k).to_string();
-                    format!("ret  #{:#010x}", insn.k)
-                }
-            },
-            BPF_MISC => {
-                if insn.code & 0xf8 == 0 {
-                    "tax".into()
-                } else {
-                    "txa".into()
-                }
-            }
-            _ => format!(".word {:#06x}", insn.code),
-        };
+        let (text, note) = render(pc, insn, acc, arch, syscall_name, annotate);
         if note.is_empty() {
             let _ = writeln!(out, "{pc:5}: {text}");
         } else {
@@ -517,6 +421,123 @@ pub fn disassemble(
         }
     }
     out
+}
+
+/// One instruction as text, plus a note (field, arch or syscall name,
+/// decoded return value) from what the dataflow knows about A.
+fn render(
+    pc: usize,
+    insn: &Insn,
+    acc: Acc,
+    arch: Option<u32>,
+    syscall_name: &dyn Fn(u32, u32) -> Option<String>,
+    annotate: &dyn Fn(u32, u32) -> Option<String>,
+) -> (String, String) {
+    let class = insn.code & 0x07;
+    let mut note = String::new();
+    let text = match class {
+        BPF_LD | BPF_LDX => {
+            let reg = if class == BPF_LD { "ld " } else { "ldx" };
+            match insn.code & 0xe0 {
+                BPF_IMM => format!("{reg}  #{:#x}", insn.k),
+                BPF_ABS => {
+                    note = field_name(insn.k);
+                    format!("{reg}  [{}]", insn.k)
+                }
+                BPF_MEM => format!("{reg}  M[{}]", insn.k),
+                BPF_LEN => format!("{reg}  #len"),
+                _ => format!(".word {:#06x}", insn.code),
+            }
+        }
+        BPF_ST => format!("st   M[{}]", insn.k),
+        BPF_STX => format!("stx  M[{}]", insn.k),
+        BPF_ALU => {
+            let op = match insn.code & 0xf0 {
+                0x00 => "add",
+                0x10 => "sub",
+                0x20 => "mul",
+                0x30 => "div",
+                0x40 => "or",
+                0x50 => "and",
+                0x60 => "lsh",
+                0x70 => "rsh",
+                0x80 => "neg",
+                0x90 => "mod",
+                0xa0 => "xor",
+                _ => "alu?",
+            };
+            if insn.code & BPF_X != 0 {
+                format!("{op:<4} x")
+            } else {
+                format!("{op:<4} #{:#x}", insn.k)
+            }
+        }
+        BPF_JMP => {
+            let op = insn.code & 0xf0;
+            if op == BPF_JA {
+                format!("ja   {}", pc + 1 + insn.k as usize)
+            } else {
+                let name = match op {
+                    BPF_JEQ => "jeq",
+                    BPF_JGT => "jgt",
+                    BPF_JGE => "jge",
+                    BPF_JSET => "jset",
+                    _ => "j?",
+                };
+                let operand = if insn.code & BPF_X != 0 {
+                    "x".to_string()
+                } else {
+                    format!("#{:#x}", insn.k)
+                };
+                if insn.code & BPF_X == 0 {
+                    match acc {
+                        Acc::Arch => note = audit_arch_name(insn.k).unwrap_or("?").to_string(),
+                        Acc::Nr => {
+                            if let Some(a) = arch {
+                                if op == BPF_JSET && insn.k == 0x4000_0000 {
+                                    note = "x32 syscall bit".into();
+                                } else if let Some(n) = syscall_name(a, insn.k) {
+                                    note = n;
+                                    // Only an equality test is "this syscall";
+                                    // jgt/jge split ranges (binary tree, stub max).
+                                    let extra = if op == BPF_JEQ {
+                                        annotate(a, insn.k)
+                                    } else {
+                                        None
+                                    };
+                                    if let Some(extra) = extra {
+                                        note = format!("{note}  ← {extra}");
+                                    }
+                                }
+                            }
+                        }
+                        Acc::Unknown => {}
+                    }
+                }
+                format!(
+                    "{name:<4} {operand:<12} jt {:<5} jf {}",
+                    pc + 1 + insn.jt as usize,
+                    pc + 1 + insn.jf as usize
+                )
+            }
+        }
+        BPF_RET => match insn.code & 0x18 {
+            BPF_A => "ret  a".to_string(),
+            _ => {
+                note = Verdict::from_ret(insn.k).to_string();
+                format!("ret  #{:#010x}", insn.k)
+            }
+        },
+        BPF_MISC => {
+            if insn.code & 0xf8 == 0 {
+                "tax".into()
+            } else {
+                "txa".into()
+            }
+        }
+        _ => format!(".word {:#06x}", insn.code),
+    };
+    (text, note)
 }
 
 /// Name the `struct seccomp_data` field at a byte offset.
@@ -528,7 +549,11 @@ fn field_name(off: u32) -> String {
         12 => "instruction_pointer (high)".into(),
         16..=63 => {
             let i = (off - 16) / 8;
-            let half = if (off - 16) % 8 == 0 { "low" } else { "high" };
+            let half = if (off - 16).is_multiple_of(8) {
+                "low"
+            } else {
+                "high"
+            };
             format!("args[{i}] ({half} 32 bits)")
         }
         _ => String::new(),
@@ -588,7 +613,7 @@ mod tests {
             Insn::stmt(BPF_ST, 3),
             Insn::stmt(BPF_LD | BPF_IMM, 7),
             Insn::stmt(BPF_LDX | BPF_MEM, 3),
-            Insn::stmt(BPF_ALU | 0x00 | BPF_X, 0), // a = 7 + nr
+            Insn::stmt(BPF_ALU | BPF_X, 0), // add x: a = 7 + nr
             Insn::stmt(BPF_RET | BPF_A, 0),
         ];
         assert_eq!(run(&prog, &data(0, 35)).unwrap().ret, 42);

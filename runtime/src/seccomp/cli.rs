@@ -52,6 +52,9 @@ pub enum SeccompCmd {
         /// ABI of the call: SCMP_ARCH_X86_64 (default: native), SCMP_ARCH_X86, SCMP_ARCH_X32, …
         #[arg(long)]
         arch: Option<String>,
+        /// One JSON object instead of text (action, errno, decided_by, runc_ret …).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         ctx: CtxArgs,
     },
@@ -157,6 +160,7 @@ pub fn run(cmd: SeccompCmd) -> anyhow::Result<i32> {
             syscall,
             args,
             arch,
+            json,
             ctx,
         } => {
             let c = context(&ctx, None)?;
@@ -176,7 +180,7 @@ pub fn run(cmd: SeccompCmd) -> anyhow::Result<i32> {
             for (i, s) in args.iter().enumerate() {
                 a[i] = parse_u64(s).map_err(|e| anyhow!("argument {i} {s:?}: {e}"))?;
             }
-            let text = explain_profile(&p, &c, abi, &syscall, a)
+            let text = explain_profile(&p, &c, abi, &syscall, a, json)
                 .map_err(|e| anyhow!("{}: {e}", profile.display()))?;
             write!(stdout, "{text}")?;
             Ok(0)

@@ -3,7 +3,7 @@
 //! exports it and prepends its ENOSYS stub.
 
 use super::enosys::{self, ArchMax};
-use super::profile::{check, Action, Checked, Rule};
+use super::profile::{check, libseccomp_version, Action, Checked, Rule};
 use super::{bpf, Context, Insn, Program};
 use crate::spec::{self, SpecError};
 use libseccomp::{ScmpArch, ScmpFilterContext, ScmpSyscall};
@@ -32,7 +32,7 @@ pub enum Clone3 {
     /// Host user namespace without CAP_SYS_ADMIN: the allow became ENOSYS, so
     /// glibc falls back to clone(2), whose flag rule applies.
     Enosys,
-    /// runc mode: the profile's verdict is kept as is.
+    /// Kept as the profile says: runc mode, or a permissive (denylist) default.
     AsProfile,
 }
 
@@ -71,6 +71,11 @@ fn has_sys_admin(ctx: &Context) -> bool {
 
 /// Compile `p` for `ctx`. `prefix` names the profile in errors
 /// (`"linux.seccomp."`). `Ok(None)`: seccomp disabled.
+///
+/// The steps: check every field → decide clone3 by context (A.4) → let
+/// libseccomp build the rule program (runc's rule order and precedence, plus
+/// fallback-safe ENOSYS rules, A.3) → prepend the ENOSYS stub (A.2) →
+/// compute the seccomp(2) flags.
 pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Built>, SpecError> {
     let (mut checked, probs) = check(p, prefix);
     if let Some(e) = probs.into_iter().find(|p| p.fatal) {
@@ -81,6 +86,13 @@ pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Bu
     };
     let runc = runc_mode(ctx)?;
     let clone3 = decide_clone3(&mut checked.rules, ctx, runc, default);
+    let field = prefix.trim_end_matches('.');
+
+    let RuleProgram {
+        body,
+        redundant,
+        fallback_safe,
+    } = libseccomp_program(&checked, default, runc, prefix)?;
 
     let mut archs = checked.archs.clone();
     let native = ScmpArch::native();
@@ -88,60 +100,17 @@ pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Bu
         // runc ccc500c42: the native arch always counts, even if unlisted.
         archs.push(native);
     }
-    let field = prefix.trim_end_matches('.').to_string();
-    let lib = |what: &str, e: libseccomp::error::SeccompError| {
-        SpecError::new(field.clone(), format!("libseccomp: {what}: {e}"))
-    };
-    let mut f = ScmpFilterContext::new(default.to_scmp()).map_err(|e| lib("init", e))?;
-    for (i, a) in checked.archs.iter().enumerate() {
-        f.add_arch(*a).map_err(|e| {
-            SpecError::new(
-                format!("{prefix}architectures[{i}]"),
-                format!(
-                    "libseccomp {} cannot filter this architecture: {e}",
-                    libseccomp_version()
-                ),
-            )
-        })?;
-    }
-    let rule_count: usize = checked.rules.iter().filter(|r| r.action != default).count();
-    if rule_count > 32 {
-        // runc: binary-tree layout only above 32 rules (libseccomp ≤ 2.5.4
-        // misbehaves with optimize=2 and no rules).
-        f.set_ctl_optimize(2).map_err(|e| lib("optimize", e))?;
-    }
-
-    let mut redundant = Vec::new();
-    for (i, r) in checked.rules.iter().enumerate() {
-        if r.action == default {
-            // runc matchCall: libseccomp would refuse it with EACCES
-            // (containerd#6203: old runc, clone3 ERRNO(38) degraded to EPERM).
-            redundant.push(i);
-            continue;
-        }
-        add_rule(&mut f, r, prefix)?;
-    }
-
-    let fallback_safe = if runc || !denies(default) {
-        Vec::new()
-    } else {
-        add_fallback_safe(&mut f, &checked.rules, prefix)?
-    };
-
-    let body = export(&f).map_err(|e| SpecError::new(field.clone(), e))?;
     let maxima = if default.is_permissive() {
-        Vec::new()
+        Vec::new() // runc: no stub when unknown syscalls are allowed anyway
     } else {
-        enosys::find_maxima(
-            &archs,
-            p.syscalls
-                .iter()
-                .flat_map(|s| s.names.iter().map(String::as_str)),
-        )
+        let names = p
+            .syscalls
+            .iter()
+            .flat_map(|s| s.names.iter().map(String::as_str));
+        enosys::find_maxima(&archs, names)
     };
-    let stub = enosys::build_stub(&maxima);
-    let stub_len = stub.len();
-    let mut insns = stub;
+    let mut insns = enosys::build_stub(&maxima);
+    let stub_len = insns.len();
     insns.extend(body);
     if insns.len() > bpf::MAX_INSNS {
         return Err(SpecError::new(
@@ -154,25 +123,11 @@ pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Bu
         ));
     }
 
-    let fl = checked.flags;
-    let mut flags = 0;
-    if fl.log {
-        flags |= FLAG_LOG;
-    }
-    if fl.spec_allow {
-        flags |= FLAG_SPEC_ALLOW;
-    }
-    if checked.notify {
-        flags |= FLAG_NEW_LISTENER;
-        if fl.wait_killable_recv {
-            flags |= FLAG_WAIT_KILLABLE_RECV;
-        }
-    }
     let program = Program {
         insns,
         stub_len,
-        flags,
-        optional_flags: if fl.spec_allow_implicit {
+        flags: filter_flags(&checked),
+        optional_flags: if checked.flags.spec_allow_implicit {
             FLAG_SPEC_ALLOW
         } else {
             0
@@ -196,6 +151,88 @@ pub fn build(p: &spec::Seccomp, ctx: &Context, prefix: &str) -> Result<Option<Bu
     };
     built.program.summary = summary(&built);
     Ok(Some(built))
+}
+
+/// What libseccomp produced, and what went into it.
+struct RuleProgram {
+    body: Vec<Insn>,
+    /// Indices of rules skipped as redundant (action == default).
+    redundant: Vec<usize>,
+    /// Fallback-safe syscalls given ERRNO(ENOSYS) rules.
+    fallback_safe: Vec<&'static str>,
+}
+
+/// The rule program from libseccomp, exported.
+fn libseccomp_program(
+    checked: &Checked,
+    default: Action,
+    runc: bool,
+    prefix: &str,
+) -> Result<RuleProgram, SpecError> {
+    let field = prefix.trim_end_matches('.');
+    let lib = |what: &str, e: libseccomp::error::SeccompError| {
+        SpecError::new(field, format!("libseccomp: {what}: {e}"))
+    };
+    let mut f = ScmpFilterContext::new(default.to_scmp()).map_err(|e| lib("init", e))?;
+    for (i, a) in checked.archs.iter().enumerate() {
+        f.add_arch(*a).map_err(|e| {
+            SpecError::new(
+                format!("{prefix}architectures[{i}]"),
+                format!(
+                    "libseccomp {} cannot filter this architecture: {e}",
+                    libseccomp_version()
+                ),
+            )
+        })?;
+    }
+    if checked.rules.iter().filter(|r| r.action != default).count() > 32 {
+        // runc: binary-tree layout only above 32 rules (libseccomp ≤ 2.5.4
+        // misbehaves with optimize=2 and no rules).
+        f.set_ctl_optimize(2).map_err(|e| lib("optimize", e))?;
+    }
+    let mut redundant = Vec::new();
+    for (i, r) in checked.rules.iter().enumerate() {
+        if r.action == default {
+            // runc matchCall: libseccomp would refuse it with EACCES
+            // (containerd#6203: old runc, clone3 ERRNO(38) degraded to EPERM).
+            redundant.push(i);
+            continue;
+        }
+        add_rule(&mut f, r, prefix)?;
+    }
+    let fallback_safe = if runc || !denies(default) {
+        Vec::new()
+    } else {
+        add_fallback_safe(&mut f, &checked.rules, prefix)?
+    };
+    let body = export(&f).map_err(|e| SpecError::new(field, e))?;
+    Ok(RuleProgram {
+        body,
+        redundant,
+        fallback_safe,
+    })
+}
+
+/// seccomp(2) flags from `flags` (SECCOMP.md B §2.5): LOG and SPEC_ALLOW
+/// pass through, TSYNC is dropped (init is single-threaded; TSYNC with
+/// NEW_LISTENER would be EINVAL), NEW_LISTENER iff a rule notifies, and
+/// WAIT_KILLABLE_RECV only with it (check() refused it otherwise).
+fn filter_flags(checked: &Checked) -> u32 {
+    let fl = checked.flags;
+    let mut flags = 0;
+    if fl.log {
+        flags |= FLAG_LOG;
+    }
+    if fl.spec_allow {
+        flags |= FLAG_SPEC_ALLOW;
+    }
+    if checked.notify {
+        flags |= FLAG_NEW_LISTENER;
+        if fl.wait_killable_recv {
+            flags |= FLAG_WAIT_KILLABLE_RECV;
+        }
+    }
+    flags
 }
 
 /// A default that refuses the call (so an ENOSYS instead changes the outcome).
@@ -304,12 +341,6 @@ fn export(f: &ScmpFilterContext) -> Result<Vec<Insn>, String> {
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(|e| format!("reading the exported BPF back: {e}"))?;
     bpf::parse(&bytes)
-}
-
-fn libseccomp_version() -> String {
-    libseccomp::ScmpVersion::current()
-        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// One line for `berth plan`.

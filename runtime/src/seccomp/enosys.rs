@@ -610,7 +610,7 @@ mod tests {
         assert_eq!(verdict(&full, X86_64, b | 0x222), RET_ENOSYS);
         // Known limitation (SECCOMP.md B §3.4.2): x32 holes below the inflated max.
         assert_eq!(verdict(&full, X86_64, b | 440), RET_ERRNO | 1);
-        assert_eq!(verdict(&full, X86_64, b | 1000 + 0x221), RET_ENOSYS);
+        assert_eq!(verdict(&full, X86_64, b | (1000 + 0x221)), RET_ENOSYS);
 
         // x86_64 only: x32 numbers must reach P untouched (P kills them).
         let p64 = synthetic_p(&[(X86_64, vec![0, 439])], RET_ALLOW, RET_ERRNO | 1);

@@ -196,15 +196,16 @@ impl Explanation {
     pub fn render(&self, b: &Built) -> String {
         let arch = arch_info(self.arch).oci.trim_start_matches("SCMP_ARCH_");
         let shown_nr = self.nr & !X32_SYSCALL_BIT;
+        let args: Vec<String> = self.args.iter().map(|a| format!("{a:#x}")).collect();
         let mut s = format!(
-            "syscall:    {} ({arch} nr {shown_nr}{}) args {:x?}\n",
+            "syscall:    {} ({arch} nr {shown_nr}{}) args [{}]\n",
             self.name.as_deref().unwrap_or("<no name in libseccomp>"),
             if self.nr & X32_SYSCALL_BIT != 0 {
                 " | x32 bit"
             } else {
                 ""
             },
-            self.args
+            args.join(", ")
         );
         s += &format!("verdict:    {}\n", self.verdict);
         let why = match &self.decided_by {
@@ -257,13 +258,15 @@ impl Explanation {
 }
 
 /// Compile `p` for `ctx` and explain `syscall` (name or number) on `arch`;
-/// also report runc's verdict when it differs.
+/// also report runc's verdict when it differs. `json`: one machine-readable
+/// object instead of text (for tests that compare with the kernel).
 pub fn explain_profile(
     p: &spec::Seccomp,
     ctx: &Context,
     arch: ScmpArch,
     syscall: &str,
     args: [u64; 6],
+    json: bool,
 ) -> Result<String, String> {
     let built = compile::build(p, ctx, "")
         .map_err(|e| format!("{}: {}", e.field, e.msg))?
@@ -272,22 +275,65 @@ pub fn explain_profile(
         )?;
     let nr = resolve(arch, syscall)?;
     let ex = explain(&built, arch, nr, args)?;
-    let mut out = ex.render(&built);
-    if !built.runc_mode {
+    let runc = if built.runc_mode {
+        None
+    } else {
         let mut rctx = ctx.clone();
         rctx.annotations
             .insert(compile::ENOSYS_ANNOTATION.into(), "runc".into());
-        if let Ok(Some(rb)) = compile::build(p, &rctx, "") {
-            if let Ok(rx) = explain(&rb, arch, nr, args) {
-                if rx.ret != ex.ret {
-                    out += &format!(
-                        "runc:       {} (with annotation {}: \"runc\")\n",
-                        rx.verdict,
-                        compile::ENOSYS_ANNOTATION
-                    );
-                }
-            }
-        }
+        compile::build(p, &rctx, "")
+            .ok()
+            .flatten()
+            .and_then(|rb| explain(&rb, arch, nr, args).ok())
+    };
+    if json {
+        return Ok(ex.to_json(runc.as_ref()).to_string() + "\n");
+    }
+    let mut out = ex.render(&built);
+    if let Some(rx) = runc.filter(|rx| rx.ret != ex.ret) {
+        out += &format!(
+            "runc:       {} (with annotation {}: \"runc\")\n",
+            rx.verdict,
+            compile::ENOSYS_ANNOTATION
+        );
     }
     Ok(out)
+}
+
+impl Explanation {
+    /// `{"syscall","arch","nr","args","ret","action","errno","decided_by","runc_ret"}`:
+    /// `errno` is set for ERRNO verdicts; `decided_by` is one of `rule`,
+    /// `stub`, `fallback-safe`, `default`, `bad-arch`.
+    pub fn to_json(&self, runc: Option<&Explanation>) -> serde_json::Value {
+        let (action, errno) = match self.verdict {
+            Verdict::KillProcess => ("kill_process", None),
+            Verdict::KillThread => ("kill_thread", None),
+            Verdict::Trap(_) => ("trap", None),
+            Verdict::Errno(e) => ("errno", Some(e)),
+            Verdict::Notify => ("notify", None),
+            Verdict::Trace(_) => ("trace", None),
+            Verdict::Log => ("log", None),
+            Verdict::Allow => ("allow", None),
+        };
+        let decided_by = match &self.decided_by {
+            DecidedBy::Stub { .. } => "stub".to_string(),
+            DecidedBy::FallbackSafe(_) => "fallback-safe".to_string(),
+            DecidedBy::Rule {
+                entry, name_index, ..
+            } => format!("rule syscalls[{entry}].names[{name_index}]"),
+            DecidedBy::Default => "default".to_string(),
+            DecidedBy::BadArch => "bad-arch".to_string(),
+        };
+        serde_json::json!({
+            "syscall": self.name,
+            "arch": arch_info(self.arch).oci,
+            "nr": self.nr,
+            "args": self.args,
+            "ret": self.ret,
+            "action": action,
+            "errno": errno,
+            "decided_by": decided_by,
+            "runc_ret": runc.map(|r| r.ret),
+        })
+    }
 }

@@ -53,12 +53,11 @@ pub fn lint(p: &spec::Seccomp, ctx: &Context) -> Vec<Warning> {
                 "invalid"
             };
             let mut msg = pr.msg;
-            if code == "unknown-syscall" {
+            if code == "unknown-syscall" && pr.fatal {
                 msg += &format!(
-                    " (libseccomp {} does not know it; runc and youki skip it silently, berth refuses to create the container)",
-                    libseccomp::ScmpVersion::current()
-                        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
-                        .unwrap_or_default()
+                    " (libseccomp {} does not know it; runc and youki skip it silently, berth refuses \
+                     to create the container)",
+                    super::profile::libseccomp_version()
                 );
             }
             w(pr.field, code, msg)

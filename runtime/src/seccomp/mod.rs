@@ -4,21 +4,29 @@
 //!
 //! Map of the module:
 //! - [`profile`]: checking the OCI object field by field; Docker-format profiles.
-//! - [`compile`]: libseccomp → cBPF, the clone3 decision (SECCOMP.md A.4),
+//! - [`mod@compile`]: libseccomp → cBPF, the clone3 decision (SECCOMP.md A.4),
 //!   fallback-safe denial (A.3), flags.
 //! - [`enosys`]: the ENOSYS stub (runc's algorithm) and the fallback-safe table.
 //! - [`bpf`]: instructions, disassembler, interpreter.
+//! - [`cache`]: compiled programs by profile hash (libseccomp takes ~20 ms).
+//! - [`notify`]: handing the listener fd to the agent at `listenerPath`.
 //! - [`explain`], [`lint`], [`cli`]: the `berth seccomp …` tools.
+//!
+//! For the runtime: [`compile()`] in the parent before clone (set
+//! [`Context::cache_dir`]); in init, [`guard_user_namespaces`] when
+//! [`Program::guard_user_namespaces`] is set, then [`Program::load`].
 //!
 //! The why of every decision is in `docs/seccomp.md`; the default profile's
 //! rule groups are explained in `profiles/README.md`.
 
 pub mod bpf;
+pub mod cache;
 pub mod cli;
 pub mod compile;
 pub mod enosys;
 pub mod explain;
 pub mod lint;
+pub mod notify;
 pub mod profile;
 
 pub use compile::{Clone3, ENOSYS_ANNOTATION};
@@ -52,6 +60,9 @@ pub struct Context {
     pub arch: Option<String>,
     /// Kernel "major.minor" for Docker `minKernel`; `None` = the running one.
     pub kernel: Option<(u32, u32)>,
+    /// Where to cache compiled programs by profile hash (e.g.
+    /// `<root>/seccomp-cache`); `None` = always compile. See [`cache`].
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// A compiled filter, ready to load.
@@ -82,8 +93,12 @@ pub type Error = crate::spec::SpecError;
 
 /// Compile `linux.seccomp` for a container. `Ok(None)` means no filter
 /// (runc: empty defaultAction and no syscalls disables seccomp).
+/// Uses the cache in `ctx.cache_dir` when set.
 pub fn compile(profile: &spec::Seccomp, ctx: &Context) -> Result<Option<Program>, Error> {
-    Ok(compile::build(profile, ctx, "linux.seccomp.")?.map(|b| b.program))
+    match &ctx.cache_dir {
+        Some(dir) => cache::compile_cached(profile, ctx, dir),
+        None => Ok(compile::build(profile, ctx, "linux.seccomp.")?.map(|b| b.program)),
+    }
 }
 
 /// berth's default profile (`profiles/default.json`, Docker format) as
@@ -163,6 +178,31 @@ impl Program {
     /// The program as the kernel reads it (host-endian `struct sock_filter`s).
     pub fn to_bytes(&self) -> Vec<u8> {
         bpf::to_bytes(&self.insns)
+    }
+}
+
+/// SECCOMP.md A.4: with clone3 allowed, seccomp cannot stop
+/// `clone3(CLONE_NEWUSER)`. Init calls this inside the container's own user
+/// namespace, while it still has CAP_SYS_RESOURCE there (before dropping
+/// capabilities), when [`Program::guard_user_namespaces`] is set: nested
+/// user namespaces then fail with ENOSPC; the host's limit is untouched
+/// (the sysctl is per user namespace). Allocation-free, for init.
+pub fn guard_user_namespaces() -> std::io::Result<()> {
+    const PATH: &std::ffi::CStr = c"/proc/sys/user/max_user_namespaces";
+    // SAFETY: open with a NUL-terminated path; the fd is closed below.
+    let fd = unsafe { libc::open(PATH.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: writing 2 bytes from a static buffer to our fd.
+    let n = unsafe { libc::write(fd, b"0\n".as_ptr().cast(), 2) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    if n == 2 {
+        Ok(())
+    } else {
+        Err(err)
     }
 }
 

@@ -299,27 +299,88 @@ pub struct Problem {
     pub fatal: bool,
 }
 
+fn fatal(probs: &mut Vec<Problem>, field: String, msg: String) {
+    probs.push(Problem {
+        field,
+        msg,
+        fatal: true,
+    })
+}
+
+/// Real syscalls newer than libseccomp 2.5.4's tables (name, first kernel).
+/// A profile may name them (Docker's does); berth skips them with a warning
+/// when the installed libseccomp cannot resolve them, as runc does.
+pub const NEWER_SYSCALLS: &[(&str, &str)] = &[
+    ("uretprobe", "6.11"),
+    ("riscv_hwprobe", "6.4"),
+    ("statmount", "6.8"),
+    ("listmount", "6.8"),
+    ("lsm_get_self_attr", "6.8"),
+    ("lsm_set_self_attr", "6.8"),
+    ("lsm_list_modules", "6.8"),
+    ("mseal", "6.10"),
+    ("setxattrat", "6.13"),
+    ("getxattrat", "6.13"),
+    ("listxattrat", "6.13"),
+    ("removexattrat", "6.13"),
+    ("open_tree_attr", "6.15"),
+    ("file_getattr", "6.17"),
+    ("file_setattr", "6.17"),
+];
+
+fn newer_than_libseccomp(name: &str) -> Option<&'static str> {
+    NEWER_SYSCALLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+}
+
+/// The installed libseccomp's version, for messages.
+pub fn libseccomp_version() -> String {
+    libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// Check `p` field by field. `prefix` is prepended to field paths
 /// (`"linux.seccomp."` inside config.json, `""` for a profile file).
 pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
     let mut probs = Vec::new();
-    let mut fatal = |field: String, msg: String| {
-        probs.push(Problem {
-            field,
-            msg,
-            fatal: true,
-        })
-    };
+    let default = check_default(p, prefix, &mut probs);
+    let archs = check_archs(p, prefix, &mut probs);
+    let flags = check_flags(p, prefix, &mut probs);
+    let rules = check_syscalls(p, prefix, &mut probs);
+    let notify = rules.iter().any(|r| r.action == Action::Notify);
+    check_notify(p, prefix, flags, notify, &mut probs);
+    (
+        Checked {
+            default,
+            archs,
+            flags,
+            rules,
+            notify,
+        },
+        probs,
+    )
+}
+
+/// `defaultAction` + `defaultErrnoRet`; `None` when disabled or invalid.
+fn check_default(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Option<Action> {
     let disabled = p.default_action.is_empty() && p.syscalls.is_empty();
     let default = if disabled {
         None
     } else if p.default_action.is_empty() {
-        fatal(format!("{prefix}defaultAction"), "is required".into());
+        fatal(
+            probs,
+            format!("{prefix}defaultAction"),
+            "is required".into(),
+        );
         None
     } else {
         match Action::parse(&p.default_action, p.default_errno_ret) {
             Ok(Action::Notify) => {
                 fatal(
+                    probs,
                     format!("{prefix}defaultAction"),
                     "SCMP_ACT_NOTIFY cannot be the default action (runc, youki: every syscall, \
                      including the hand-off of the listener fd, would wait for the agent)"
@@ -334,23 +395,34 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
                 } else {
                     "defaultAction"
                 };
-                fatal(format!("{prefix}{f}"), msg);
+                fatal(probs, format!("{prefix}{f}"), msg);
                 None
             }
         }
     };
 
+    default
+}
+
+/// `architectures`, resolved to libseccomp tokens.
+fn check_archs(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Vec<ScmpArch> {
     let mut archs = Vec::new();
     for (i, a) in p.architectures.iter().enumerate() {
         match arch_by_name(a) {
             Some(info) => archs.push(info.scmp),
             None => fatal(
+                probs,
                 format!("{prefix}architectures[{i}]"),
                 format!("unknown architecture {a:?}"),
             ),
         }
     }
 
+    archs
+}
+
+/// `flags`: absent and `[]` differ (runc specconv).
+fn check_flags(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Flags {
     let mut flags = Flags::default();
     match &p.flags {
         None => {
@@ -366,6 +438,7 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
                     "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => flags.spec_allow = true,
                     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => flags.wait_killable_recv = true,
                     other => fatal(
+                        probs,
                         format!("{prefix}flags[{i}]"),
                         format!("unknown seccomp filter flag {other:?}"),
                     ),
@@ -374,11 +447,17 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
         }
     }
 
+    flags
+}
+
+/// `syscalls[]`: one [`Rule`] per name, as runc.
+fn check_syscalls(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (e, sc) in p.syscalls.iter().enumerate() {
         let field = format!("{prefix}syscalls[{e}]");
         if sc.names.is_empty() {
             fatal(
+                probs,
                 format!("{field}.names"),
                 "must name at least one syscall".into(),
             );
@@ -387,7 +466,7 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             Ok(a) => a,
             Err((errno_field, msg)) => {
                 let f = if errno_field { "errnoRet" } else { "action" };
-                fatal(format!("{field}.{f}"), msg);
+                fatal(probs, format!("{field}.{f}"), msg);
                 continue;
             }
         };
@@ -397,7 +476,7 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             match Cond::parse(a) {
                 Ok(c) => conds.push(c),
                 Err(msg) => {
-                    fatal(format!("{field}.args[{j}]"), msg);
+                    fatal(probs, format!("{field}.args[{j}]"), msg);
                     bad_args = true;
                 }
             }
@@ -412,14 +491,28 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             if nr.is_none() {
                 // runc and youki skip unknown names with a debug/warn log; crun
                 // skips unless run.oci.seccomp_fail_unknown_syscall is set. berth
-                // fails: a typo ("clonee") would silently leave a hole or a denial.
-                fatal(
-                    format!("{field}.names[{n}]"),
-                    format!("unknown syscall {name:?}"),
-                );
+                // fails on a name no kernel has: a typo ("clonee") would silently
+                // leave a hole or a denial. A real syscall that this libseccomp is
+                // too old for is skipped like runc does, so Docker's and
+                // containerd's current profiles still run; it is numbered above
+                // every name libseccomp knows, so the ENOSYS stub answers it.
+                let f = format!("{field}.names[{n}]");
+                match newer_than_libseccomp(name) {
+                    Some(since) => probs.push(Problem {
+                        field: f,
+                        msg: format!(
+                            "unknown syscall {name:?} (Linux {since}; too new for libseccomp {}): skipped, as runc does",
+                            libseccomp_version()
+                        ),
+                        fatal: false,
+                    }),
+                    None => fatal(probs, f, format!("unknown syscall {name:?}")),
+                }
+                continue;
             }
             if action == Action::Notify && name == "write" {
                 fatal(
+                    probs,
                     format!("{field}.names[{n}]"),
                     "SCMP_ACT_NOTIFY cannot be used for \"write\": init writes the listener fd \
                      to the runtime with it (runc)"
@@ -438,10 +531,21 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             });
         }
     }
-    let notify = rules.iter().any(|r| r.action == Action::Notify);
+    rules
+}
+
+/// The NOTIFY-related fields, which only make sense together.
+fn check_notify(
+    p: &spec::Seccomp,
+    prefix: &str,
+    flags: Flags,
+    notify: bool,
+    probs: &mut Vec<Problem>,
+) {
     if flags.wait_killable_recv && !notify {
         // runc passes it and the kernel says EINVAL; crun silently drops it.
         fatal(
+            probs,
             format!("{prefix}flags"),
             "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs at least one SCMP_ACT_NOTIFY rule".into(),
         );
@@ -452,26 +556,18 @@ pub fn check(p: &spec::Seccomp, prefix: &str) -> (Checked, Vec<Problem>) {
             .is_none_or(|l| l.as_os_str().is_empty())
     {
         fatal(
+            probs,
             format!("{prefix}listenerPath"),
             "is required when a rule uses SCMP_ACT_NOTIFY".into(),
         );
     }
     if p.listener_metadata.is_some() && p.listener_path.is_none() {
         fatal(
+            probs,
             format!("{prefix}listenerMetadata"),
             "must not be set without listenerPath".into(),
         );
     }
-    (
-        Checked {
-            default,
-            archs,
-            flags,
-            rules,
-            notify,
-        },
-        probs,
-    )
 }
 
 // ---------------------------------------------------------------------------
