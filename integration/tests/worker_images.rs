@@ -104,7 +104,11 @@ fn corrupted_layer_is_a_digest_error_and_leaves_the_store_alone() {
 fn rootfs_tarball_gzip_is_imported_once() {
     let env = Env::new();
     let tgz = env.path("rootfs.tgz");
-    sh(r#"tar -C "$1" -czf "$2" ."#, &[&busybox(), &tgz]);
+    // With a device node and a FIFO, which must come out as such (not as empty files).
+    sh(
+        r#"cp -a "$1" "$3"; mkdir -p "$3/dev"; mknod "$3/dev/null" c 1 3; chmod 666 "$3/dev/null"; mkfifo "$3/fifo"; tar -C "$3" -czf "$2" ."#,
+        &[&busybox(), &tgz, &env.path("stage")],
+    );
     let task = env.write(
         "task.yml",
         "platform: linux\nrun: {path: busybox, args: [echo, from-tarball]}\n",
@@ -124,5 +128,14 @@ fn rootfs_tarball_gzip_is_imported_once() {
         images[0].file_name().to_string_lossy(),
         format!("sha256-{}", sha256(&tgz))
     );
+    let root = images[0].path().join("rootfs");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::symlink_metadata(root.join("dev/null")).unwrap();
+    assert!(m.file_type().is_char_device(), "dev/null: {m:?}");
+    assert_eq!((m.rdev(), m.mode() & 0o777), (libc::makedev(1, 3), 0o666));
+    assert!(std::fs::symlink_metadata(root.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
     env.assert_clean(&[]);
 }
