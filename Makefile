@@ -204,6 +204,7 @@ bench: deps fixtures build
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(RELEASE)/berth $(RELEASE)/berth-worker $(DESTDIR)$(PREFIX)/bin/
+	install -D -m 0644 profiles/default.json $(DESTDIR)$(PREFIX)/share/berth/profiles/default.json
 
 # --------------------------------------------------------------- clean
 
