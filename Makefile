@@ -176,19 +176,20 @@ DEMO_ID  := berth-demo
 
 .PHONY: demo
 demo: deps fixtures build
+	@echo "== berth-worker: two Concourse-style tasks (examples/demo.sh)"
+	BERTH_FIXTURES=$(BUILD) BERTH_BIN=$(RELEASE)/berth \
+	BERTH_WORKER_BIN=$(RELEASE)/berth-worker examples/demo.sh
+	@echo
+	@echo "== berth itself: the steps one container start takes (berth plan), then the run"
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	$(RELEASE)/berth spec --bundle $(DEMO_DIR)
 	jq --arg root $(ROOTFS)/busybox \
-	   '.root = {path: $$root, readonly: true} | .process.terminal = false | .process.args = ["/bin/sh", "-c", "echo hello from a berth container; id; hostname; berth-probe caps; berth-probe ns; berth-probe status"]' \
+	   '.root = {path: $$root, readonly: true} | .process.terminal = false | .process.args = ["/bin/sh", "-c", "echo hello from a berth container; id; hostname; berth-probe clone3; berth-probe thread"]' \
 	   $(DEMO_DIR)/config.json > $(DEMO_DIR)/config.json.new
 	mv $(DEMO_DIR)/config.json.new $(DEMO_DIR)/config.json
-	@echo "== berth plan (the steps a start takes)"
-	$(RELEASE)/berth plan $(DEMO_DIR)
-	@echo "== berth run"
+	$(RELEASE)/berth plan $(DEMO_DIR) | grep -v '^       why:'
 	$(RELEASE)/berth delete --force $(DEMO_ID) >/dev/null 2>&1 || true
 	$(RELEASE)/berth run --bundle $(DEMO_DIR) $(DEMO_ID)
-	@echo "== host namespaces for comparison"
-	$(PROBES)/berth-probe ns
 
 # --------------------------------------------------------------- bench
 
@@ -203,6 +204,7 @@ bench: deps fixtures build
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(RELEASE)/berth $(RELEASE)/berth-worker $(DESTDIR)$(PREFIX)/bin/
+	install -D -m 0644 profiles/default.json $(DESTDIR)$(PREFIX)/share/berth/profiles/default.json
 
 # --------------------------------------------------------------- clean
 

@@ -1,1 +1,302 @@
-fn main() {}
+//! berth-worker: run Concourse-style CI tasks in berth containers, like `fly execute` against a
+//! one-machine Concourse worker. See docs/worker.md.
+
+mod bundle;
+mod image;
+mod registry;
+mod run;
+mod runtime;
+mod sys;
+mod task;
+mod userns;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+use crate::bundle::Network;
+use crate::run::{Outcome, RunOptions, Worker, EXIT_ABORTED, EXIT_ERRORED};
+
+#[derive(Parser)]
+#[command(
+    name = "berth-worker",
+    version,
+    about = "Run Concourse-style CI tasks in berth containers"
+)]
+struct Cli {
+    /// Image store, run records and caches.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_WORKER_DIR",
+        default_value = "/var/lib/berth-worker"
+    )]
+    work_dir: PathBuf,
+    /// The OCI runtime binary (berth; runc and crun share its CLI). Default: `berth` next to
+    /// this binary, else on PATH.
+    #[arg(long, global = true, env = "BERTH_BIN")]
+    runtime: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a task file once, like `fly execute`.
+    Run(RunArgs),
+    /// Manage the image store.
+    Images {
+        #[command(subcommand)]
+        cmd: ImagesCmd,
+    },
+    /// Remove what crashed or killed workers left behind (also done before every run).
+    Gc,
+    /// Validate a task file and print it as the worker understands it.
+    Check {
+        /// Task file (YAML or JSON).
+        task: PathBuf,
+    },
+    #[command(name = "__userns-hold", hide = true)]
+    UsernsHold,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Task file (YAML or JSON), Concourse's schema.
+    task: PathBuf,
+    /// An input: NAME=DIR (mounted copy-on-write; DIR is never modified).
+    #[arg(short = 'i', long = "input", value_parser = parse_kv_path)]
+    inputs: Vec<(String, PathBuf)>,
+    /// Where to copy an output after success: NAME=DIR.
+    #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
+    outputs: Vec<(String, PathBuf)>,
+    /// Image: a rootfs DIR, a rootfs TAR, an OCI layout dir or oci-archive, or a stored name.
+    #[arg(long)]
+    image: Option<String>,
+    /// Run as host root: all capabilities, no user namespace, no seccomp.
+    #[arg(long)]
+    privileged: bool,
+    /// Abort the task after this long (Go duration: 90s, 10m, 1h30m).
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Time between TERM and KILL when aborting.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    grace: Duration,
+    /// Extra param KEY=VAL (overrides the task's params).
+    #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+    params: Vec<(String, String)>,
+    /// Step name: picks the work dir /tmp/build/<8 hex of sha256(name)>. Default: the task
+    /// file's name without extension.
+    #[arg(long)]
+    name: Option<String>,
+    /// Network: none (loopback only) or host.
+    #[arg(long, value_enum, default_value = "none")]
+    network: Network,
+    /// seccomp profile (a linux.seccomp JSON object) for unprivileged tasks.
+    #[arg(long, env = "BERTH_SECCOMP_PROFILE")]
+    seccomp_profile: Option<PathBuf>,
+    /// Annotation KEY=VAL for config.json (e.g. run.berth.seccomp.enosys=runc).
+    #[arg(long = "annotation", value_parser = parse_kv)]
+    annotations: Vec<(String, String)>,
+}
+
+#[derive(Subcommand)]
+enum ImagesCmd {
+    /// List stored images.
+    List,
+    /// Unpack a rootfs tarball, OCI layout dir or oci-archive into the store.
+    Import {
+        path: PathBuf,
+        /// Name to find it by (e.g. busybox or busybox:1.36; `image_resource` looks these up).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a stored image by name or key.
+    Rm { image: String },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: want KEY=VALUE")),
+    }
+}
+
+fn parse_kv_path(s: &str) -> Result<(String, PathBuf), String> {
+    parse_kv(s).map(|(k, v)| (k, PathBuf::from(v)))
+}
+
+/// Go's `time.ParseDuration` subset Concourse users write: `1h30m`, `90s`, `500ms`, `2.5m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (want e.g. 90s, 10m, 1h30m)");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let num: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..u] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += num * secs;
+        rest = &rest[u..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+fn worker(cli: &Cli) -> Result<Worker> {
+    let bin = runtime::locate(cli.runtime.clone())?;
+    Ok(Worker {
+        work_dir: cli.work_dir.clone(),
+        runtime: runtime::Runtime {
+            bin,
+            root: cli.work_dir.join("runtime"),
+        },
+    })
+}
+
+async fn real_main(cli: Cli) -> Result<i32> {
+    match &cli.cmd {
+        Cmd::UsernsHold => Ok(userns::hold_main()),
+        Cmd::Check { task } => {
+            let t = task::TaskConfig::load(task)?;
+            println!("{t:#?}");
+            Ok(0)
+        }
+        Cmd::Gc => {
+            let w = worker(&cli)?;
+            for id in run::sweep(&w).await? {
+                println!("removed stale run {id}");
+            }
+            Ok(0)
+        }
+        Cmd::Images { cmd } => {
+            let store = image::Store::new(&cli.work_dir);
+            match cmd {
+                ImagesCmd::List => {
+                    println!("{:<20} {:>10}  {:<30} SOURCE", "KEY", "SIZE", "NAMES");
+                    for r in store.list()? {
+                        let size = image::du(&cli.work_dir.join("images").join(&r.key));
+                        println!(
+                            "{:<20} {:>8.1}MB  {:<30} {}",
+                            &r.key[..r.key.len().min(19)],
+                            size as f64 / 1048576.0,
+                            r.names.join(","),
+                            r.source
+                        );
+                    }
+                }
+                ImagesCmd::Import { path, name } => {
+                    if path.is_dir() && !path.join("oci-layout").exists() {
+                        bail!("{}: a rootfs directory is used in place (pass it with --image); import takes tarballs and OCI layouts", path.display());
+                    }
+                    let img = store.import(path, name.as_deref())?;
+                    println!("{}", img.id);
+                }
+                ImagesCmd::Rm { image } => println!("removed {}", store.remove(image)?),
+            }
+            Ok(0)
+        }
+        Cmd::Run(a) => {
+            sys::set_child_subreaper()?;
+            let w = worker(&cli)?;
+            // Leftovers of crashed runs must not fail this run: report and go on
+            // (`berth-worker gc` reports the same error as a failure).
+            match run::sweep(&w).await {
+                Ok(ids) => ids
+                    .iter()
+                    .for_each(|id| eprintln!("berth-worker: cleaned up stale run {id}")),
+                Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
+            }
+            let opts = RunOptions {
+                task_file: a.task.clone(),
+                inputs: a.inputs.clone(),
+                outputs: a.outputs.clone(),
+                image: a.image.clone(),
+                privileged: a.privileged,
+                timeout: a.timeout,
+                grace: a.grace,
+                params: a.params.clone(),
+                step_name: a.name.clone(),
+                network: a.network,
+                seccomp_profile: a.seccomp_profile.clone(),
+                annotations: a.annotations.clone(),
+            };
+            match run::run_task(&w, &opts).await? {
+                Outcome::Exited(c) => Ok(c),
+                Outcome::TimedOut => {
+                    eprintln!(
+                        "berth-worker: timeout exceeded ({:?}); task stopped",
+                        a.timeout.unwrap_or_default()
+                    );
+                    Ok(EXIT_ERRORED)
+                }
+                Outcome::Aborted => {
+                    eprintln!("berth-worker: aborted; task stopped");
+                    Ok(EXIT_ABORTED)
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::UsernsHold) {
+        std::process::exit(userns::hold_main());
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth-worker: starting the async runtime: {e}");
+            std::process::exit(EXIT_ERRORED);
+        }
+    };
+    let code = match rt.block_on(real_main(cli)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth-worker: {e:#}");
+            EXIT_ERRORED
+        }
+    };
+    // Don't wait for blocking pipe readers of a daemon that outlived the task.
+    rt.shutdown_background();
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2.5m").unwrap(), Duration::from_secs(150));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+}

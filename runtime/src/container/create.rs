@@ -172,6 +172,21 @@ pub fn effective_resources(spec: &Spec) -> Option<crate::spec::Resources> {
     Some(r)
 }
 
+/// mkdir -p the cgroup. A concurrent `delete` may remove the shared
+/// `/berth` parent between our mkdirs (it removes it when empty), so a
+/// vanished parent is retried.
+fn create_cgroup(cg: &cgroups::Cgroup) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match cg.create() {
+            Err(e) if tries < 5 && format!("{e:#}").contains("No such file or directory") => {
+                tries += 1
+            }
+            other => return other,
+        }
+    }
+}
+
 fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
     // Runtime steps before the fork, in plan order.
     for step in p
@@ -181,7 +196,7 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
         .take_while(|s| !matches!(s, Step::SpawnStage1))
     {
         if let Step::CreateCgroup { .. } = step {
-            p.cgroup.create()?;
+            create_cgroup(&p.cgroup)?;
             if let Some(r) = effective_resources(&p.spec) {
                 p.cgroup.apply(&r)?;
             }

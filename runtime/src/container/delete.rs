@@ -83,9 +83,25 @@ pub fn destroy(c: &mut Container) -> Result<()> {
     for d in rec.cgroup_dirs.iter().rev() {
         let _ = std::fs::remove_dir(d);
     }
+    if let Some(cg) = &cgroup {
+        remove_berth_parent(cg);
+    }
     match std::fs::remove_dir_all(&c.dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(anyhow::anyhow!("removing {}: {e}", c.dir.display())),
+    }
+}
+
+/// `/berth` is berth's own parent for default cgroup paths. Only the
+/// container that created it recorded it, and its rmdir fails while others
+/// still live there; so every delete tries again, and the last one out
+/// removes it (rmdir only succeeds on an empty cgroup).
+fn remove_berth_parent(cg: &crate::cgroups::Cgroup) {
+    if !cg.path.starts_with("/berth/") {
+        return;
+    }
+    for mount in cg.layout.mounts() {
+        let _ = std::fs::remove_dir(mount.join("berth"));
     }
 }

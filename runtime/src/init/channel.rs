@@ -115,16 +115,13 @@ impl Channel {
 
     /// Wait for `Go`, keeping the state it carries.
     pub fn expect_go(&self, state: &mut Option<String>) -> io::Result<()> {
-        loop {
-            match self.recv()? {
-                Msg::Go { state: st } => {
-                    if st.is_some() {
-                        *state = st;
-                    }
-                    return Ok(());
-                }
-                other => return Err(io::Error::other(format!("unexpected message {other:?}"))),
+        match self.recv()? {
+            Msg::Go { state: Some(st) } => {
+                *state = Some(st);
+                Ok(())
             }
+            Msg::Go { state: None } => Ok(()),
+            other => Err(io::Error::other(format!("unexpected message {other:?}"))),
         }
     }
 }

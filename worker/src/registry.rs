@@ -1,0 +1,348 @@
+//! Pulling an image over the Docker Registry HTTP API v2 (what Concourse's registry-image
+//! resource does before a task runs): manifest (following an image index / manifest list to
+//! linux/amd64), config and layers, every byte checked against its sha256 digest, stored in
+//! the image store by manifest digest — a second pull of the same digest is a store lookup.
+//!
+//! Plain HTTP is used for `localhost`, `127.*` and `[::1]` registries and for hosts listed in
+//! `BERTH_WORKER_INSECURE_REGISTRIES` (comma-separated); HTTPS otherwise. Anonymous bearer
+//! tokens (the `WWW-Authenticate: Bearer realm=…` dance) and `source.username/password` are
+//! supported.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::image::{self, Image, Store};
+
+/// A parsed reference: `[host[:port]/]repo[:tag][@sha256:…]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub host: String,
+    pub repo: String,
+    pub tag: String,
+    pub digest: Option<String>,
+}
+
+impl Reference {
+    /// Parse a reference the way Docker does: the first component is a host when it has a `.`
+    /// or `:` or is `localhost`; Docker Hub names get `library/`.
+    pub fn parse(s: &str) -> Result<Reference> {
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => (r, Some(d.to_string())),
+            None => (s, None),
+        };
+        let (host, path) = match rest.split_once('/') {
+            Some((h, p)) if h.contains('.') || h.contains(':') || h == "localhost" => {
+                (h.to_string(), p.to_string())
+            }
+            _ => ("registry-1.docker.io".to_string(), rest.to_string()),
+        };
+        let (repo, tag) = match path.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+            _ => (path.clone(), "latest".to_string()),
+        };
+        if repo.is_empty()
+            || repo
+                .chars()
+                .any(|c| c.is_ascii_uppercase() || c.is_whitespace())
+        {
+            bail!("invalid image reference {s:?}");
+        }
+        let repo = if host == "registry-1.docker.io" && !repo.contains('/') {
+            format!("library/{repo}")
+        } else {
+            repo
+        };
+        Ok(Reference {
+            host,
+            repo,
+            tag,
+            digest,
+        })
+    }
+
+    /// `host/repo:tag` (the name the pulled image gets in the store).
+    pub fn name(&self) -> String {
+        format!("{}/{}:{}", self.host, self.repo, self.tag)
+    }
+
+    fn base(&self) -> String {
+        let insecure = std::env::var("BERTH_WORKER_INSECURE_REGISTRIES").unwrap_or_default();
+        let hostname = self
+            .host
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(&self.host);
+        let plain = hostname == "localhost"
+            || hostname.starts_with("127.")
+            || hostname == "[::1]"
+            || insecure.split(',').any(|h| h.trim() == self.host);
+        format!(
+            "{}://{}/v2/{}",
+            if plain { "http" } else { "https" },
+            self.host,
+            self.repo
+        )
+    }
+}
+
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+struct Client {
+    agent: ureq::Agent,
+    auth: Option<String>,
+    basic: Option<(String, String)>,
+}
+
+impl Client {
+    fn get(&mut self, url: &str, accept: Option<&str>) -> Result<ureq::Response> {
+        for attempt in 0..2 {
+            let mut req = self.agent.get(url);
+            if let Some(a) = accept {
+                req = req.set("Accept", a);
+            }
+            if let Some(t) = &self.auth {
+                req = req.set("Authorization", t);
+            }
+            match req.call() {
+                Ok(r) => return Ok(r),
+                Err(ureq::Error::Status(401, r)) if attempt == 0 => {
+                    let chal = r.header("WWW-Authenticate").unwrap_or("").to_string();
+                    self.auth = Some(
+                        self.token(&chal)
+                            .with_context(|| format!("authenticating for {url}"))?,
+                    );
+                }
+                Err(ureq::Error::Status(code, r)) => {
+                    let body = r.into_string().unwrap_or_default();
+                    bail!("GET {url}: HTTP {code}: {}", body.trim());
+                }
+                Err(e) => bail!("GET {url}: {e}"),
+            }
+        }
+        bail!("GET {url}: still unauthorized after authenticating")
+    }
+
+    /// Answer a `WWW-Authenticate` challenge: Basic with the source's credentials, or a Bearer
+    /// token from the realm (anonymous unless credentials are given).
+    fn token(&self, challenge: &str) -> Result<String> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            let (u, p) = self
+                .basic
+                .as_ref()
+                .ok_or_else(|| anyhow!("registry wants credentials (source.username/password)"))?;
+            return Ok(format!("Basic {}", base64(&format!("{u}:{p}"))));
+        }
+        let mut realm = String::new();
+        let mut query = Vec::new();
+        for part in params.split(',') {
+            if let Some((k, v)) = part.trim().split_once('=') {
+                let v = v.trim_matches('"').to_string();
+                if k == "realm" {
+                    realm = v;
+                } else {
+                    query.push((k.to_string(), v));
+                }
+            }
+        }
+        if realm.is_empty() {
+            bail!("unsupported auth challenge {challenge:?}");
+        }
+        let mut req = self.agent.get(&realm);
+        for (k, v) in &query {
+            req = req.query(k, v);
+        }
+        if let Some((u, p)) = &self.basic {
+            req = req.set(
+                "Authorization",
+                &format!("Basic {}", base64(&format!("{u}:{p}"))),
+            );
+        }
+        let body = req
+            .call()
+            .with_context(|| format!("GET {realm}"))?
+            .into_string()?;
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .with_context(|| format!("{realm}: parsing the token reply"))?;
+        let t = v["token"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .ok_or_else(|| anyhow!("{realm}: no token in the reply"))?;
+        Ok(format!("Bearer {t}"))
+    }
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Pull `r` into the store (or find it there by digest) and return it.
+pub fn pull(store: &Store, r: &Reference, creds: Option<(String, String)>) -> Result<Image> {
+    if let Some(d) = &r.digest {
+        if let Some(img) = store.find(d)? {
+            return Ok(img);
+        }
+    }
+    let mut c = Client {
+        agent: ureq::AgentBuilder::new()
+            .timeout_connect(std::time::Duration::from_secs(15))
+            .build(),
+        auth: None,
+        basic: creds,
+    };
+    let base = r.base();
+    let what = r.digest.clone().unwrap_or_else(|| r.tag.clone());
+    let (mut digest, mut m) = fetch_manifest(&mut c, &base, &what)?;
+    if m.get("manifests").is_some() {
+        let d = image::pick_manifest(&m, None)
+            .with_context(|| format!("{}: image index {digest}", r.name()))?;
+        let d = d["digest"]
+            .as_str()
+            .ok_or_else(|| anyhow!("image index {digest}: entry without digest"))?
+            .to_string();
+        (digest, m) = fetch_manifest(&mut c, &base, &d)?;
+    }
+    if let Some(img) = store.find(&digest)? {
+        store.tag(&img.id, &r.name())?;
+        return Ok(img);
+    }
+    let cfg_digest = m["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| anyhow!("manifest {digest}: no config.digest"))?
+        .to_string();
+    let cfg_bytes = read_all(c.get(&format!("{base}/blobs/{cfg_digest}"), None)?)?;
+    image::verify_digest(
+        &cfg_digest,
+        &sha256_hex(&cfg_bytes),
+        &format!("config blob of {}", r.name()),
+    )?;
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&cfg_bytes).context("parsing the image config")?;
+    let layers: Vec<(String, u64)> = m["layers"]
+        .as_array()
+        .ok_or_else(|| anyhow!("manifest {digest}: no layers"))?
+        .iter()
+        .map(|l| {
+            Ok((
+                l["digest"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("layer without digest"))?
+                    .to_string(),
+                l["size"].as_u64().unwrap_or(0),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let tty = std::io::stderr().is_terminal();
+    let key = digest.replace(':', "-");
+    store.store_as(
+        &key,
+        &format!("docker://{}@{digest}", r.name()),
+        Some(&r.name()),
+        image::image_config(&cfg),
+        |rootfs| {
+            for (i, (d, size)) in layers.iter().enumerate() {
+                if tty {
+                    eprintln!(
+                        "berth-worker: pulling {} layer {}/{} {} ({:.1} MB)",
+                        r.name(),
+                        i + 1,
+                        layers.len(),
+                        &d[..d.len().min(19)],
+                        *size as f64 / 1048576.0
+                    );
+                }
+                let resp = c.get(&format!("{base}/blobs/{d}"), None)?;
+                let mut hr = image::HashingReader::new(resp.into_reader());
+                image::apply_layer(image::decompress(&mut hr)?, rootfs)
+                    .with_context(|| format!("unpacking layer {d}"))?;
+                std::io::copy(&mut hr, &mut std::io::sink())?;
+                image::verify_digest(d, &hr.hex(), &format!("layer blob of {}", r.name()))?;
+            }
+            Ok(())
+        },
+    )
+}
+
+fn read_all(r: ureq::Response) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.into_reader().take(64 << 20).read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// GET a manifest by tag or digest: returns (its digest, its JSON). A manifest asked for by
+/// digest must hash to it.
+fn fetch_manifest(c: &mut Client, base: &str, what: &str) -> Result<(String, serde_json::Value)> {
+    let url = format!("{base}/manifests/{what}");
+    let resp = c.get(&url, Some(MANIFEST_TYPES))?;
+    let header = resp.header("Docker-Content-Digest").map(str::to_string);
+    let body = read_all(resp)?;
+    let actual = format!("sha256:{}", sha256_hex(&body));
+    if what.starts_with("sha256:") {
+        image::verify_digest(what, &sha256_hex(&body), &url)?;
+    } else if let Some(h) = header {
+        if h != actual {
+            bail!("{url}: Docker-Content-Digest {h} does not match the manifest's sha256 {actual}");
+        }
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("parsing {url}"))?;
+    if v["schemaVersion"] == 1 {
+        bail!("{url}: schema 1 manifests are not supported");
+    }
+    Ok((actual, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let r = Reference::parse("busybox").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.repo.as_str(), r.tag.as_str()),
+            ("registry-1.docker.io", "library/busybox", "latest")
+        );
+        let r = Reference::parse("127.0.0.1:5000/test/probe:1").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.repo.as_str(), r.tag.as_str()),
+            ("127.0.0.1:5000", "test/probe", "1")
+        );
+        assert!(r.base().starts_with("http://127.0.0.1:5000/v2/test/probe"));
+        let r = Reference::parse("ghcr.io/a/b@sha256:abc").unwrap();
+        assert_eq!(r.digest.as_deref(), Some("sha256:abc"));
+        assert!(r.base().starts_with("https://"));
+        assert!(Reference::parse("Bad/Name").is_err());
+    }
+
+    #[test]
+    fn base64_encoding() {
+        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64("a"), "YQ==");
+        assert_eq!(base64("ab"), "YWI=");
+    }
+}

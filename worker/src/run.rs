@@ -1,0 +1,865 @@
+//! One task run, from task file to exit status, and the cleanup that always follows it.
+//!
+//! Every run owns `<work-dir>/runs/<id>/`, recorded in `run.json` *before* anything is mounted
+//! or created, so that whatever happens to the worker (even `kill -9`), the next worker start
+//! finds the record and removes the container, the mounts and the directory ([`sweep`]).
+//!
+//! ```text
+//! runs/<id>/run.json        who owns the run (worker pid + start time), container id, runtime
+//!           rootfs/         the task's root: overlay(image, upper), from idmapped layers if unprivileged
+//!           layers/rootfs/  rw/{upper,work} of that overlay; lower-idmapped/, rw-idmapped/ are
+//!                           the idmapped layer mounts, detached once the overlay holds them
+//!           layers/in-N/    the same for input N (lower = the caller's dir, never written)
+//!           inputs/N        input N's overlay
+//!           vol/workdir     the work dir volume, /tmp/build/<hex>
+//!           vol/out-N       outputs, copied to -o DIR after success
+//!           vol/scratch     /scratch
+//!           etc/            resolv.conf, hosts, hostname
+//!           bundle/         config.json, runtime log, pid file
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bundle::{self, Bind, ContainerPlan, Network};
+use crate::image::{Image, Store};
+use crate::runtime::Runtime;
+use crate::sys;
+use crate::task::TaskConfig;
+use crate::userns::{self, IdRange};
+
+/// Where berth-init is mounted inside the container (Concourse mounts its init at /tmp/gdn-init).
+const INIT_IN_CONTAINER: &str = "/tmp/berth-init";
+/// The init binary, compiled by build.rs.
+static INIT_BIN: &[u8] = include_bytes!(env!("BERTH_INIT_BIN"));
+
+/// Exit status when the worker itself failed (fly's "errored").
+pub const EXIT_ERRORED: i32 = 2;
+/// Exit status when the run was aborted by SIGINT/SIGTERM (fly's "aborted").
+pub const EXIT_ABORTED: i32 = 3;
+
+/// Worker-wide settings.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub work_dir: PathBuf,
+    pub runtime: Runtime,
+}
+
+/// Options of `berth-worker run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub task_file: PathBuf,
+    pub inputs: Vec<(String, PathBuf)>,
+    pub outputs: Vec<(String, PathBuf)>,
+    pub image: Option<String>,
+    pub privileged: bool,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+    pub params: Vec<(String, String)>,
+    pub step_name: Option<String>,
+    pub network: Network,
+    pub seccomp_profile: Option<PathBuf>,
+    pub annotations: Vec<(String, String)>,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub container_id: String,
+    pub worker_pid: u32,
+    pub worker_start_time: u64,
+    pub runtime_bin: PathBuf,
+    pub runtime_root: PathBuf,
+    pub task_file: PathBuf,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(i32),
+    TimedOut,
+    Aborted,
+}
+
+impl Worker {
+    fn runs_dir(&self) -> PathBuf {
+        self.work_dir.join("runs")
+    }
+}
+
+/// `/tmp/build/<first 4 bytes of sha256(step name), hex>` (Concourse `step_factory.go`).
+pub fn work_dir_in_container(step_name: &str) -> String {
+    let h = Sha256::digest(step_name.as_bytes());
+    format!(
+        "/tmp/build/{:02x}{:02x}{:02x}{:02x}",
+        h[0], h[1], h[2], h[3]
+    )
+}
+
+/// Resolve `run.dir` against the work dir. Concourse deletes every `..` from the string
+/// (`resolvePath`); berth drops `..` path components, which keeps `a..b` names intact.
+pub fn resolve_dir(workdir: &str, dir: &str) -> String {
+    if dir.starts_with('/') {
+        return dir.to_string();
+    }
+    let mut p = workdir.to_string();
+    for c in dir
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != "." && *c != "..")
+    {
+        p.push('/');
+        p.push_str(c);
+    }
+    p
+}
+
+/// Run a task to completion; returns the process exit status to use.
+pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
+    // Signals first: from here on Ctrl-C/SIGTERM abort the run instead of killing the worker.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+
+    let task = TaskConfig::load(&opts.task_file)?;
+    for (name, _) in &opts.inputs {
+        if !task.inputs.iter().any(|i| &i.name == name) {
+            bail!(
+                "-i {name}=…: the task has no input named {name:?} (inputs: {:?})",
+                task.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
+            );
+        }
+    }
+    for (name, _) in &opts.outputs {
+        if !task.outputs.iter().any(|o| &o.name == name) {
+            bail!(
+                "-o {name}=…: the task has no output named {name:?} (outputs: {:?})",
+                task.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
+            );
+        }
+    }
+    let store = Store::new(&w.work_dir);
+    let image = resolve_image(&store, &task, opts)?;
+
+    let id = sys::random_hex(6);
+    let run_dir = w.runs_dir().join(&id);
+    let me = std::process::id();
+    let rec = RunRecord {
+        id: id.clone(),
+        container_id: format!("berth-worker-{id}"),
+        worker_pid: me,
+        worker_start_time: sys::proc_start_time(me).unwrap_or(0),
+        runtime_bin: w.runtime.bin.clone(),
+        runtime_root: w.runtime.root.clone(),
+        task_file: opts.task_file.clone(),
+    };
+    write_record(&w.runs_dir(), &rec)?;
+
+    let result = async {
+        let plan = prepare(w, opts, &task, &image, &rec, &run_dir)?;
+        let bundle_dir = run_dir.join("bundle");
+        std::fs::write(
+            bundle_dir.join("config.json"),
+            serde_json::to_vec_pretty(&bundle::config_json(&plan))?,
+        )
+        .context("writing config.json")?;
+        let outcome = execute(w, opts, &rec, &bundle_dir, &mut sigint, &mut sigterm).await?;
+        if outcome == Outcome::Exited(0) {
+            copy_outputs(&task, opts, &run_dir).await?;
+        }
+        Ok::<_, anyhow::Error>(outcome)
+    }
+    .await;
+    let cleanup = cleanup_run(w, &rec).await;
+    match (result, cleanup) {
+        (Ok(o), Ok(())) => Ok(o),
+        (Ok(_), Err(c)) => Err(c.context("cleaning up after the task")),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(c)) => Err(anyhow!("{e:#}\n(and cleaning up failed too: {c:#})")),
+    }
+}
+
+fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<Image> {
+    if let Some(i) = &opts.image {
+        return store.resolve(i).with_context(|| format!("--image {i}"));
+    }
+    if let Some(ir) = &task.image_resource {
+        // A pinned digest or a stored name needs no network; otherwise pull (cached by digest).
+        if let Some(d) = ir.digest() {
+            if let Some(img) = store.find(d)? {
+                return Ok(img);
+            }
+        }
+        let repo = ir.repository().unwrap_or_default();
+        let name = format!("{repo}:{}", ir.tag());
+        if ir.digest().is_none() {
+            if let Some(img) = store.find(&name)? {
+                return Ok(img);
+            }
+        }
+        let mut r = crate::registry::Reference::parse(&name)
+            .with_context(|| format!("image_resource.source.repository {repo:?}"))?;
+        r.digest = ir.digest().map(str::to_string);
+        let creds = match (
+            ir.source.get("username").and_then(|v| v.as_str()),
+            ir.source.get("password").and_then(|v| v.as_str()),
+        ) {
+            (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+            _ => None,
+        };
+        return crate::registry::pull(store, &r, creds).with_context(|| {
+            format!("image_resource: {repo} is not in the image store and pulling it failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
+        });
+    }
+    if let Some(uri) = &task.rootfs_uri {
+        let p = uri.strip_prefix("raw://").unwrap_or(uri);
+        return store
+            .resolve(p)
+            .with_context(|| format!("rootfs_uri {uri}"));
+    }
+    bail!("{}: no image: the task has neither image_resource nor rootfs_uri; pass --image DIR|TAR|OCI", opts.task_file.display())
+}
+
+fn write_record(runs: &Path, rec: &RunRecord) -> Result<()> {
+    std::fs::create_dir_all(runs).with_context(|| format!("creating {}", runs.display()))?;
+    // Write the record in a hidden dir and rename it into place: a run directory without a
+    // record never exists, so a sweep can always tell who owns it.
+    let tmp = runs.join(format!(".{}", rec.id));
+    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::fs::write(tmp.join("run.json"), serde_json::to_vec_pretty(rec)?)?;
+    let dst = runs.join(&rec.id);
+    std::fs::rename(&tmp, &dst).with_context(|| format!("creating {}", dst.display()))
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))
+}
+
+/// An overlay at `target` over the read-only `lower`, its upper/work dirs in `layer_dir`.
+///
+/// Unprivileged tasks get the overlay built from *idmapped layers* (Linux ≥ 5.19): the lower
+/// dir and the upper/work dirs are first cloned as idmapped mounts through the task's user
+/// namespace, so on-disk uid 0 reads as the task's root and files the task's root writes are
+/// stored as uid 0. Nothing is chowned (Concourse chowns whole volume trees instead, its issue
+/// #6538), and the image stays shareable between privileged and unprivileged runs. overlayfs
+/// itself cannot be idmapped after the fact, hence idmapping the layers.
+fn cow_mount(
+    lower: &Path,
+    layer_dir: &Path,
+    target: &Path,
+    userns: Option<&std::os::fd::OwnedFd>,
+) -> Result<()> {
+    let rw = layer_dir.join("rw");
+    for d in [&rw.join("upper"), &rw.join("work"), &target.to_path_buf()] {
+        mkdir(d)?;
+    }
+    match userns {
+        None => sys::mount_overlay(lower, &rw.join("upper"), &rw.join("work"), target),
+        Some(ns) => {
+            let (lower_m, rw_m) = (
+                layer_dir.join("lower-idmapped"),
+                layer_dir.join("rw-idmapped"),
+            );
+            mkdir(&lower_m)?;
+            mkdir(&rw_m)?;
+            sys::idmap_mount(lower, &lower_m, ns)?;
+            sys::idmap_mount(&rw, &rw_m, ns)?;
+            let r = sys::mount_overlay(&lower_m, &rw_m.join("upper"), &rw_m.join("work"), target);
+            // overlayfs keeps private clones of its layers: the attached copies can go now.
+            sys::umount(&lower_m)?;
+            sys::umount(&rw_m)?;
+            r
+        }
+    }
+}
+
+/// Owner of the worker-made volumes: the task user, as seen from the host.
+fn host_owner(map: Option<&[IdRange]>, uid: u32, gid: u32) -> (u32, u32) {
+    match map {
+        Some(m) => (
+            userns::to_host(m, uid).unwrap_or(uid),
+            userns::to_host(m, gid).unwrap_or(gid),
+        ),
+        None => (uid, gid),
+    }
+}
+
+fn prepare(
+    w: &Worker,
+    opts: &RunOptions,
+    task: &TaskConfig,
+    image: &Image,
+    rec: &RunRecord,
+    run_dir: &Path,
+) -> Result<ContainerPlan> {
+    let step = opts.step_name.clone().unwrap_or_else(|| {
+        opts.task_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "task".into())
+    });
+    let workdir = work_dir_in_container(&step);
+    let idmap = if opts.privileged {
+        None
+    } else {
+        Some(userns::concourse_mapping(userns::host_max_id()?))
+    };
+    let ns = match &idmap {
+        Some(_) => Some(
+            userns::userns_fd(&userns::mount_mapping(userns::host_max_id()?))
+                .context("creating the user namespace for idmapped mounts")?,
+        ),
+        None => None,
+    };
+
+    // Process identity, from the image's own passwd/group files.
+    let user_spec = if !task.run.user.is_empty() {
+        task.run.user.as_str()
+    } else {
+        image.config.user.as_str()
+    };
+    let user = bundle::resolve_user(&image.rootfs, user_spec)?;
+    let (own_uid, own_gid) = host_owner(idmap.as_deref(), user.uid, user.gid);
+
+    // Root filesystem: copy-on-write over the image.
+    let rootfs = run_dir.join("rootfs");
+    cow_mount(
+        &image.rootfs,
+        &run_dir.join("layers/rootfs"),
+        &rootfs,
+        ns.as_ref(),
+    )
+    .context("preparing the task's root filesystem")?;
+
+    let mut binds: Vec<Bind> = Vec::new();
+    let vol = run_dir.join("vol");
+    let new_volume = |name: &str| -> Result<PathBuf> {
+        let p = vol.join(name);
+        mkdir(&p)?;
+        sys::lchown(&p, own_uid, own_gid)?;
+        Ok(p)
+    };
+    binds.push(Bind {
+        source: new_volume("workdir")?,
+        dest: workdir.clone(),
+        readonly: false,
+    });
+    binds.push(Bind {
+        source: new_volume("scratch")?,
+        dest: "/scratch".into(),
+        readonly: false,
+    });
+
+    // Inputs: copy-on-write over the caller's directory, which is only ever a lower layer.
+    let mut input_mounts: Vec<(String, PathBuf)> = Vec::new();
+    for (i, inp) in task.inputs.iter().enumerate() {
+        let src = opts
+            .inputs
+            .iter()
+            .find(|(n, _)| n == &inp.name)
+            .map(|(_, p)| p.clone());
+        let Some(src) = src else {
+            if inp.optional {
+                continue;
+            }
+            bail!(
+                "inputs[{i}] ({}): missing input; pass -i {}=DIR",
+                inp.name,
+                inp.name
+            );
+        };
+        let src = std::fs::canonicalize(&src)
+            .with_context(|| format!("-i {}={}", inp.name, src.display()))?;
+        if !src.is_dir() {
+            bail!("-i {}={}: not a directory", inp.name, src.display());
+        }
+        let target = run_dir.join(format!("inputs/{i}"));
+        cow_mount(
+            &src,
+            &run_dir.join(format!("layers/in-{i}")),
+            &target,
+            ns.as_ref(),
+        )
+        .with_context(|| format!("mounting input {}", inp.name))?;
+        let dest = format!("{workdir}/{}", inp.mount_path().trim_matches('/'));
+        binds.push(Bind {
+            source: target.clone(),
+            dest: dest.clone(),
+            readonly: false,
+        });
+        input_mounts.push((dest, target));
+    }
+    // Outputs: fresh volumes, unless an input sits at the same path (then it is the output).
+    for (i, out) in task.outputs.iter().enumerate() {
+        let dest = format!("{workdir}/{}", out.mount_path().trim_matches('/'));
+        if input_mounts.iter().any(|(d, _)| d == &dest) {
+            continue;
+        }
+        binds.push(Bind {
+            source: new_volume(&format!("out-{i}"))?,
+            dest,
+            readonly: false,
+        });
+    }
+    // Caches: persistent per (task file, cache path).
+    let task_key =
+        std::fs::canonicalize(&opts.task_file).unwrap_or_else(|_| opts.task_file.clone());
+    for c in &task.caches {
+        let dest = if c.path.starts_with('/') {
+            c.path.clone()
+        } else {
+            format!("{workdir}/{}", c.path.trim_matches('/'))
+        };
+        let key = Sha256::digest(format!("{}\0{}", task_key.display(), c.path).as_bytes());
+        let dir = w.work_dir.join("caches").join(
+            key.iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        );
+        if !dir.exists() {
+            mkdir(&dir)?;
+            sys::lchown(&dir, own_uid, own_gid)?;
+        }
+        binds.push(Bind {
+            source: dir,
+            dest,
+            readonly: false,
+        });
+    }
+    // Parents before children, so a nested mount lands on top of its parent volume.
+    binds.sort_by_key(|b| b.dest.matches('/').count());
+
+    // /etc files and init.
+    let etc = run_dir.join("etc");
+    mkdir(&etc)?;
+    let hostname = format!("berth-{}", &rec.id[..8.min(rec.id.len())]);
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(etc.join("resolv.conf"), bundle::resolv_conf(&host_resolv))?;
+    std::fs::write(
+        etc.join("hosts"),
+        format!(
+            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n127.0.1.1 {hostname}\n"
+        ),
+    )?;
+    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
+    let (root_uid, root_gid) = host_owner(idmap.as_deref(), 0, 0);
+    for f in ["resolv.conf", "hosts", "hostname"] {
+        sys::lchown(&etc.join(f), root_uid, root_gid)?;
+        binds.push(Bind {
+            source: etc.join(f),
+            dest: format!("/etc/{f}"),
+            readonly: false,
+        });
+    }
+    binds.push(Bind {
+        source: install_init(&w.work_dir)?,
+        dest: INIT_IN_CONTAINER.into(),
+        readonly: true,
+    });
+    mkdir(&run_dir.join("bundle"))?;
+
+    // Environment: image env, params (file then -p), PATH default, USER/HOME.
+    let mut env: Vec<String> = image.config.env.clone();
+    let mut set = |k: &str, v: &str| {
+        env.retain(|e| e.split('=').next() != Some(k));
+        env.push(format!("{k}={v}"));
+    };
+    for (k, v) in task.params.iter().chain(opts.params.iter()) {
+        set(k, v);
+    }
+    if !task.run.user.is_empty() {
+        set("USER", &user.name);
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!(
+            "HOME={}",
+            if user.home.is_empty() {
+                "/"
+            } else {
+                &user.home
+            }
+        ));
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(bundle::default_path(user.uid).to_string());
+    }
+
+    // argv: an empty run.path means the image's entrypoint (else cmd); task args are appended.
+    let mut argv = vec![INIT_IN_CONTAINER.to_string()];
+    if task.run.path.is_empty() {
+        let base = if !image.config.entrypoint.is_empty() {
+            image
+                .config
+                .entrypoint
+                .iter()
+                .chain(if task.run.args.is_empty() {
+                    image.config.cmd.iter()
+                } else {
+                    [].iter()
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        } else {
+            image.config.cmd.clone()
+        };
+        if base.is_empty() {
+            bail!(
+                "{}: run.path: required (the image has no entrypoint or cmd)",
+                opts.task_file.display()
+            );
+        }
+        argv.extend(base);
+    } else {
+        argv.push(task.run.path.clone());
+    }
+    argv.extend(task.run.args.iter().cloned());
+
+    let seccomp = if opts.privileged {
+        None
+    } else {
+        find_seccomp(w, opts)?
+    };
+    Ok(ContainerPlan {
+        rootfs,
+        args: argv,
+        env,
+        cwd: resolve_dir(&workdir, &task.run.dir),
+        uid: user.uid,
+        gid: user.gid,
+        additional_gids: user.additional_gids,
+        hostname,
+        binds,
+        privileged: opts.privileged,
+        idmap,
+        limits: task.container_limits,
+        memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
+        cgroups_path: format!("/berth-worker/{}", rec.container_id),
+        seccomp,
+        annotations: opts.annotations.clone(),
+        network: opts.network,
+        cap_mask: bundle::held_caps(),
+    })
+}
+
+/// Write berth-init into `<work-dir>/bin` (once per content).
+fn install_init(work_dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = work_dir.join("bin");
+    let p = dir.join("berth-init");
+    if std::fs::read(&p).ok().as_deref() != Some(INIT_BIN) {
+        mkdir(&dir)?;
+        let tmp = dir.join(format!(".berth-init-{}", sys::random_hex(4)));
+        std::fs::write(&tmp, INIT_BIN).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &p)?;
+    }
+    Ok(p)
+}
+
+/// The seccomp profile for unprivileged tasks: `--seccomp-profile`/`BERTH_SECCOMP_PROFILE`, else
+/// berth's `profiles/default.json` (next to an installed or in-tree build), else the
+/// `linux.seccomp` of `<runtime> spec` (berth writes its default there), else none.
+fn find_seccomp(w: &Worker, opts: &RunOptions) -> Result<Option<serde_json::Value>> {
+    if let Some(p) = &opts.seccomp_profile {
+        return bundle::load_seccomp(p).map(Some);
+    }
+    for c in default_profile_candidates() {
+        if c.is_file() {
+            return bundle::load_seccomp(&c).map(Some);
+        }
+    }
+    let tmp = w
+        .work_dir
+        .join("runs")
+        .join(format!(".spec-{}", sys::random_hex(4)));
+    mkdir(&tmp)?;
+    let out = std::process::Command::new(&w.runtime.bin)
+        .arg("spec")
+        .arg("--bundle")
+        .arg(&tmp)
+        .output();
+    let prof = (|| {
+        out.ok().filter(|o| o.status.success())?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tmp.join("config.json")).ok()?).ok()?;
+        v["linux"].get("seccomp").cloned()
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    if prof.is_none() {
+        eprintln!("berth-worker: warning: no seccomp profile found (looked for --seccomp-profile, BERTH_SECCOMP_PROFILE, profiles/default.json, `{} spec`); running without seccomp", w.runtime.bin.display());
+    }
+    Ok(prof)
+}
+
+/// Where berth's default profile lives relative to the worker binary.
+pub fn default_profile_candidates() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        v.push(dir.join("../../profiles/default.json")); // in-tree: target/{debug,release}/
+        v.push(dir.join("../share/berth/profiles/default.json")); // installed: PREFIX/bin/
+    }
+    v.push(PathBuf::from("/usr/share/berth/profiles/default.json"));
+    v
+}
+
+async fn execute(
+    w: &Worker,
+    opts: &RunOptions,
+    rec: &RunRecord,
+    bundle_dir: &Path,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> Result<Outcome> {
+    let rt = &w.runtime;
+    let id = &rec.container_id;
+    let (out_w, err_w, copiers) = output_fds()?;
+    let pid = rt.create(id, bundle_dir, out_w, err_w).await?;
+    // The runtime has exited; our pipe write ends are closed, only the container holds them now.
+    let mut waiter = tokio::task::spawn_blocking(move || sys::wait_pid(pid));
+    rt.start(id).await?;
+
+    let deadline = async {
+        match opts.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        r = &mut waiter => Outcome::Exited(r.context("waiting for the task")??),
+        _ = deadline => Outcome::TimedOut,
+        _ = sigint.recv() => Outcome::Aborted,
+        _ = sigterm.recv() => Outcome::Aborted,
+    };
+    if outcome != Outcome::Exited(0) && !matches!(outcome, Outcome::Exited(_)) {
+        // Concourse's stop: TERM, a grace period, then KILL.
+        let _ = rt.kill(id, "TERM").await;
+        if tokio::time::timeout(opts.grace, &mut waiter).await.is_err() {
+            let _ = rt.kill(id, "KILL").await;
+            let _ = waiter.await;
+        }
+    }
+    for c in copiers {
+        let _ = c.await;
+    }
+    Ok(outcome)
+}
+
+/// The fds the container writes its stdout and stderr to, and the copier threads, if any.
+///
+/// When ours are not a terminal (a file, a pipe to CI), the container gets duplicates of them:
+/// output arrives with no copying at all, and when stdout and stderr are the same file
+/// (`> log 2>&1`) their interleaving is exactly the task's. A terminal is never handed to a
+/// container (it could push input into it with TIOCSTI or change its settings); the container
+/// writes into a pipe that a thread copies to our terminal as bytes arrive. When stdout and
+/// stderr are the same terminal, both go through one pipe so they stay in order (as on the pty
+/// Concourse gives every task).
+type Copier = tokio::task::JoinHandle<()>;
+fn output_fds() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd, Vec<Copier>)> {
+    use std::io::IsTerminal;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .context("duplicating our output fd for the container")
+    };
+    let (out, err) = (std::io::stdout(), std::io::stderr());
+    let mut copiers = Vec::new();
+    let same_tty = out.is_terminal() && err.is_terminal() && {
+        let id = |f: std::os::fd::BorrowedFd<'_>| {
+            f.try_clone_to_owned()
+                .map(std::fs::File::from)
+                .and_then(|f| f.metadata())
+                .map(|m| (m.dev(), m.ino(), m.rdev()))
+                .ok()
+        };
+        id(out.as_fd()).is_some() && id(out.as_fd()) == id(err.as_fd())
+    };
+    if same_tty {
+        let (r, w) = sys::pipe()?;
+        copiers.push(forward(r, false));
+        let w2 = dup(w.as_fd())?;
+        return Ok((w, w2, copiers));
+    }
+    let mut one = |is_tty: bool,
+                   fd: std::os::fd::BorrowedFd<'_>,
+                   stderr: bool|
+     -> Result<std::os::fd::OwnedFd> {
+        if !is_tty {
+            return dup(fd);
+        }
+        let (r, w) = sys::pipe()?;
+        copiers.push(forward(r, stderr));
+        Ok(w)
+    };
+    let o = one(out.is_terminal(), out.as_fd(), false)?;
+    let e = one(err.is_terminal(), err.as_fd(), true)?;
+    Ok((o, e, copiers))
+}
+
+/// Copy one of the container's output pipes to ours as bytes arrive (no line buffering).
+fn forward(r: std::os::fd::OwnedFd, stderr: bool) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut f = std::fs::File::from(r);
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let res = if stderr {
+                let mut e = std::io::stderr().lock();
+                e.write_all(&buf[..n]).and_then(|_| e.flush())
+            } else {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&buf[..n]).and_then(|_| o.flush())
+            };
+            if res.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+async fn copy_outputs(task: &TaskConfig, opts: &RunOptions, run_dir: &Path) -> Result<()> {
+    for (name, dst) in &opts.outputs {
+        let (i, out) = task
+            .outputs
+            .iter()
+            .enumerate()
+            .find(|(_, o)| &o.name == name)
+            .expect("checked at start");
+        // An output at an input's path is that input's copy-on-write view.
+        let src = match task.inputs.iter().position(|inp| {
+            inp.mount_path().trim_matches('/') == out.mount_path().trim_matches('/')
+        }) {
+            Some(j) if run_dir.join(format!("inputs/{j}")).exists() => {
+                run_dir.join(format!("inputs/{j}"))
+            }
+            _ => run_dir.join(format!("vol/out-{i}")),
+        };
+        mkdir(dst)?;
+        // cp -a keeps owners, modes, links and times: the host sees the task's (mapped) ids.
+        let st = tokio::process::Command::new("cp")
+            .arg("-a")
+            .arg("--")
+            .arg(format!("{}/.", src.display()))
+            .arg(dst)
+            .status()
+            .await
+            .context("running cp")?;
+        if !st.success() {
+            bail!(
+                "-o {name}={}: copying the output failed ({st})",
+                dst.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Remove everything a run made: the container (`<runtime> delete --force`), every mount under
+/// its directory, the directory, and the empty `berth-worker` cgroup parents. Idempotent.
+pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
+    let run_dir = w.runs_dir().join(&rec.id);
+    let rt = Runtime {
+        bin: if rec.runtime_bin.exists() {
+            rec.runtime_bin.clone()
+        } else {
+            w.runtime.bin.clone()
+        },
+        root: rec.runtime_root.clone(),
+    };
+    let del = rt.delete(&rec.container_id).await;
+    sys::umount_all_under(&run_dir)?;
+    // Never recurse into a mounted directory (an input's lower dir is the caller's data).
+    if !sys::mounts_under(&run_dir)?.is_empty() {
+        bail!("{}: still has mounts; not removing it", run_dir.display());
+    }
+    match std::fs::remove_dir_all(&run_dir) {
+        // Another worker's sweep may have removed it first.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", run_dir.display()));
+        }
+        _ => {}
+    }
+    remove_cgroup_parents();
+    del
+}
+
+/// rmdir `<controller>/berth-worker` where empty (the runtime removes the container's own cgroup).
+fn remove_cgroup_parents() {
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir(e.path().join("berth-worker"));
+        }
+    }
+    let _ = std::fs::remove_dir("/sys/fs/cgroup/berth-worker");
+}
+
+/// Clean up runs whose worker is gone (crashed, `kill -9`ed). Returns the ids removed.
+pub async fn sweep(w: &Worker) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let rd = match std::fs::read_dir(w.runs_dir()) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(e).context("reading the runs directory"),
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            // A record being written, or a spec probe; no mounts live there.
+            if name.starts_with(".spec-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+            continue;
+        }
+        let Ok(data) = std::fs::read(e.path().join("run.json")) else {
+            continue;
+        };
+        let Ok(rec) = serde_json::from_slice::<RunRecord>(&data) else {
+            continue;
+        };
+        let alive = rec.worker_pid != std::process::id()
+            && sys::proc_alive(rec.worker_pid, rec.worker_start_time);
+        if alive {
+            continue;
+        }
+        cleanup_run(w, &rec)
+            .await
+            .with_context(|| format!("cleaning up stale run {}", rec.id))?;
+        done.push(rec.id);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concourse_work_dir() {
+        // printf one-off | sha256sum → b1dda4c3…
+        assert_eq!(work_dir_in_container("one-off"), "/tmp/build/b1dda4c3");
+        assert_eq!(work_dir_in_container("x").len(), "/tmp/build/".len() + 8);
+    }
+
+    #[test]
+    fn run_dir_resolution() {
+        assert_eq!(resolve_dir("/tmp/build/1", ""), "/tmp/build/1");
+        assert_eq!(
+            resolve_dir("/tmp/build/1", "src/sub"),
+            "/tmp/build/1/src/sub"
+        );
+        assert_eq!(resolve_dir("/tmp/build/1", "../../etc"), "/tmp/build/1/etc");
+        assert_eq!(resolve_dir("/tmp/build/1", "/abs"), "/abs");
+    }
+}

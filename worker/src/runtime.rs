@@ -1,0 +1,163 @@
+//! Driving the OCI runtime binary (berth, or runc/crun: they share the CLI) through its command
+//! line, the way containerd's shim does: `create` → `start` → wait for the container's PID 1 →
+//! `delete`. The worker never enters a namespace itself.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+
+/// A runtime binary plus the state directory (`--root`) the worker keeps its containers in, so
+/// they never mix with other users of the same runtime and a sweep can find them.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub bin: PathBuf,
+    pub root: PathBuf,
+}
+
+/// Find the runtime: `--runtime` / `BERTH_BIN` if given, else `berth` next to the worker binary,
+/// else `berth` on PATH.
+pub fn locate(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if p.components().count() == 1 {
+            if let Some(found) = which(&p.display().to_string()) {
+                return Ok(found);
+            }
+        }
+        if !p.exists() {
+            bail!("runtime {}: no such file", p.display());
+        }
+        return Ok(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let cand = dir.join("berth");
+            if cand.is_file() {
+                return Ok(cand);
+            }
+        }
+    }
+    which("berth").ok_or_else(|| {
+        anyhow::anyhow!("no runtime: `berth` is neither next to the worker binary nor on PATH; pass --runtime PATH or set BERTH_BIN (runc and crun work too)")
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+impl Runtime {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(&self.root);
+        // Own process group: a Ctrl-C on the terminal reaches the worker, which then stops the
+        // task in order (TERM, grace, KILL), instead of hitting the runtime mid-operation.
+        c.process_group(0);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    async fn run(&self, what: &str, mut c: Command) -> Result<String> {
+        let out = c
+            .output()
+            .await
+            .with_context(|| format!("running {} {what}", self.bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} {what}: {}: {}",
+                self.bin.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `create --bundle B --pid-file P ID`, with the container's stdout/stderr on the given pipe
+    /// ends (the runtime passes its own stdio through to the container when no terminal is
+    /// requested). Returns the container's PID 1.
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<i32> {
+        let pid_file = bundle.join("container.pid");
+        let log = bundle.join("runtime.log");
+        let mut c = self.cmd();
+        c.arg("--log").arg(&log).arg("--log-format").arg("json");
+        c.arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id);
+        c.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+        let status = c
+            .status()
+            .await
+            .with_context(|| format!("running {} create", self.bin.display()))?;
+        if !status.success() {
+            bail!(
+                "{} create {id}: {status}{}",
+                self.bin.display(),
+                last_log_error(&log)
+            );
+        }
+        let pid = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("reading {}", pid_file.display()))?;
+        pid.trim()
+            .parse()
+            .with_context(|| format!("{}: bad pid {pid:?}", pid_file.display()))
+    }
+
+    /// `start ID`: the container's process execs the task.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let mut c = self.cmd();
+        c.arg("start").arg(id);
+        self.run("start", c).await.map(drop)
+    }
+
+    /// `kill ID SIG`.
+    pub async fn kill(&self, id: &str, sig: &str) -> Result<()> {
+        let mut c = self.cmd();
+        c.arg("kill").arg(id).arg(sig);
+        self.run(&format!("kill {sig}"), c).await.map(drop)
+    }
+
+    /// `delete --force ID`; a container that does not exist is not an error (cleanup is
+    /// idempotent: a sweep may find it already gone).
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let mut c = self.cmd();
+        c.arg("delete").arg("--force").arg(id);
+        match self.run("delete --force", c).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.to_string().contains("does not exist")
+                    || e.to_string().contains("not found") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The last error line of a runtime's JSON log, for the create failure message.
+fn last_log_error(log: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return String::new();
+    };
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["level"] == "error" || v["level"] == "fatal")
+        .and_then(|v| v["msg"].as_str().map(|m| format!(": {m}")))
+        .unwrap_or_default()
+}

@@ -1,0 +1,326 @@
+//! The few raw Linux calls the worker makes on the host: overlay and idmapped mounts,
+//! unmounting, reading `/proc/self/mountinfo`, pipes. Everything that happens *inside* a
+//! container is done by the runtime binary, never here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+fn cstr(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .with_context(|| format!("path {} contains a NUL byte", p.display()))
+}
+
+/// overlayfs separates lowerdirs with `:` and options with `,`; both must be escaped in paths.
+fn escape_overlay(p: &Path) -> String {
+    let s = p.display().to_string();
+    s.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
+}
+
+/// Mount an overlay at `target`: `lower` (read-only, never modified) under `upper`/`work`.
+///
+/// `volatile` (Linux ≥ 5.10) skips every sync of the upper layer: a task's upper layer is
+/// thrown away after the run, and without it the unmount alone synced the whole upper
+/// filesystem (~110 ms per run on this machine's ext4).
+pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},volatile",
+        escape_overlay(lower),
+        escape_overlay(upper),
+        escape_overlay(work)
+    );
+    let (src, tgt, fstype, data) = (
+        cstr(Path::new("overlay"))?,
+        cstr(target)?,
+        cstr(Path::new("overlay"))?,
+        CString::new(opts.clone())?,
+    );
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        bail!("mounting overlay at {} ({opts}): {e}", target.display());
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// Make `target` an idmapped view of the mount at `src`: file owners are shifted through the
+/// user namespace `userns` (on-disk uid 0 appears as the namespace's root), so a container in
+/// that namespace sees its image as root-owned while nothing on disk is chowned.
+///
+/// This is `open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_IDMAP)` + `move_mount`,
+/// the sequence `mount --map-users` and crun use. It needs Linux ≥ 5.12, and ≥ 5.19 when `src`
+/// is an overlay.
+pub fn idmap_mount(src: &Path, target: &Path, userns: &OwnedFd) -> Result<()> {
+    let csrc = cstr(src)?;
+    let ctgt = cstr(target)?;
+    // SAFETY: csrc is a valid C string; the returned fd (if any) is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            csrc.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        bail!(
+            "open_tree({}, OPEN_TREE_CLONE): {}",
+            src.display(),
+            io::Error::last_os_error()
+        );
+    }
+    // SAFETY: open_tree returned a fresh fd that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: tree is a valid fd, `attr` is a properly sized, initialised struct on our stack.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "mount_setattr({}, MOUNT_ATTR_IDMAP): {} (idmapped mounts need Linux >= 5.12, overlay >= 5.19)",
+            src.display(),
+            io::Error::last_os_error()
+        );
+    }
+    // SAFETY: valid fd and C strings.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            ctgt.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "move_mount({} -> {}): {}",
+            src.display(),
+            target.display(),
+            io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Lazily unmount `target` (MNT_DETACH): it vanishes from the tree now, and the filesystem is
+/// released when its last user goes.
+pub fn umount(target: &Path) -> Result<()> {
+    let c = cstr(target)?;
+    // SAFETY: valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
+            bail!("unmounting {}: {e}", target.display());
+        }
+    }
+    Ok(())
+}
+
+/// Mount points at or below `dir`, deepest first (the order to unmount them in).
+pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    Ok(out)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmount everything at or below `dir` (repeating, since a detach can uncover another mount
+/// stacked on the same point).
+pub fn umount_all_under(dir: &Path) -> Result<()> {
+    for _ in 0..8 {
+        let ms = mounts_under(dir)?;
+        if ms.is_empty() {
+            return Ok(());
+        }
+        for m in ms {
+            umount(&m)?;
+        }
+    }
+    let left = mounts_under(dir)?;
+    if left.is_empty() {
+        Ok(())
+    } else {
+        bail!("mounts still present under {}: {left:?}", dir.display())
+    }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid 2-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe2: {}", io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh fds that we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Become a child subreaper: orphaned descendants (the container's PID 1, once `<runtime>
+/// create` has exited) are re-parented to us so we can `waitpid` them, as containerd's shim
+/// does.
+pub fn set_child_subreaper() -> Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        bail!(
+            "prctl(PR_SET_CHILD_SUBREAPER): {}",
+            io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Wait for `pid` (a child or re-parented descendant) and return its exit code, 128+N for
+/// death by signal N. Blocking.
+pub fn wait_pid(pid: i32) -> Result<i32> {
+    loop {
+        let mut st = 0;
+        // SAFETY: st is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            if libc::WIFEXITED(st) {
+                return Ok(libc::WEXITSTATUS(st));
+            }
+            if libc::WIFSIGNALED(st) {
+                return Ok(128 + libc::WTERMSIG(st));
+            }
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        bail!("waitpid({pid}): {e}");
+    }
+}
+
+/// The start time (clock ticks since boot, field 22 of /proc/PID/stat) of a process: with the
+/// pid it identifies a process across pid reuse.
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field may contain spaces; fields after it start past the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Is the process `pid`, started at `start_time`, still running? A zombie (killed, not yet
+/// reaped by its parent) counts as gone: it can no longer clean anything up.
+pub fn proc_alive(pid: u32, start_time: u64) -> bool {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = s.rfind(')') else {
+        return false;
+    };
+    let rest = &s[close + 2..];
+    let state = rest.split(' ').next().unwrap_or("");
+    state != "Z"
+        && state != "X"
+        && rest.split(' ').nth(19).and_then(|t| t.parse().ok()) == Some(start_time)
+}
+
+/// `chown` without following symlinks.
+pub fn lchown(p: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .with_context(|| format!("chown {uid}:{gid} {}", p.display()))
+}
+
+/// Random hex string from the kernel's CSPRNG (run ids).
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // SAFETY: buf is valid for `bytes` bytes.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), bytes, 0) };
+    assert_eq!(n as usize, bytes, "getrandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn overlay_escaping() {
+        assert_eq!(escape_overlay(Path::new("/a:b,c")), r"/a\:b\,c");
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        assert!(proc_start_time(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,160 @@
+//! User namespaces for unprivileged tasks: the id mapping (Concourse's) and a namespace fd to
+//! idmap the task's mounts with.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// One line of a uid/gid map: container ids `inside..inside+count` are host ids
+/// `outside..outside+count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// The highest valid id in the worker's own uid map (Concourse `MaxValid`): 4294967294 on a
+/// normal host, whose map is `0 0 4294967295`.
+pub fn host_max_id() -> Result<u32> {
+    let m = std::fs::read_to_string("/proc/self/uid_map").context("reading /proc/self/uid_map")?;
+    let mut max = 0u64;
+    for l in m.lines() {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [inside, _, count] = f[..] {
+            max = max.max(inside + count - 1);
+        }
+    }
+    if max == 0 {
+        bail!("/proc/self/uid_map maps no ids");
+    }
+    // (u32)-1 is never a valid id.
+    Ok(max.min(u32::MAX as u64 - 1) as u32)
+}
+
+/// Concourse's unprivileged mapping (`OciIDMappings`): task root is host id `max`, every other
+/// id maps to itself. Root is the only id that gains privilege, so it is the only one moved.
+pub fn concourse_mapping(max: u32) -> Vec<IdRange> {
+    vec![
+        IdRange {
+            inside: 0,
+            outside: max,
+            count: 1,
+        },
+        IdRange {
+            inside: 1,
+            outside: 1,
+            count: max - 1,
+        },
+    ]
+}
+
+/// The idmapping for the task's mounts: Concourse's mapping plus on-disk id `max` ↔ host root.
+///
+/// The extra line exists for overlayfs, which performs its own bookkeeping (creating `work/`,
+/// copy-up) with the credentials of whoever mounted it: host root. Through an idmapped upper
+/// layer host uid 0 must map to *some* on-disk id or those operations fail with EOVERFLOW
+/// (the kernel then mounts the overlay read-only). The container's own user namespace never
+/// gets this line, so no task process can ever act as host root.
+pub fn mount_mapping(max: u32) -> Vec<IdRange> {
+    let mut m = concourse_mapping(max);
+    m.push(IdRange {
+        inside: max,
+        outside: 0,
+        count: 1,
+    });
+    m
+}
+
+/// Map a container id to the host id it becomes.
+pub fn to_host(map: &[IdRange], id: u32) -> Option<u32> {
+    map.iter()
+        .find(|r| id >= r.inside && (id - r.inside) < r.count)
+        .map(|r| r.outside + (id - r.inside))
+}
+
+fn map_text(map: &[IdRange]) -> String {
+    map.iter()
+        .map(|r| format!("{} {} {}\n", r.inside, r.outside, r.count))
+        .collect()
+}
+
+/// An fd of a fresh user namespace with `map` as both uid and gid map, used only as the
+/// idmapping of mounts (`mount_setattr(MOUNT_ATTR_IDMAP)`); no process runs in it.
+///
+/// The namespace is made by a short-lived child (`berth-worker __userns-hold`, which only calls
+/// `unshare(CLONE_NEWUSER)` and waits); the worker writes the child's maps, opens
+/// `/proc/PID/ns/user`, and lets it exit. The async worker itself never changes namespaces.
+pub fn userns_fd(map: &[IdRange]) -> Result<OwnedFd> {
+    let exe = std::env::current_exe().context("locating the worker binary")?;
+    let mut child = Command::new(exe)
+        .arg("__userns-hold")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawning the user namespace holder")?;
+    let pid = child.id();
+    let result = (|| {
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            bail!("user namespace holder failed (said {line:?})");
+        }
+        let text = map_text(map);
+        for f in ["uid_map", "gid_map"] {
+            let p = format!("/proc/{pid}/{f}");
+            std::fs::write(&p, &text)
+                .with_context(|| format!("writing {} to {p}", text.trim().replace('\n', ", ")))?;
+        }
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .context("opening the holder's user namespace")?;
+        Ok(OwnedFd::from(ns))
+    })();
+    // Closing stdin lets the holder exit; the namespace lives on through our fd.
+    drop(child.stdin.take());
+    let _ = child.wait();
+    result
+}
+
+/// Body of `berth-worker __userns-hold`: enter a new user namespace, say "ready", wait for
+/// stdin to close.
+pub fn hold_main() -> i32 {
+    // SAFETY: unshare with a flag constant; affects only this short-lived, single-threaded process.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        eprintln!(
+            "berth-worker: unshare(CLONE_NEWUSER): {}",
+            std::io::Error::last_os_error()
+        );
+        return 1;
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concourse_map_moves_only_root() {
+        let m = concourse_mapping(4294967294);
+        assert_eq!(to_host(&m, 0), Some(4294967294));
+        assert_eq!(to_host(&m, 1000), Some(1000));
+        assert_eq!(to_host(&m, 4294967293), Some(4294967293));
+        assert_eq!(to_host(&m, 4294967294), None);
+        assert_eq!(map_text(&m), "0 4294967294 1\n1 1 4294967293\n");
+        let mm = mount_mapping(4294967294);
+        assert_eq!(to_host(&mm, 4294967294), Some(0));
+        assert_eq!(to_host(&mm, 0), Some(4294967294));
+    }
+}
