@@ -316,3 +316,19 @@ fn exec_processes_get_the_containers_filter() {
     c.wait_stopped();
     c.finish();
 }
+
+/// With no_new_privs the filter loads as late as possible: init makes no
+/// prctl after it, so a profile that denies prctl(PR_SET_PDEATHSIG) still
+/// starts (runc starts it too). Found by this suite: berth used to clear its
+/// parent-death signal after the filter.
+#[test]
+fn a_late_filter_denying_prctl_still_starts() {
+    let profile = allow_but(json!([{
+        "names": ["prctl"], "action": "SCMP_ACT_ERRNO", "errnoRet": 204,
+        "args": [{ "index": 0, "value": 1, "op": "SCMP_CMP_EQ" }]
+    }]));
+    let bundle = busybox_with_profile(profile).args(&["true"]);
+    let c = Container::new(&Runtime::new(), bundle, "sc_prctl");
+    c.run().assert_code(0);
+    c.finish();
+}

@@ -73,12 +73,8 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
             Ok(())
         }
         CloseHostFds { keep_up_to } => close_host_fds(*keep_up_to),
+        ClearParentDeathSignal => sys::prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG 0"),
         ReportCreated => {
-            // From here the container outlives `berth create`, which exits
-            // right after its `Go`: drop the parent-death signal *before*
-            // reporting, or the kernel may kill us as the runtime exits. A
-            // runtime that dies before `Go` still shows up as EOF below.
-            sys::prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG 0")?;
             ctx.ch.send(&Msg::Created)?;
             ctx.ch.expect_go(&mut ctx.state)
         }

@@ -212,6 +212,8 @@ pub enum Step {
     CloseHostFds {
         keep_up_to: i32,
     },
+    /// Stop dying with the runtime: from `created` on, the container outlives `berth create`.
+    ClearParentDeathSignal,
     ReportCreated,
     WaitExecFifo,
     /// startContainer hooks, in the container, after `start`, before execve.
@@ -373,6 +375,7 @@ impl Step {
             Chdir { cwd } => format!("chdir {cwd}"),
             ResolveExecutable { arg0 } => format!("find {arg0} in the container's PATH"),
             CloseHostFds { keep_up_to } => format!("close-on-exec every fd above {keep_up_to}"),
+            ClearParentDeathSignal => "prctl(PR_SET_PDEATHSIG, 0)".into(),
             ReportCreated => "tell the runtime: created".into(),
             WaitExecFifo => "block on exec.fifo until `berth start`".into(),
             Exec { args, .. } => format!("execve {}", args.join(" ")),
@@ -424,6 +427,7 @@ impl Step {
             Chdir { .. } => "after setuid (permission checks as the user); must resolve inside the container (CVE-2024-21626)",
             ResolveExecutable { .. } => "fail `create`, not `start`, when the program does not exist",
             CloseHostFds { .. } => "no host fd may survive into the container (CVE-2024-21626)",
+            ClearParentDeathSignal => "before the late seccomp filter (a profile may deny prctl) and before reporting created (the runtime exits right after); a runtime that dies before `Go` is still seen as EOF",
             ReportCreated => "the runtime records `created` and returns",
             WaitExecFifo => "`create` and `start` are separate: init waits here",
             Exec { .. } => "the container process replaces init; seccomp and caps stay",
@@ -766,6 +770,7 @@ fn plan_process(
     s.push(Step::CloseHostFds {
         keep_up_to: 2 + opts.preserve_fds,
     });
+    s.push(Step::ClearParentDeathSignal);
     if process.no_new_privileges {
         s.extend(seccomp_step);
     }
