@@ -12,7 +12,7 @@
 # Environment: BERTH_FIXTURES (default build/), BERTH_BIN, BERTH_WORKER_BIN
 # (default target/release/...), BENCH_RUNS (default 30), BENCH_WARMUP
 # (default 3), BENCH_PROFILE (seccomp profile for the per-syscall bench,
-# default profiles/default.json).
+# default profiles/default.json), BENCH_UNPACK_RUNS (bookworm imports, default 5).
 set -euo pipefail
 
 # --------------------------------------------------- cgroup v1-only view
