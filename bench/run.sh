@@ -73,7 +73,13 @@ mkdir -p "$sections"
 # exactly what it created: state dirs under $work and cgroups named after the
 # id (the default cgroupsPath of runc/crun/berth is /<id>).
 cleanup() {
-    local rt id
+    local rt id pid
+    # Daemons the client sections started (when interrupted mid-section),
+    # by pid; they stop their shims' containers on the way out.
+    for pid in "${daemons[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     for rt in "${!rt_cmd[@]}"; do
         for id in $(${rt_cmd[$rt]} list -q 2>/dev/null | grep "^$tag" || true); do
             ${rt_cmd[$rt]} delete --force "$id" >/dev/null 2>&1 || true
@@ -88,7 +94,11 @@ cleanup() {
     rm -rf --one-file-system "$work"
 }
 declare -A rt_cmd=() rt_wrap=() rt_skip=() rt_version=()
+daemons=()
 trap cleanup EXIT
+# Interrupted: exit (after the foreground command), so the EXIT trap cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 log() { echo "bench: $*" >&2; }
 
@@ -441,9 +451,11 @@ view_prefix() {
 
 # Stop a daemon we started, by pid, and wait for it to exit.
 stop_daemon() {
-    local pid=$1
+    local pid=$1 p kept=()
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    for p in "${daemons[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+    daemons=("${kept[@]}")
 }
 
 # Absolute path of runtime RT's binary.
@@ -538,6 +550,7 @@ TOML
     view_prefix "$rt"
     "${view[@]}" containerd --config "$d/config.toml" > "$d/containerd.log" 2>&1 &
     local pid=$! i
+    daemons+=("$pid")
     for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
     if ! [ -S "$sock" ]; then
         echo "containerd did not start: $(tail -n1 "$d/containerd.log" | cut -c1-120)" > "$why"
@@ -614,6 +627,7 @@ docker_one() {
         --containerd-namespace "$tag" --containerd-plugins-namespace "$tag-plugins" \
         > "$d/dockerd.log" 2>&1 &
     local pid=$! i
+    daemons+=("$pid")
     local docker=(docker --host "unix://$sock")
     for i in $(seq 150); do "${docker[@]}" info > /dev/null 2>&1 && break; sleep 0.2; done
     if ! "${docker[@]}" info > /dev/null 2>&1; then
