@@ -12,7 +12,7 @@
 # Environment: BERTH_FIXTURES (default build/), BERTH_BIN, BERTH_WORKER_BIN
 # (default target/release/...), BENCH_RUNS (default 30), BENCH_WARMUP
 # (default 3), BENCH_PROFILE (seccomp profile for the per-syscall bench,
-# default profiles/default.json).
+# default profiles/default.json), BENCH_UNPACK_RUNS (bookworm imports, default 5).
 set -euo pipefail
 
 # --------------------------------------------------- cgroup v1-only view
@@ -73,7 +73,13 @@ mkdir -p "$sections"
 # exactly what it created: state dirs under $work and cgroups named after the
 # id (the default cgroupsPath of runc/crun/berth is /<id>).
 cleanup() {
-    local rt id
+    local rt id pid
+    # Daemons the client sections started (when interrupted mid-section),
+    # by pid; they stop their shims' containers on the way out.
+    for pid in "${daemons[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     for rt in "${!rt_cmd[@]}"; do
         for id in $(${rt_cmd[$rt]} list -q 2>/dev/null | grep "^$tag" || true); do
             ${rt_cmd[$rt]} delete --force "$id" >/dev/null 2>&1 || true
@@ -88,7 +94,11 @@ cleanup() {
     rm -rf --one-file-system "$work"
 }
 declare -A rt_cmd=() rt_wrap=() rt_skip=() rt_version=()
+daemons=()
 trap cleanup EXIT
+# Interrupted: exit (after the foreground command), so the EXIT trap cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 log() { echo "bench: $*" >&2; }
 
@@ -362,100 +372,437 @@ bench_syscall_overhead() {
     } > "$sections/30-syscall-overhead.md"
 }
 
-# Client level (issue 5): a container engine driving each runtime, e.g.
-# `podman --runtime X run --rm --rootfs DIR /bin/true`.
+# Client level (issue 5): a container engine driving each runtime. Every
+# table has the same rows (berth, runc, crun, youki when installed); a
+# runtime the client cannot drive here gets a row saying why.
 bench_clients() {
     {
-        echo "## Client level: podman with each runtime"
+        echo "## Client level: container engines driving each runtime"
         echo
-        if ! command -v podman >/dev/null; then
-            echo "Not measured: podman is not installed."
-            echo
-            return
-        fi
-        # Private storage under $work (nothing left in /var/lib/containers),
-        # an overlay over the fixture (:O) so podman's own files
-        # (/run/.containerenv, /etc/hosts, ...) don't land in it, and small
-        # rlimits: podman 4's defaults (NOFILE 1048576, NPROC 32768) fail on
-        # hosts whose root lacks CAP_SYS_RESOURCE, and `--ulimit host` does
-        # not replace them.
-        # Its cgroups go under /$tag-podman (podman's default parent,
-        # /libpod_parent, would stay behind) so cleanup finds them.
-        local podman=(podman --root "$work/podman/root" --runroot "$work/podman/run"
-            --tmpdir "$work/podman/tmp"
-            --cgroup-manager cgroupfs)
-        echo "\`podman --runtime R run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
-        echo "--rootfs busybox-fixture:O /bin/true\`,"
-        echo "$runs runs, medians."
+        echo "Wall time of one whole client command (client → daemon → shim → runtime"
+        echo "→ container → cleanup), $runs measured runs after $warmup warm-up runs, medians."
+        echo "Ratios are to crun (to runc where crun is not measured; lower is better)."
         echo
-        echo "| runtime | CPU ms | wall ms |"
-        echo "|---|---:|---:|"
-        local rt bin f
-        for rt in $(runtimes); do
-            if [ -n "${rt_skip[$rt]:-}" ]; then
-                echo "| $rt | skipped | |"
-                continue
-            fi
-            bin=${rt_cmd[$rt]%% *}
-            bin=$(command -v "$bin" || echo "$bin")
-            f=$work/client-$rt.txt
-            if in_view "$rt" "$measure" -n "$runs" -w "$warmup" -e "$work/client-$rt.err" -- \
-                "${podman[@]}" --runtime "$bin" run --rm --network none --cgroup-parent "/$tag-podman" \
-                --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
-                --rootfs "$rootfs:O" /bin/true > "$f"; then
-                echo "| $rt | $(ms "$(median cpu_us "$f")") | $(ms "$(median wall_us "$f")") |"
-            else
-                echo "| $rt | failed: $(tail -n1 "$work/client-$rt.err" | cut -c1-120) | |"
-            fi
-        done
-        echo
-        # HOOK: docker (needs a running dockerd with the runtime registered in
-        # daemon.json) and containerd/nerdctl rows belong here.
+        clients_podman
+        clients_containerd
+        clients_docker
+        skipped_notes
     } > "$sections/40-clients.md"
 }
 
+# The runtime the client rows are compared with: crun if its row was
+# measured, else runc.
+client_base() {
+    local prefix=$1
+    if [ -s "$work/$prefix-crun.txt" ]; then echo crun; else echo runc; fi
+}
+
+# One table: a row per runtime from $work/PREFIX-RT.txt (measure output) or
+# $work/PREFIX-RT.why (why there is no measurement). CPU is reported only
+# when the client itself forks the runtime (podman): a daemon's client
+# (ctr, docker) waits for no runtime process, so its rusage says nothing.
+client_table() {
+    local prefix=$1 with_cpu=$2 base base_wall=nan base_cpu=nan rt f cpu wall
+    base=$(client_base "$prefix")
+    if [ -s "$work/$prefix-$base.txt" ]; then
+        base_wall=$(median wall_us "$work/$prefix-$base.txt")
+        base_cpu=$(median cpu_us "$work/$prefix-$base.txt")
+    fi
+    if [ "$with_cpu" = yes ]; then
+        echo "| runtime | CPU ms | wall ms | CPU / $base | wall / $base |"
+        echo "|---|---:|---:|---:|---:|"
+    else
+        echo "| runtime | wall ms | wall / $base |"
+        echo "|---|---:|---:|"
+    fi
+    for rt in $(runtimes); do
+        f=$work/$prefix-$rt.txt
+        if [ -n "${rt_skip[$rt]:-}" ]; then
+            [ "$with_cpu" = yes ] && echo "| $rt | skipped | | | |" || echo "| $rt | skipped | |"
+            continue
+        fi
+        if ! [ -s "$f" ]; then
+            local why
+            why=$(cat "$work/$prefix-$rt.why" 2>/dev/null || echo "no result")
+            [ "$with_cpu" = yes ] && echo "| $rt | not measured: $why | | | |" ||
+                echo "| $rt | not measured: $why | |"
+            continue
+        fi
+        wall=$(median wall_us "$f")
+        cpu=$(median cpu_us "$f")
+        if [ "$with_cpu" = yes ]; then
+            echo "| $rt | $(ms "$cpu") | $(ms "$wall") | $(ratio "$cpu" "$base_cpu") | $(ratio "$wall" "$base_wall") |"
+        else
+            echo "| $rt | $(ms "$wall") | $(ratio "$wall" "$base_wall") |"
+        fi
+    done
+    echo
+}
+
+# The command prefix that runs a process as runtime RT would run (see
+# in_view), as an array for starting daemons in the background: `$!` must
+# be the daemon's own pid (unshare and the re-exec both exec, no fork).
+view_prefix() {
+    view=()
+    if [ -n "${rt_wrap[$1]}" ]; then
+        view=(unshare -m --propagation private "$repo/bench/run.sh" --in-v1-view)
+    fi
+}
+
+# Stop a daemon we started, by pid, and wait for it to exit.
+stop_daemon() {
+    local pid=$1 p kept=()
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${daemons[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+    daemons=("${kept[@]}")
+}
+
+# Absolute path of runtime RT's binary.
+rt_bin() {
+    local bin=${rt_cmd[$1]%% *}
+    command -v "$bin" || echo "$bin"
+}
+
+# podman: no daemon, `podman run` forks conmon, which forks the runtime.
+clients_podman() {
+    echo "### podman"
+    echo
+    if ! command -v podman >/dev/null; then
+        echo "Not measured: podman is not installed."
+        echo
+        return
+    fi
+    # Private storage under $work (nothing left in /var/lib/containers),
+    # an overlay over the fixture (:O) so podman's own files
+    # (/run/.containerenv, /etc/hosts, ...) don't land in it, and small
+    # rlimits: podman 4's defaults (NOFILE 1048576, NPROC 32768) fail on
+    # hosts whose root lacks CAP_SYS_RESOURCE, and `--ulimit host` does
+    # not replace them.
+    # Its cgroups go under /$tag-podman (podman's default parent,
+    # /libpod_parent, would stay behind) so cleanup finds them.
+    local podman=(podman --root "$work/podman/root" --runroot "$work/podman/run"
+        --tmpdir "$work/podman/tmp"
+        --cgroup-manager cgroupfs)
+    echo "\`podman --runtime R run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+    echo "--rootfs busybox-fixture:O /bin/true\` (private --root/--runroot, cgroupfs manager)."
+    echo "CPU is podman's own and what it waited for: conmon and the runtime are"
+    echo "double-forked away from it, so mostly podman itself."
+    echo
+    local rt
+    for rt in $(usable_runtimes); do
+        log "clients: podman with $rt × $runs"
+        if ! in_view "$rt" "$measure" -n "$runs" -w "$warmup" -e "$work/client-podman-$rt.err" -- \
+            "${podman[@]}" --runtime "$(rt_bin "$rt")" run --rm --network none --cgroup-parent "/$tag-podman" \
+            --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+            --rootfs "$rootfs:O" /bin/true > "$work/client-podman-$rt.txt"; then
+            echo "failed: $(tail -n1 "$work/client-podman-$rt.err" | cut -c1-120)" > "$work/client-podman-$rt.why"
+            rm -f "$work/client-podman-$rt.txt"
+        fi
+    done
+    client_table client-podman yes
+}
+
+# containerd: one private containerd per runtime (own root, state, socket,
+# as integration/clients/containerd.sh), started in crun's v1-only view for
+# crun so the shim and crun inherit it. The image is an OCI archive of the
+# busybox fixture. Containers' cgroups go under /$tag-ctr, the runtime
+# state under $work, the FIFOs under $work: nothing in /run/containerd.
+clients_containerd() {
+    echo "### containerd"
+    echo
+    if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
+        echo "Not measured: containerd/ctr are not installed."
+        echo
+        return
+    fi
+    echo "\`ctr run --rm --runc-binary R --runc-root DIR --fifo-dir DIR --cgroup /PARENT/ID"
+    echo "IMAGE ID /bin/true\` against a private containerd $(containerd --version | awk '{ print $3 }')"
+    echo "(runc shim v2, overlayfs snapshotter); the image is an OCI archive of the busybox fixture."
+    echo
+    local img=localhost/berth-bench-busybox:latest
+    python3 "$repo/integration/clients/oci_archive.py" "$rootfs" "$img" "$work/busybox-oci.tar"
+    local rt
+    for rt in $(usable_runtimes); do
+        log "clients: containerd with $rt × $runs"
+        containerd_one "$rt" "$img" || true
+    done
+    client_table client-ctr no
+}
+
+# containerd_one RT IMAGE: start a containerd for RT, smoke-test, measure,
+# stop it. Leaves $work/client-ctr-RT.txt, or .why when not measured.
+containerd_one() {
+    local rt=$1 img=$2
+    local d=$work/ctr-$rt why=$work/client-ctr-$rt.why
+    local sock=$d/containerd.sock
+    mkdir -p "$d"
+    cat > "$d/config.toml" <<TOML
+version = 2
+root = "$d/root"
+state = "$d/state"
+[grpc]
+  address = "$sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  disable = true
+TOML
+    local view
+    view_prefix "$rt"
+    "${view[@]}" containerd --config "$d/config.toml" > "$d/containerd.log" 2>&1 &
+    local pid=$! i
+    daemons+=("$pid")
+    for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+    if ! [ -S "$sock" ]; then
+        echo "containerd did not start: $(tail -n1 "$d/containerd.log" | cut -c1-120)" > "$why"
+        stop_daemon "$pid"
+        return 1
+    fi
+    local ctr=(ctr --address "$sock" --namespace "$tag")
+    local run=("${ctr[@]}" run --rm --runc-binary "$(rt_bin "$rt")" --runc-root "$d/runc-root"
+        --fifo-dir "$d/fifo" --cgroup "/$tag-ctr/$tag-ctr-$rt" "$img" "$tag-ctr-$rt")
+    local got rc=0
+    if ! "${ctr[@]}" images import "$work/busybox-oci.tar" > /dev/null 2> "$d/import.err"; then
+        echo "image import failed: $(tail -n1 "$d/import.err" | cut -c1-120)" > "$why"
+        rc=1
+    elif ! got=$("${run[@]}" /bin/sh -c 'echo smoke pid=$$' 2> "$d/smoke.err" < /dev/null) ||
+        [ "$got" != "smoke pid=1" ]; then
+        echo "smoke run printed \"${got:-}\": $(tr '\n' ' ' < "$d/smoke.err" | cut -c1-160)" > "$why"
+        rc=1
+    elif ! "$measure" -n "$runs" -w "$warmup" -e "$d/measure.err" -- "${run[@]}" /bin/true \
+        > "$work/client-ctr-$rt.txt"; then
+        echo "failed: $(tail -n1 "$d/measure.err" | cut -c1-120)" > "$why"
+        rm -f "$work/client-ctr-$rt.txt"
+        rc=1
+    fi
+    # A failed run may leave the task or container: remove both, then the
+    # image and its snapshots, so stopping containerd leaves no mounts.
+    "${ctr[@]}" task rm -f "$tag-ctr-$rt" > /dev/null 2>&1 || true
+    "${ctr[@]}" container rm "$tag-ctr-$rt" > /dev/null 2>&1 || true
+    "${ctr[@]}" images rm "$img" > /dev/null 2>&1 || true
+    stop_daemon "$pid"
+    return $rc
+}
+
+# dockerd: one private dockerd per runtime (as integration/clients/docker.sh:
+# own data/exec root and socket, no iptables, no bridge, vfs storage; it
+# starts its own containerd), in crun's v1-only view for crun. The runtime
+# is registered with --add-runtime under a name of its own ("runc" is
+# reserved by dockerd). The image is `docker import` of a tar of the
+# busybox fixture.
+clients_docker() {
+    echo "### docker"
+    echo
+    if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+        echo "Not measured: dockerd/docker are not installed."
+        echo
+        return
+    fi
+    echo "\`docker run --rm --runtime R --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+    echo "IMAGE /bin/true\` against a private dockerd $(dockerd --version | awk '{ print $3 }' | tr -d ,)"
+    echo "(vfs storage, no bridge, no iptables, cgroupfs, its own containerd); the image is"
+    echo "\`docker import\` of a tar of the busybox fixture."
+    echo
+    tar -C "$rootfs" -cf "$work/busybox-rootfs.tar" .
+    local rt
+    for rt in $(usable_runtimes); do
+        log "clients: docker with $rt × $runs"
+        docker_one "$rt" || true
+    done
+    client_table client-docker no
+}
+
+# docker_one RT: start a dockerd for RT, smoke-test, measure, stop it.
+docker_one() {
+    local rt=$1
+    local d=$work/docker-$rt why=$work/client-docker-$rt.why
+    local sock=$d/docker.sock img=berth-bench-busybox:latest name=bench-$rt
+    mkdir -p "$d"
+    local view
+    view_prefix "$rt"
+    "${view[@]}" dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/docker.pid" \
+        --host "unix://$sock" --iptables=false --ip6tables=false --bridge=none --ip-forward=false \
+        --ip-masq=false --storage-driver vfs --cgroup-parent "/$tag-docker" \
+        --exec-opt native.cgroupdriver=cgroupfs \
+        --add-runtime "$name=$(rt_bin "$rt")" \
+        --containerd-namespace "$tag" --containerd-plugins-namespace "$tag-plugins" \
+        > "$d/dockerd.log" 2>&1 &
+    local pid=$! i
+    daemons+=("$pid")
+    local docker=(docker --host "unix://$sock")
+    for i in $(seq 150); do "${docker[@]}" info > /dev/null 2>&1 && break; sleep 0.2; done
+    if ! "${docker[@]}" info > /dev/null 2>&1; then
+        echo "dockerd did not start: $(tail -n1 "$d/dockerd.log" | cut -c1-120)" > "$why"
+        stop_daemon "$pid"
+        return 1
+    fi
+    local run=("${docker[@]}" run --rm --runtime "$name" --network none
+        --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$img")
+    local got rc=0
+    if ! "${docker[@]}" import "$work/busybox-rootfs.tar" "$img" > /dev/null 2> "$d/import.err"; then
+        echo "image import failed: $(tail -n1 "$d/import.err" | cut -c1-120)" > "$why"
+        rc=1
+    elif ! got=$("${run[@]}" /bin/sh -c 'echo smoke pid=$$' 2> "$d/smoke.err" < /dev/null) ||
+        [ "$got" != "smoke pid=1" ]; then
+        echo "smoke run printed \"${got:-}\": $(tr '\n' ' ' < "$d/smoke.err" | cut -c1-160)" > "$why"
+        rc=1
+    elif ! "$measure" -n "$runs" -w "$warmup" -e "$d/measure.err" -- "${run[@]}" /bin/true \
+        > "$work/client-docker-$rt.txt"; then
+        echo "failed: $(tail -n1 "$d/measure.err" | cut -c1-120)" > "$why"
+        rm -f "$work/client-docker-$rt.txt"
+        rc=1
+    fi
+    # (--rm containers are gone; a failed one is removed here.)
+    "${docker[@]}" ps -aq | xargs -r "${docker[@]}" rm -f > /dev/null 2>&1 || true
+    stop_daemon "$pid"
+    return $rc
+}
+
 # Worker level (issue 6): `berth-worker run` of a `true` task with a warm
-# image, end to end, against `podman run --rm` of the same rootfs. Target
-# ≤ 60 ms.
+# image, end to end, against `podman run --rm` and `docker run --rm` of the
+# same rootfs, in the same run. Target ≤ 60 ms. Then image unpack
+# throughput for the bookworm fixture.
 bench_worker() {
     {
         echo "## Worker level: a \`true\` task"
         echo
-        if ! "$worker" run --help >/dev/null 2>&1; then
-            echo "Not measured: \`berth-worker run\` is not available in this build."
-            echo
-            return
-        fi
-        cat > "$work/true.yml" <<'TASK'
+        worker_task
+        worker_unpack
+    } > "$sections/50-worker.md"
+}
+
+worker_task() {
+    if ! "$worker" run --help >/dev/null 2>&1; then
+        echo "Not measured: \`berth-worker run\` is not available in this build."
+        echo
+        return
+    fi
+    cat > "$work/true.yml" <<'TASK'
 platform: linux
 run:
   path: /bin/true
 TASK
-        cat > "$work/smoke.yml" <<'TASK'
+    cat > "$work/smoke.yml" <<'TASK'
 platform: linux
 run:
   path: /bin/sh
   args: ["-c", "echo worker-smoke-$((6 * 7))"]
 TASK
-        local f=$work/worker.txt got
-        got=$("$worker" run "$work/smoke.yml" --image "$rootfs" 2>"$work/worker.err" </dev/null || true)
-        if [[ $got != *worker-smoke-42* ]]; then
-            echo "Not measured: smoke task did not print worker-smoke-42" \
-                "(stderr: $(tr '\n' ' ' < "$work/worker.err" | cut -c1-200))."
+    # A private work dir (image store, run records) under $work, and berth
+    # from this build as the runtime. Unprivileged tasks run in a user
+    # namespace whose root is an unprivileged host uid: it must be able to
+    # traverse $work (mktemp makes it 0700) to reach the run's rootfs.
+    chmod 0711 "$work"
+    local wk=("$worker" --work-dir "$work/worker" --runtime "$berth")
+    local got
+    echo "End to end, $runs runs after $warmup warm-ups, medians; the image is the busybox"
+    echo "fixture directory (warm: used in place as the overlay's lower layer, nothing"
+    echo "unpacked). Ratios are to \`berth-worker run\`."
+    echo
+    echo "| command | CPU ms | wall ms | wall / berth-worker |"
+    echo "|---|---:|---:|---:|"
+    got=$("${wk[@]}" run "$work/smoke.yml" --image "$rootfs" 2>"$work/worker.err" </dev/null || true)
+    local base=nan f=$work/worker-berth.txt
+    if [[ $got != *worker-smoke-42* ]]; then
+        echo "| \`berth-worker run true.yml --image DIR\` | not measured: smoke task did not print worker-smoke-42" \
+            "(stderr: $(tr '\n' ' ' < "$work/worker.err" | cut -c1-160)) | | |"
+    else
+        log "worker: berth-worker run × $runs"
+        if "$measure" -n "$runs" -w "$warmup" -e "$work/worker.err" -- \
+            "${wk[@]}" run "$work/true.yml" --image "$rootfs" > "$f"; then
+            base=$(median wall_us "$f")
+            echo "| \`berth-worker run true.yml --image DIR\` | $(ms "$(median cpu_us "$f")") | $(ms "$base") | 1.00 |"
+        else
+            echo "| \`berth-worker run true.yml --image DIR\` | failed: $(tail -n1 "$work/worker.err" | cut -c1-160) | | |"
+        fi
+    fi
+    # podman: the same options as the client section, runc as the runtime
+    # (named: podman's default may be crun, which refuses hybrid cgroups).
+    f=$work/worker-podman.txt
+    if command -v podman >/dev/null; then
+        log "worker: podman run × $runs"
+        if "$measure" -n "$runs" -w "$warmup" -e "$work/worker-podman.err" -- \
+            podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
+            --cgroup-manager cgroupfs --runtime "$(command -v runc)" run --rm --network none \
+            --cgroup-parent "/$tag-podman" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+            --rootfs "$rootfs:O" /bin/true > "$f"; then
+            echo "| \`podman run --rm --rootfs DIR:O /bin/true\` (runc) | $(ms "$(median cpu_us "$f")") |" \
+                "$(ms "$(median wall_us "$f")") | $(ratio "$(median wall_us "$f")" "$base") |"
+        else
+            echo "| \`podman run --rm\` | failed: $(tail -n1 "$work/worker-podman.err" | cut -c1-160) | | |"
+        fi
+    else
+        echo "| \`podman run --rm\` | not measured: podman is not installed | | |"
+    fi
+    # docker: a private dockerd with its default runtime (runc), as in the
+    # client section; only the client's CPU is visible, so no CPU column.
+    if command -v dockerd >/dev/null && command -v docker >/dev/null; then
+        [ -f "$work/busybox-rootfs.tar" ] || tar -C "$rootfs" -cf "$work/busybox-rootfs.tar" .
+        log "worker: docker run × $runs"
+        if docker_one runc; then
+            f=$work/client-docker-runc.txt
+            echo "| \`docker run --rm IMAGE /bin/true\` (runc) | – | $(ms "$(median wall_us "$f")") |" \
+                "$(ratio "$(median wall_us "$f")" "$base") |"
+        else
+            echo "| \`docker run --rm\` | not measured: $(cat "$work/client-docker-runc.why") | | |"
+        fi
+    else
+        echo "| \`docker run --rm\` | not measured: dockerd/docker are not installed | | |"
+    fi
+    echo
+    echo "CPU is the command's own and what it waited for; podman's conmon and runtime"
+    echo "are double-forked away from it, and docker's run in the daemon, so only"
+    echo "berth-worker's figure covers the whole container start."
+    echo
+}
+
+# Image unpack throughput (issue 6): `berth-worker images import` of a tar
+# of the bookworm fixture into a fresh work dir each run.
+worker_unpack() {
+    local bookworm=$fixtures/rootfs/bookworm
+    echo "### Image unpack: bookworm"
+    echo
+    if ! [ -d "$bookworm" ]; then
+        echo "Not measured: $bookworm missing (make fixtures)."
+        echo
+        return
+    fi
+    if ! "$worker" images import --help >/dev/null 2>&1; then
+        echo "Not measured: \`berth-worker images import\` is not available in this build."
+        echo
+        return
+    fi
+    local tarball=$work/bookworm.tar n=${BENCH_UNPACK_RUNS:-5} i f=$work/unpack.txt size
+    tar -C "$bookworm" -cf "$tarball" .
+    size=$(stat -c %s "$tarball")
+    : > "$f"
+    log "worker: images import bookworm × $n"
+    for i in $(seq "$n"); do
+        rm -rf --one-file-system "$work/unpack"
+        # (The page cache holds the tar after the first run: this measures
+        # unpacking, not reading the disk.)
+        if ! "$measure" -n 1 -w 0 -e "$work/unpack.err" -- \
+            "$worker" --work-dir "$work/unpack" images import "$tarball" >> "$f"; then
+            echo "Failed: $(tail -n1 "$work/unpack.err" | cut -c1-200)"
             echo
+            rm -rf --one-file-system "$work/unpack"
             return
         fi
-        if "$measure" -n "$runs" -w "$warmup" -e "$work/worker.err" -- \
-            "$worker" run "$work/true.yml" --image "$rootfs" > "$f"; then
-            echo "\`berth-worker run true.yml --image busybox-fixture\`, $runs runs, medians:"
-            echo "wall $(ms "$(median wall_us "$f")") ms, CPU $(ms "$(median cpu_us "$f")") ms."
-        else
-            echo "Failed: $(tail -n1 "$work/worker.err" | cut -c1-200)"
-        fi
+    done
+    # Smoke: the unpacked rootfs must hold bookworm's files.
+    if ! ls "$work"/unpack/images/*/rootfs/etc/debian_version >/dev/null 2>&1; then
+        echo "Not measured: the import did not produce images/*/rootfs/etc/debian_version."
         echo
-        # HOOK: podman/docker run --rm of the same image for comparison, and
-        # image unpack throughput for the bookworm image.
-    } > "$sections/50-worker.md"
+        rm -rf --one-file-system "$work/unpack"
+        return
+    fi
+    rm -rf --one-file-system "$work/unpack"
+    local wall
+    wall=$(median wall_us "$f")
+    echo "\`berth-worker --work-dir FRESH images import bookworm.tar\` ($(awk -v b="$size" 'BEGIN { printf "%.0f", b / 1048576 }') MB"
+    echo "uncompressed tar of the fixture, $(find "$bookworm" | wc -l) entries), median of $n runs:"
+    echo "wall $(ms "$wall") ms, CPU $(ms "$(median cpu_us "$f")") ms,"
+    echo "**$(awk -v b="$size" -v w="$wall" 'BEGIN { if (w == "nan" || w == 0) print "–"; else printf "%.0f", b / 1048576 / (w / 1e6) }') MB/s**."
+    echo
 }
 
 # ------------------------------------------------------------------ main
