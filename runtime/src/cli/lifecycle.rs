@@ -108,11 +108,15 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
         container::wait::block_forwarded_signals()?;
     }
     // A terminal without --console-socket: berth holds the pty itself.
-    let wants_tty = crate::spec::Spec::load(&o.bundle)
-        .ok()
-        .and_then(|s| s.process)
-        .is_some_and(|p| p.terminal);
-    let console = if wants_tty && o.console_socket.is_none() && !a.detach {
+    // Only a foreground run without --console-socket may need berth's own
+    // pty; only then read config.json here (create reads it anyway).
+    let wants_tty = || {
+        crate::spec::Spec::load(&o.bundle)
+            .ok()
+            .and_then(|s| s.process)
+            .is_some_and(|p| p.terminal)
+    };
+    let console = if o.console_socket.is_none() && !a.detach && wants_tty() {
         let server = container::console::ConsoleServer::new(&o.id)?;
         o.console_socket = Some(server.path());
         Some(server)
