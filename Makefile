@@ -4,6 +4,7 @@
 #   make fixtures  build the test fixtures under build/ (cached)
 #   make build     cargo build --release --workspace
 #   make test      deps + fixtures + build, then fmt, clippy and the whole test suite
+#   make stress    3 parallel loops of 1,000 short `berth run`s: zero failures
 #   make demo      run a container from the busybox fixture and show what happened
 #   make bench     berth vs runc vs crun (bench/run.sh → bench/results.md)
 #   make install   berth and berth-worker into $(PREFIX)/bin
@@ -164,6 +165,16 @@ clippy:
 
 cargo-test: fixtures build
 	$(TEST_ENV) $(CARGO) test --workspace $(CARGO_TEST_ARGS)
+
+# 3 parallel loops of $(STRESS_RUNS) short `berth run`s each, half of them
+# under the default seccomp profile; a single failure fails it (make test runs
+# the same test with 200 per loop).
+STRESS_RUNS ?= 1000
+
+.PHONY: stress
+stress: fixtures build
+	$(TEST_ENV) BERTH_STRESS_RUNS=$(STRESS_RUNS) $(CARGO) test -p berth-integration \
+	    --test runtime_stress -- --nocapture
 
 # ---------------------------------------------------------------- demo
 

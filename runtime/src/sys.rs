@@ -2,7 +2,7 @@
 //! does not cover (or covers awkwardly). Every `unsafe` block says why it is
 //! sound; every error names the operation and its operand.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -314,6 +314,85 @@ pub fn proc_state(pid: i32) -> Option<char> {
     stat[stat.rfind(')')? + 2..].chars().next()
 }
 
-pub fn hostname_of(s: &CStr) -> &str {
-    s.to_str().unwrap_or("")
+/// A pidfd (pidfd_open, Linux ≥ 5.3): becomes readable when the process
+/// exits, so a wait on a pipe or socket can also watch for the peer's death
+/// (with [`poll_readable`]) instead of hanging when it dies silently.
+#[derive(Debug)]
+pub struct Pidfd {
+    fd: OwnedFd,
+    pub pid: i32,
+}
+
+impl Pidfd {
+    pub fn open(pid: i32) -> io::Result<Pidfd> {
+        // SAFETY: pidfd_open(pid, 0) returns a new fd (O_CLOEXEC) or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(last(format_args!("pidfd_open {pid}")));
+        }
+        // SAFETY: a fresh fd owned by nobody else.
+        Ok(Pidfd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+            pid,
+        })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Has the process exited (it may still be a zombie)?
+    pub fn exited(&self) -> bool {
+        poll_readable(&[self.raw()], 0).is_ok_and(|r| r[0])
+    }
+}
+
+/// poll(2) for input on `fds` (a hang-up or error counts as ready): which
+/// are ready, after at most `timeout_ms` (-1: no limit). EINTR is retried.
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: poll on a live array of pfds.len() pollfds.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+        if r >= 0 {
+            return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(err("poll", e));
+        }
+    }
+}
+
+/// How a child of ours ended, read without reaping it (waitid WNOWAIT), so
+/// a later waitpid still gets the status: "exited with status 1", "killed by
+/// signal 9". None while it runs (or if it is not our child).
+pub fn peek_exit(pid: i32) -> Option<String> {
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a live siginfo_t.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid/si_status are valid for a SIGCHLD siginfo.
+    let (got, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if r != 0 || got == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => format!("exited with status {status}"),
+        _ => format!("killed by signal {status}"),
+    })
 }

@@ -106,6 +106,9 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
         // container is being made is then forwarded instead of killing
         // berth. Init unblocks everything before execve.
         container::wait::block_forwarded_signals()?;
+        // Until the container runs, SIGTERM/SIGINT/... abort the create
+        // instead (cleaned up, exit 128+N); later ones are forwarded.
+        container::wait::watch_for_abort()?;
     }
     // A terminal without --console-socket: berth holds the pty itself.
     // Only a foreground run without --console-socket may need berth's own
@@ -126,6 +129,7 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     let mut c = match container::create::create(root, &o) {
         Ok(c) => c,
         // runc's convention for a program that cannot be executed.
+        Err(e) if interrupted(&e).is_some() => return aborted(e),
         Err(e) if format!("{e:#}").contains("executable file not found") => return fail(e, 127),
         Err(e) if format!("{e:#}").contains("permission denied") => return fail(e, 126),
         Err(e) => return Err(e),
@@ -134,6 +138,9 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     c.lock = None;
     if let Err(e) = container::start::start(root, &o.id) {
         let _ = container::delete::destroy(&mut c);
+        if interrupted(&e).is_some() {
+            return aborted(e);
+        }
         return Err(e);
     }
     if a.detach {
@@ -150,6 +157,17 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     // Like runc, a foreground run removes the container (poststop hooks included).
     container::delete::delete(root, &o.id, true)?;
     Ok(code)
+}
+
+fn interrupted(e: &anyhow::Error) -> Option<&container::wait::Interrupted> {
+    e.chain().find_map(|c| c.downcast_ref())
+}
+
+/// A foreground run stopped by a signal before its container ran (already
+/// cleaned up): exit like a process killed by that signal.
+fn aborted(e: anyhow::Error) -> Result<i32> {
+    let code = 128 + interrupted(&e).map_or(0, |i| i.0 as i32);
+    fail(e, code)
 }
 
 fn fail(e: anyhow::Error, code: i32) -> Result<i32> {

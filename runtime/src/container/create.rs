@@ -246,7 +246,7 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
 
 /// Answer the children's messages until init reports `created`.
 fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: i32) -> Result<()> {
-    let session = Session::new(ch, &p.plan, &p.cgroup, stage1);
+    let session = Session::new(ch, &p.plan, &p.cgroup, stage1)?;
     loop {
         match session.next()? {
             Event::InitPid(pid) => {

@@ -86,9 +86,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         init::stage1(&plan, &child, fds);
     }
     drop(child);
-    let session = Session::new(&parent, &plan, &cgroup, stage1);
     let mut pid = 0;
     let result = (|| -> Result<()> {
+        let session = Session::new(&parent, &plan, &cgroup, stage1)?;
         loop {
             match session.next()? {
                 Event::InitPid(p) => pid = p,
@@ -118,10 +118,8 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
                         super::create::write_pid_file(pf, pid)?;
                     }
                     session.go()?;
-                    // Like runc: return once the process has exec'd. The
-                    // child's end of the channel is close-on-exec, so EOF
-                    // here means execve happened (or the process died).
-                    let _ = parent.recv();
+                    // Like runc: return once the process has exec'd.
+                    session.wait_exec();
                     return Ok(());
                 }
             }

@@ -3,8 +3,10 @@
 //! and turns everything else into [`Event`]s.
 
 use crate::cgroups::Cgroup;
+use crate::init::channel::Received;
 use crate::init::{Channel, Msg};
 use crate::plan::{Actor, Plan, Step};
+use crate::sys::Pidfd;
 use anyhow::{anyhow, bail, Result};
 use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
@@ -30,16 +32,25 @@ pub struct Session<'a> {
     pub init_pid: Cell<i32>,
     /// The container state for hooks (set once init's pid is known).
     pub state: RefCell<Option<serde_json::Value>>,
+    /// The children whose death ends the wait for a message: stage 1
+    /// until it has forked init, then init.
+    watch: RefCell<Vec<Pidfd>>,
 }
 
 impl<'a> Session<'a> {
-    pub fn new(ch: &'a Channel, plan: &'a Plan, cgroup: &'a Cgroup, stage1: i32) -> Session<'a> {
+    pub fn new(
+        ch: &'a Channel,
+        plan: &'a Plan,
+        cgroup: &'a Cgroup,
+        stage1: i32,
+    ) -> Result<Session<'a>> {
+        let watch = vec![Pidfd::open(stage1)?];
         let after_spawn = plan
             .steps
             .iter()
             .position(|s| matches!(s, Step::SpawnStage1))
             .map_or(0, |i| i + 1);
-        Session {
+        Ok(Session {
             ch,
             plan,
             cgroup,
@@ -47,6 +58,41 @@ impl<'a> Session<'a> {
             cursor: Cell::new(after_spawn),
             init_pid: Cell::new(0),
             state: RefCell::new(None),
+            watch: RefCell::new(watch),
+        })
+    }
+
+    /// The next message from stage 1 or init. Their end of the socket
+    /// only closes when *both* are gone, so each one's death is watched
+    /// too (pidfd): a child that dies without a word is an error naming
+    /// how it ended, never a hang.
+    fn recv(&self) -> Result<Msg> {
+        loop {
+            let mut fds: Vec<_> = self.watch.borrow().iter().map(|p| p.raw()).collect();
+            // A foreground `run` also wakes up for SIGTERM/SIGINT/...
+            let abort = crate::container::wait::abort_fd();
+            fds.extend(abort);
+            let got = self
+                .ch
+                .recv_watching(&fds)
+                .map_err(|e| anyhow!("container init: {e}"))?;
+            let i = match got {
+                Received::Msg(m) => return Ok(m),
+                Received::Died(i) if abort.is_some() && i == fds.len() - 1 => {
+                    crate::container::wait::check_interrupted()?;
+                    continue;
+                }
+                Received::Died(i) => i,
+            };
+            let dead = self.watch.borrow_mut().remove(i);
+            let how = crate::sys::peek_exit(dead.pid).unwrap_or_else(|| "exited".into());
+            if dead.pid == self.stage1 {
+                if self.init_pid.get() > 0 {
+                    continue; // its job is done once init is forked
+                }
+                bail!("stage 1 (pid {}) {how} before forking init", dead.pid);
+            }
+            bail!("container init (pid {}) {how} during setup", dead.pid);
         }
     }
 
@@ -59,13 +105,17 @@ impl<'a> Session<'a> {
     /// Wait for the next event; runtime steps are done on the way.
     pub fn next(&self) -> Result<Event> {
         loop {
-            match self.ch.recv().map_err(|e| anyhow!("container init: {e}"))? {
+            match self.recv()? {
                 Msg::RuntimeTurn { .. } => {
                     self.runtime_steps()?;
                     self.go()?;
                 }
                 Msg::InitPid { pid } => {
                     self.init_pid.set(pid);
+                    // Init may already be gone (then its pid is not ours to watch).
+                    if let Ok(p) = Pidfd::open(pid) {
+                        self.watch.borrow_mut().push(p);
+                    }
                     return Ok(Event::InitPid(pid));
                 }
                 Msg::SeccompFd { fd } => {
@@ -82,11 +132,20 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// After the last `Go` of an exec: wait until the child's end of the
+    /// socket closes (it is close-on-exec, so: the process has exec'd) or
+    /// the process dies, whichever comes first.
+    pub fn wait_exec(&self) {
+        let fds: Vec<_> = self.watch.borrow().iter().map(|p| p.raw()).collect();
+        let _ = self.ch.recv_watching(&fds);
+    }
+
     pub fn go(&self) -> Result<()> {
         let state = self.state.borrow().as_ref().map(|s| s.to_string());
         if let Err(e) = self.ch.send(&Msg::Go { state }) {
-            // The child is gone: report its last word if it left one.
-            if let Ok(Msg::Error { msg }) = self.ch.recv() {
+            // The child is gone: report its last word if it left one (it
+            // is queued before the child's end closes, so never wait).
+            if let Ok(Some(Msg::Error { msg })) = self.ch.try_recv() {
                 bail!("{msg}");
             }
             return Err(e.into());

@@ -2,8 +2,100 @@
 
 use anyhow::Result;
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// A signal that ended a foreground `run` before its container ran: the
+/// create was undone, and berth exits 128+N like a process killed by it.
+#[derive(Debug)]
+pub struct Interrupted(pub Signal);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted by {} before the container ran", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// The signalfd of [`watch_for_abort`], with the pid that made it (a
+/// forked stage 1 or init holds a copy of this static, and must not act on it).
+static ABORT: OnceLock<(u32, SignalFd)> = OnceLock::new();
+
+/// The signals that abort a foreground `run` still creating: the ones sent
+/// to stop a process (SIGHUP, SIGINT, SIGQUIT, SIGTERM) and the other
+/// asynchronous ones whose default action would have ended berth. Not
+/// SIGPIPE: berth raises it itself when a hook leaves its stdin unread.
+fn abort_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// For a foreground `run`, after [`block_forwarded_signals`]: until the
+/// container runs, a terminating signal (SIGTERM, SIGINT, …) is not
+/// forwarded but aborts the create (see [`interrupted`], [`abort_fd`]).
+pub fn watch_for_abort() -> Result<()> {
+    let fd = SignalFd::with_flags(&abort_set(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let _ = ABORT.set((std::process::id(), fd));
+    Ok(())
+}
+
+/// Set once the container program is released: signals are forwarded now.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The container runs: from now on signals are no longer an abort (they
+/// stay pending for [`wait_forwarding`]).
+pub fn container_runs() {
+    RUNNING.store(true, Ordering::SeqCst);
+}
+
+/// The abort signalfd, in the process that made it only, until the container runs.
+fn abort_fd_here() -> Option<&'static SignalFd> {
+    if RUNNING.load(Ordering::SeqCst) {
+        return None;
+    }
+    ABORT
+        .get()
+        .filter(|(pid, _)| *pid == std::process::id())
+        .map(|(_, fd)| fd)
+}
+
+/// A pollable fd that becomes readable when an abort signal is pending
+/// (None unless this process is a foreground `run`).
+pub fn abort_fd() -> Option<RawFd> {
+    abort_fd_here().map(|fd| fd.as_raw_fd())
+}
+
+/// Has an abort signal arrived? Takes it (so it is not forwarded later).
+pub fn interrupted() -> Option<Interrupted> {
+    let info = abort_fd_here()?.read_signal().ok()??;
+    Signal::try_from(info.ssi_signo as i32)
+        .ok()
+        .map(Interrupted)
+}
+
+/// `Err(Interrupted)` if an abort signal has arrived.
+pub fn check_interrupted() -> Result<()> {
+    match interrupted() {
+        Some(i) => Err(i.into()),
+        None => Ok(()),
+    }
+}
 
 /// Block every signal berth forwards (all but SIGKILL/SIGSTOP); returns the set.
 pub fn block_forwarded_signals() -> Result<SigSet> {

@@ -2,10 +2,27 @@
 //! one JSON message per packet. When the runtime dies, its end closes and
 //! every blocking `recv` in the children returns EOF, so a `kill -9` of
 //! `create` never leaves a half-built container waiting forever.
+//!
+//! No message is ever lost to a size limit: a packet cannot be larger than
+//! the socket's send buffer (~200 KiB), and the container state carried by
+//! `Go` holds `annotations`, which may be megabytes. A message longer than
+//! [`INLINE_MAX`] travels in a memfd attached to its packet
+//! (SCM_RIGHTS), and the packet body is only [`IN_MEMFD`]. Either way one
+//! message is one packet, so the protocol stays one answer per question.
+//! (A reader that uses plain read(2), like init's seccomp hand-off, gets the
+//! marker and the kernel closes the attached fd for it.)
 
 use serde::{Deserialize, Serialize};
-use std::io;
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Messages up to this many bytes go inline in their packet.
+pub const INLINE_MAX: usize = 32 * 1024;
+/// The body of a packet whose message is in the attached memfd.
+pub const IN_MEMFD: &[u8] = b"@memfd";
+/// The receive buffer: larger than any inline message, so a packet is
+/// never cut short (a truncated packet is reported, never parsed).
+const RECV_BUF: usize = 2 * INLINE_MAX;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -34,6 +51,14 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
+/// What [`Channel::recv_watching`] saw first.
+#[derive(Debug)]
+pub enum Received {
+    Msg(Msg),
+    /// The watched process at this index exited with nothing left to read.
+    Died(usize),
+}
+
 impl Channel {
     /// A connected pair: (runtime end, child end).
     pub fn pair() -> io::Result<(Channel, Channel)> {
@@ -59,37 +84,141 @@ impl Channel {
         self.fd.as_raw_fd()
     }
 
+    /// Send one message (any size). MSG_NOSIGNAL: a peer that is gone is an
+    /// EPIPE error here, never a SIGPIPE (which `berth run` would otherwise
+    /// hold pending and forward to the container).
     pub fn send(&self, m: &Msg) -> io::Result<()> {
         let data = serde_json::to_vec(m).map_err(io::Error::other)?;
-        // SAFETY: writing our own buffer to an fd we own.
-        let n = unsafe { libc::write(self.raw(), data.as_ptr().cast(), data.len()) };
-        if n < 0 {
-            return Err(crate::sys::last("write to the sync socket"));
+        if data.len() <= INLINE_MAX {
+            // SAFETY: sending our own buffer on an fd we own.
+            let n = unsafe {
+                libc::send(
+                    self.raw(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                return Err(crate::sys::last("write to the sync socket"));
+            }
+            return Ok(());
         }
+        let memfd = memfd_with(&data)?;
+        let iov = [io::IoSlice::new(IN_MEMFD)];
+        let fds = [memfd.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        nix::sys::socket::sendmsg::<()>(
+            self.raw(),
+            &iov,
+            &cmsg,
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| {
+            crate::sys::err(
+                format_args!("write a {}-byte message to the sync socket", data.len()),
+                e.into(),
+            )
+        })?;
         Ok(())
     }
 
     /// The next message; `Err(UnexpectedEof)` when the other side is gone.
     pub fn recv(&self) -> io::Result<Msg> {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            // SAFETY: reading into our own buffer from an fd we own.
-            let n = unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(crate::sys::err("read from the sync socket", e));
-            }
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the other side of the sync socket is gone",
-                ));
-            }
-            return serde_json::from_slice(&buf[..n as usize]).map_err(io::Error::other);
+        self.recv_flags(libc::MSG_CMSG_CLOEXEC)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the other side of the sync socket is gone",
+            )
+        })
+    }
+
+    /// A message already queued, without blocking (None if there is none,
+    /// or the other side is gone).
+    pub fn try_recv(&self) -> io::Result<Option<Msg>> {
+        match self.recv_flags(libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            other => other,
         }
+    }
+
+    /// The next message, or which of `watch` (pidfds) died first with no
+    /// message left to read: a peer that dies never leaves us waiting.
+    /// A queued message always wins over a death, so a child's last word
+    /// (its `Error`) is read before its exit is noticed.
+    pub fn recv_watching(&self, watch: &[RawFd]) -> io::Result<Received> {
+        let mut fds = vec![self.raw()];
+        fds.extend_from_slice(watch);
+        loop {
+            let ready = crate::sys::poll_readable(&fds, -1)?;
+            if ready[0] {
+                return self.recv().map(Received::Msg);
+            }
+            if let Some(i) = ready[1..].iter().position(|r| *r) {
+                // It may have written just before exiting.
+                return Ok(match self.try_recv()? {
+                    Some(m) => Received::Msg(m),
+                    None => Received::Died(i),
+                });
+            }
+        }
+    }
+
+    /// One packet: Ok(None) at EOF.
+    fn recv_flags(&self, flags: libc::c_int) -> io::Result<Option<Msg>> {
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut cbuf = nix::cmsg_space!([RawFd; 1]);
+        let (n, truncated, fd) = loop {
+            let mut iov = [io::IoSliceMut::new(&mut buf)];
+            match nix::sys::socket::recvmsg::<()>(
+                self.raw(),
+                &mut iov,
+                Some(&mut cbuf),
+                nix::sys::socket::MsgFlags::from_bits_truncate(flags),
+            ) {
+                Ok(m) => {
+                    let mut fd = None;
+                    for c in m
+                        .cmsgs()
+                        .map_err(|e| crate::sys::err("recvmsg", e.into()))?
+                    {
+                        if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
+                            // SAFETY: the kernel installed these fds for us.
+                            let mut owned = v.iter().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
+                            fd = owned.next();
+                        }
+                    }
+                    let truncated = m.flags.contains(nix::sys::socket::MsgFlags::MSG_TRUNC);
+                    break (m.bytes, truncated, fd);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(crate::sys::err("read from the sync socket", e.into())),
+            }
+        };
+        if n == 0 && fd.is_none() {
+            return Ok(None);
+        }
+        if truncated {
+            return Err(io::Error::other(format!(
+                "a message on the sync socket is longer than {RECV_BUF} bytes and was cut short"
+            )));
+        }
+        let body = match fd {
+            Some(fd) if &buf[..n] == IN_MEMFD => {
+                let mut f = std::fs::File::from(fd);
+                f.rewind()?;
+                let mut data = Vec::new();
+                f.read_to_end(&mut data)
+                    .map_err(|e| crate::sys::err("read a message from its memfd", e))?;
+                data
+            }
+            Some(_) => return Err(io::Error::other("an fd came with an inline message")),
+            None => buf[..n].to_vec(),
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| io::Error::other(format!("a malformed message on the sync socket: {e}")))
     }
 
     /// Read and drop whatever the runtime sent that we did not read. A unix
@@ -98,7 +227,8 @@ impl Channel {
     pub fn drain(&self) {
         let mut buf = [0u8; 4096];
         loop {
-            // SAFETY: a non-blocking read into a live buffer.
+            // SAFETY: a non-blocking read into a live buffer (an fd attached
+            // to the packet is closed by the kernel: no control buffer).
             let n = unsafe {
                 libc::recv(
                     self.raw(),
@@ -122,6 +252,85 @@ impl Channel {
             }
             Msg::Go { state: None } => Ok(()),
             other => Err(io::Error::other(format!("unexpected message {other:?}"))),
+        }
+    }
+}
+
+/// A memfd holding `data`, its offset back at 0.
+fn memfd_with(data: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: a valid C string and flags; returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(c"berth-sync-msg".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(crate::sys::last("memfd_create for a large sync message"));
+    }
+    // SAFETY: a fresh fd owned by nobody else.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    f.write_all(data)
+        .map_err(|e| crate::sys::err("write a large sync message to its memfd", e))?;
+    f.rewind()?;
+    Ok(OwnedFd::from(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_of_any_size_arrive_whole() {
+        let (a, b) = Channel::pair().unwrap();
+        for len in [0, 10, INLINE_MAX, INLINE_MAX + 1, 300_000, 10 << 20] {
+            let m = Msg::Go {
+                state: Some("x".repeat(len)),
+            };
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), m, "{len} bytes");
+            let e = Msg::Error {
+                msg: "e".repeat(len),
+            };
+            b.send(&e).unwrap();
+            assert_eq!(a.recv().unwrap(), e, "{len} bytes back");
+        }
+        drop(a);
+        assert_eq!(b.recv().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_plain_read_gets_the_marker() {
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&Msg::Go {
+            state: Some("y".repeat(1 << 20)),
+        })
+        .unwrap();
+        let mut buf = [0u8; 256];
+        // SAFETY: reading into a live stack buffer.
+        let n = unsafe { libc::read(b.raw(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(&buf[..n as usize], IN_MEMFD);
+    }
+
+    #[test]
+    fn a_dead_peer_is_seen_not_waited_for() {
+        let (a, b) = Channel::pair().unwrap();
+        // SAFETY: the child only exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: see above.
+            unsafe { libc::_exit(0) };
+        }
+        let pidfd = crate::sys::Pidfd::open(pid).unwrap();
+        // `b` stays open here, so without the pidfd this would block forever.
+        match a.recv_watching(&[pidfd.raw()]).unwrap() {
+            Received::Died(0) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            crate::sys::peek_exit(pid).as_deref(),
+            Some("exited with status 0")
+        );
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        b.send(&Msg::Created).unwrap();
+        match a.recv_watching(&[pidfd.raw()]).unwrap() {
+            Received::Msg(Msg::Created) => {}
+            other => panic!("{other:?}"),
         }
     }
 }

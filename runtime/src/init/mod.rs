@@ -162,7 +162,11 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
                 // SAFETY: see stage1.
                 unsafe { libc::_exit(code) }
             }
-            let _ = ch.send(&Msg::Error { msg });
+            if ch.send(&Msg::Error { msg: msg.clone() }).is_err() {
+                // The runtime is gone (it returns after `created`): the
+                // container's stderr is the only place left to say it.
+                eprintln!("berth: {msg}");
+            }
             ch.drain();
             // SAFETY: see stage1.
             unsafe { libc::_exit(1) }

@@ -69,7 +69,13 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
                 Some(Exec { env, .. }) => env.clone(),
                 _ => Vec::new(),
             };
-            ctx.exe = Some(resolve_executable(arg0, &env)?);
+            let args = match ctx.plan.steps.last() {
+                Some(Exec { args, .. }) => args.clone(),
+                _ => Vec::new(),
+            };
+            let exe = resolve_executable(arg0, &env)?;
+            check_exec_size(&exe, &args, &env)?;
+            ctx.exe = Some(exe);
             Ok(())
         }
         CloseHostFds { keep_up_to } => close_host_fds(*keep_up_to),
@@ -412,6 +418,35 @@ fn resolve_executable(arg0: &str, env: &[String]) -> io::Result<CString> {
         io::ErrorKind::NotFound,
         format!("exec: {arg0:?}: executable file not found in $PATH"),
     ))
+}
+
+/// Will execve take this many arguments and environment strings? The
+/// kernel allows a quarter of RLIMIT_STACK (at least 128 KiB, at most 6 MiB)
+/// for the strings and their pointers (fs/exec.c, bprm_stack_limits); past
+/// that execve fails with E2BIG after `start`. Checked here, with init's own
+/// stack limit, so `create` fails instead, naming the fields.
+fn check_exec_size(exe: &CString, args: &[String], env: &[String]) -> io::Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a live struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } != 0 {
+        return Err(sys::last("getrlimit RLIMIT_STACK"));
+    }
+    const ARG_MAX: u64 = 32 * 4096;
+    const STK_LIM: u64 = 8 << 20;
+    let limit = (STK_LIM / 4 * 3).min(lim.rlim_cur / 4).max(ARG_MAX);
+    let strings = |v: &[String]| v.iter().map(|s| s.len() as u64 + 1).sum::<u64>();
+    let ptrs = (args.len().max(1) + env.len()) as u64 * 8;
+    let need = strings(args) + strings(env) + ptrs + exe.as_bytes().len() as u64 + 1;
+    if need > limit {
+        return Err(io::Error::other(format!(
+            "process.args and process.env: {need} bytes for execve, above the kernel's limit of {limit} (a quarter of RLIMIT_STACK {})",
+            lim.rlim_cur
+        )));
+    }
+    Ok(())
 }
 
 fn close_host_fds(keep_up_to: i32) -> io::Result<()> {

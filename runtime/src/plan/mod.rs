@@ -695,6 +695,10 @@ impl Plan {
     }
 }
 
+/// The kernel's limit on one execve argument or environment string,
+/// NUL included (32 pages).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
 /// The steps that shape the process, shared by `create` and `exec`.
 /// `wait_for_start`: a container's init waits on exec.fifo; an exec'd
 /// process runs at once.
@@ -706,6 +710,26 @@ fn plan_process(
     wait_for_start: bool,
     start_hooks: &[crate::spec::Hook],
 ) -> Result<(), SpecError> {
+    // execve refuses a longer string (E2BIG) — only after `start`, too late
+    // for a clear error: refuse it here, naming the field.
+    for (field, list) in [
+        ("process.args", &process.args),
+        ("process.env", &process.env),
+    ] {
+        if let Some((i, a)) = list
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.len() + 1 > MAX_ARG_STRLEN)
+        {
+            return Err(SpecError::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "{} bytes long; execve takes at most {MAX_ARG_STRLEN} bytes per string (MAX_ARG_STRLEN, with its NUL)",
+                    a.len()
+                ),
+            ));
+        }
+    }
     if process.terminal {
         if !opts.console_socket {
             return Err(SpecError::new(

@@ -80,16 +80,19 @@ pub fn send_to_agent(
         sock.as_raw_fd(),
         &[IoSlice::new(&body)],
         &cmsg,
-        MsgFlags::empty(),
+        MsgFlags::MSG_NOSIGNAL,
         None,
     )
     .map_err(|e| at("sending the listener fd to", e))?;
-    if sent != body.len() {
-        return Err(format!(
-            "linux.seccomp.listenerPath: short write to seccomp agent at {} ({sent} of {} bytes)",
-            listener_path.display(),
-            body.len()
-        ));
+    // A large state (megabytes of annotations) does not fit in one write
+    // of a stream socket: the rest follows, the fd went with the first part.
+    let mut done = sent;
+    while done < body.len() {
+        match nix::sys::socket::send(sock.as_raw_fd(), &body[done..], MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(at("sending the process state to", e)),
+        }
     }
     Ok(())
 }
