@@ -16,9 +16,12 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
         BringUpLoopback => loopback_up(),
         JoinSessionKeyring { name } => join_session_keyring(name),
         Sysctl { key, value } => {
-            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let field = crate::spec::sysctl_field(key);
+            let rel = crate::spec::sysctl_path(key)
+                .map_err(|e| io::Error::other(format!("{field}: {e}")))?;
+            let path = format!("/proc/sys/{rel}");
             std::fs::write(&path, value)
-                .map_err(|e| sys::err(format_args!("linux.sysctl[{key:?}]: write {path}"), e))
+                .map_err(|e| sys::err(format_args!("{field}: write {path}"), e))
         }
         SetHostname { name } => {
             nix::unistd::sethostname(name).map_err(|e| sys::err("sethostname", e.into()))
