@@ -693,9 +693,11 @@ fn check_sysctl(key: &str, namespaces: &std::collections::BTreeSet<NsKind>) -> R
     if namespaces.contains(&NsKind::Uts) {
         match dotted.as_str() {
             "kernel.domainname" => return Ok(()),
-            "kernel.hostname" => return Err(format!(
+            "kernel.hostname" => {
+                return Err(format!(
                 "sysctl {dotted:?} is not allowed as it conflicts with the OCI \"hostname\" field"
-            )),
+            ))
+            }
             _ => {}
         }
     }
