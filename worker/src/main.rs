@@ -6,6 +6,7 @@ mod image;
 mod registry;
 mod run;
 mod runtime;
+mod shift;
 mod sys;
 mod task;
 mod userns;
@@ -38,6 +39,17 @@ struct Cli {
     /// this binary, else on PATH.
     #[arg(long, global = true, env = "BERTH_BIN")]
     runtime: Option<PathBuf>,
+    /// How unprivileged tasks see images and inputs with the right owners: idmapped mounts
+    /// (`on`), uid-shifted copies (`off`), or idmapped where the kernel supports them (`auto`,
+    /// probed at every run).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_WORKER_IDMAP",
+        value_enum,
+        default_value = "auto"
+    )]
+    idmap: userns::IdmapSetting,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -57,6 +69,16 @@ enum Cmd {
     Check {
         /// Task file (YAML or JSON).
         task: PathBuf,
+        /// Print how this worker would run it: privileges, how ids are mapped (idmapped
+        /// mounts or shifted copies, probed here), and where each volume goes.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: as `run --privileged` would.
+        #[arg(long)]
+        privileged: bool,
+        /// With --explain: the step name (picks the work dir).
+        #[arg(long)]
+        name: Option<String>,
     },
     #[command(name = "__userns-hold", hide = true)]
     UsernsHold,
@@ -100,6 +122,10 @@ struct RunArgs {
     /// Annotation KEY=VAL for config.json (e.g. run.berth.seccomp.enosys=runc).
     #[arg(long = "annotation", value_parser = parse_kv)]
     annotations: Vec<(String, String)>,
+    /// Print the run header (privileges, id mapping, image copy, cache conversions) on stderr
+    /// even when it is not a terminal.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -171,15 +197,28 @@ fn worker(cli: &Cli) -> Result<Worker> {
             bin,
             root: cli.work_dir.join("runtime"),
         },
+        idmap: cli.idmap,
     })
 }
 
 async fn real_main(cli: Cli) -> Result<i32> {
     match &cli.cmd {
         Cmd::UsernsHold => Ok(userns::hold_main()),
-        Cmd::Check { task } => {
+        Cmd::Check {
+            task,
+            explain,
+            privileged,
+            name,
+        } => {
             let t = task::TaskConfig::load(task)?;
-            println!("{t:#?}");
+            if *explain {
+                print!(
+                    "{}",
+                    run::explain(&cli.work_dir, cli.idmap, task, &t, *privileged, name)?
+                );
+            } else {
+                println!("{t:#?}");
+            }
             Ok(0)
         }
         Cmd::Gc => {
@@ -240,6 +279,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 network: a.network,
                 seccomp_profile: a.seccomp_profile.clone(),
                 annotations: a.annotations.clone(),
+                verbose: a.verbose,
             };
             match run::run_task(&w, &opts).await? {
                 Outcome::Exited(c) => Ok(c),
