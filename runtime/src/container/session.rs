@@ -136,8 +136,16 @@ impl<'a> Session<'a> {
     /// socket closes (it is close-on-exec, so: the process has exec'd) or
     /// the process dies, whichever comes first.
     pub fn wait_exec(&self) {
-        let fds: Vec<_> = self.watch.borrow().iter().map(|p| p.raw()).collect();
-        let _ = self.ch.recv_watching(&fds);
+        loop {
+            let fds: Vec<_> = self.watch.borrow().iter().map(|p| p.raw()).collect();
+            match self.ch.recv_watching(&fds) {
+                // Stage 1 exits once init is forked: keep waiting for init.
+                Ok(Received::Died(i)) if self.watch.borrow()[i].pid == self.stage1 => {
+                    self.watch.borrow_mut().remove(i);
+                }
+                _ => return,
+            }
+        }
     }
 
     pub fn go(&self) -> Result<()> {
