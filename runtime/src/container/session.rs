@@ -111,8 +111,9 @@ impl<'a> Session<'a> {
                     create_runtime,
                 } => {
                     let state = self.state.borrow().clone().unwrap_or_default();
-                    crate::container::start::run_hooks("prestart", prestart, &state)?;
-                    crate::container::start::run_hooks("createRuntime", create_runtime, &state)?;
+                    use crate::hooks::{run, Kind};
+                    run(Kind::Prestart, prestart, &state, &mut |_| {})?;
+                    run(Kind::CreateRuntime, create_runtime, &state, &mut |_| {})?;
                 }
                 _ => {}
             }

@@ -3,6 +3,7 @@
 //! the wait on exec.fifo and execve.
 
 use super::{Ctx, Msg};
+use crate::hooks::Kind;
 use crate::plan::Step;
 use crate::sys;
 use std::ffi::CString;
@@ -79,8 +80,8 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
             ctx.ch.expect_go(&mut ctx.state)
         }
         WaitExecFifo => wait_exec_fifo(ctx.fds.exec_fifo),
-        CreateContainerHooks { hooks } => init_hooks(ctx, "createContainer", hooks),
-        StartContainerHooks { hooks } => init_hooks(ctx, "startContainer", hooks),
+        CreateContainerHooks { hooks } => init_hooks(ctx, Kind::CreateContainer, hooks),
+        StartContainerHooks { hooks } => init_hooks(ctx, Kind::StartContainer, hooks),
         Exec { args, env } => exec(ctx.exe.as_ref(), args, env),
         other => Err(io::Error::other(format!("not a process step: {other:?}"))),
     }
@@ -470,15 +471,22 @@ fn exec(exe: Option<&CString>, args: &[String], env: &[String]) -> io::Result<()
 }
 
 /// createContainer and startContainer hooks run in the container's
-/// namespaces, so init runs them (runtime-spec §hooks).
-fn init_hooks(ctx: &Ctx, kind: &str, hooks: &[crate::spec::Hook]) -> io::Result<()> {
+/// namespaces, so init runs them (runtime-spec §hooks). createContainer
+/// hooks run before pivot_root with the rootfs as their working directory,
+/// as runc does (`./lib/…` in a hook means the container's /lib).
+fn init_hooks(ctx: &Ctx, kind: Kind, hooks: &[crate::spec::Hook]) -> io::Result<()> {
     let state: serde_json::Value = ctx
         .state
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(serde_json::Value::Null);
-    crate::container::start::run_hooks(kind, hooks, &state)
-        .map_err(|e| io::Error::other(format!("{e:#}")))
+    if kind == Kind::CreateContainer {
+        if let Some(root) = &ctx.root {
+            nix::unistd::fchdir(root)
+                .map_err(|e| sys::err("chdir to the rootfs for createContainer hooks", e.into()))?;
+        }
+    }
+    crate::hooks::run(kind, hooks, &state, &mut |_| {}).map_err(io::Error::other)
 }
 
 /// keyctl(KEYCTL_JOIN_SESSION_KEYRING). Kernels without keys, or a user
