@@ -159,8 +159,11 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn interrupted(e: &anyhow::Error) -> Option<&container::wait::Interrupted> {
-    e.chain().find_map(|c| c.downcast_ref())
+fn interrupted(e: &anyhow::Error) -> Option<container::wait::Interrupted> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<container::wait::Interrupted>())
+        .map(|i| container::wait::Interrupted(i.0))
+        .or_else(container::wait::was_interrupted)
 }
 
 /// A foreground run stopped by a signal before its container ran (already

@@ -72,10 +72,7 @@ impl<'a> Session<'a> {
             // A foreground `run` also wakes up for SIGTERM/SIGINT/...
             let abort = crate::container::wait::abort_fd();
             fds.extend(abort);
-            let got = self
-                .ch
-                .recv_watching(&fds)
-                .map_err(|e| anyhow!("container init: {e}"))?;
+            let got = self.ch.recv_watching(&fds).map_err(|e| self.init_gone(e))?;
             let i = match got {
                 Received::Msg(m) => return Ok(m),
                 Received::Died(i) if abort.is_some() && i == fds.len() - 1 => {
@@ -148,6 +145,26 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Init closed the socket without a word. With a seccomp filter that
+    /// kills syscalls init needs after loading it, that is the likely cause:
+    /// say so instead of only "the other side … is gone".
+    fn init_gone(&self, e: std::io::Error) -> anyhow::Error {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            if let Some(prog) = &self.plan.seccomp {
+                let killed = prog.kills_init_needs();
+                if !killed.is_empty() {
+                    return anyhow!(
+                        "container init: killed by the seccomp filter (bad system call): \
+                         linux.seccomp kills {}, which init needs after loading the filter, \
+                         before the program starts ({e})",
+                        killed.join(", ")
+                    );
+                }
+            }
+        }
+        anyhow!("container init: {e}")
+    }
+
     pub fn go(&self) -> Result<()> {
         let state = self.state.borrow().as_ref().map(|s| s.to_string());
         if let Err(e) = self.ch.send(&Msg::Go { state }) {
@@ -178,8 +195,9 @@ impl<'a> Session<'a> {
                     create_runtime,
                 } => {
                     let state = self.state.borrow().clone().unwrap_or_default();
-                    crate::container::start::run_hooks("prestart", prestart, &state)?;
-                    crate::container::start::run_hooks("createRuntime", create_runtime, &state)?;
+                    use crate::hooks::{run, Kind};
+                    run(Kind::Prestart, prestart, &state, &mut |_| {})?;
+                    run(Kind::CreateRuntime, create_runtime, &state, &mut |_| {})?;
                 }
                 _ => {}
             }

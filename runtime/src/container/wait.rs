@@ -81,10 +81,23 @@ pub fn abort_fd() -> Option<RawFd> {
     abort_fd_here().map(|fd| fd.as_raw_fd())
 }
 
+/// The abort signal taken from the signalfd, kept so every later check
+/// (and `run`'s exit code) still sees it.
+static GOT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Has an abort signal arrived? Takes it (so it is not forwarded later).
 pub fn interrupted() -> Option<Interrupted> {
+    if let Some(i) = was_interrupted() {
+        return Some(i);
+    }
     let info = abort_fd_here()?.read_signal().ok()??;
-    Signal::try_from(info.ssi_signo as i32)
+    GOT.store(info.ssi_signo as i32, Ordering::SeqCst);
+    was_interrupted()
+}
+
+/// The abort signal this process already took, if any.
+pub fn was_interrupted() -> Option<Interrupted> {
+    Signal::try_from(GOT.load(Ordering::SeqCst))
         .ok()
         .map(Interrupted)
 }
