@@ -20,7 +20,8 @@ pub struct ExecArgs {
     /// Unix socket that receives the pty master.
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    /// Unix socket for a pidfd (accepted, not used yet).
+    /// Unix socket that receives a pidfd of the process (runc 1.2's
+    /// message "setns" with the fd in SCM_RIGHTS).
     #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
     /// Working directory inside the container.
@@ -134,6 +135,7 @@ pub fn run(root: &Root, a: ExecArgs) -> Result<i32> {
             id: a.id.clone(),
             process: p,
             console_socket: a.console_socket.clone(),
+            pidfd_socket: a.pidfd_socket.clone(),
             pid_file: a.pid_file.clone(),
             detach: a.detach,
             preserve_fds: a.preserve_fds,

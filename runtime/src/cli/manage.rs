@@ -255,10 +255,11 @@ pub fn events(root: &Root, a: EventsArgs) -> Result<i32> {
         match oom.as_mut() {
             Some(w) => {
                 if w.wait(every).unwrap_or(0) > 0 {
-                    super::out(format_args!(
-                        "{}",
-                        serde_json::json!({"type": "oom", "id": a.id})
-                    ));
+                    super::out(manage::Event {
+                        kind: "oom",
+                        id: a.id.clone(),
+                        data: None,
+                    });
                 }
             }
             None => std::thread::sleep(every),

@@ -13,7 +13,7 @@ use crate::plan::{Options, Plan, Step};
 use crate::spec::{NsKind, Spec, SpecError};
 use crate::state::{Proc, Root, State, Status};
 use crate::sys;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,8 @@ pub struct CreateOpts {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// `--pidfd-socket`: receives a pidfd of init (see [`super::pidfd`]).
+    pub pidfd_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
@@ -89,7 +91,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
     };
     let plan = Plan::new(&spec, &opts, program)?;
     if root.container_dir(&o.id).exists() {
-        bail!("container with id {:?} already exists", o.id);
+        return Err(crate::error::Error::AlreadyExists(o.id.clone()).into());
     }
     Ok(Prepared {
         bundle,
@@ -212,6 +214,11 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
         .as_deref()
         .map(connect_console)
         .transpose()?;
+    let pidfd_socket = o
+        .pidfd_socket
+        .as_deref()
+        .map(super::pidfd::connect)
+        .transpose()?;
     let (parent, child) = Channel::pair()?;
     let fds = Fds {
         exec_fifo: fifo_fd.as_raw_fd(),
@@ -234,7 +241,7 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
         c.state.record.helpers.push(h);
         c.state.save(&c.dir)?;
     }
-    let result = drive(c, p, o, &parent, pid);
+    let result = drive(c, p, o, &parent, pid, pidfd_socket.as_ref());
     // Reap stage 1 whatever happened.
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     c.state.record.helpers.clear();
@@ -245,7 +252,14 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
 }
 
 /// Answer the children's messages until init reports `created`.
-fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: i32) -> Result<()> {
+fn drive(
+    c: &mut Container,
+    p: &Prepared,
+    o: &CreateOpts,
+    ch: &Channel,
+    stage1: i32,
+    pidfd_socket: Option<&OwnedFd>,
+) -> Result<()> {
     let session = Session::new(ch, &p.plan, &p.cgroup, stage1);
     loop {
         match session.next()? {
@@ -270,6 +284,9 @@ fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: 
                 c.state.save(&c.dir)?;
                 if let Some(pf) = &o.pid_file {
                     write_pid_file(pf, c.state.pid)?;
+                }
+                if let (Some(sock), Some(path)) = (pidfd_socket, &o.pidfd_socket) {
+                    super::pidfd::send(sock, path, c.state.pid, "standard")?;
                 }
                 return session.go();
             }
@@ -318,8 +335,9 @@ fn seccomp_agent(c: &Container, p: &Prepared, fd: &OwnedFd) -> Result<()> {
     crate::seccomp::notify::send_to_agent(path, fd.as_raw_fd(), &msg).map_err(|e| anyhow!(e))
 }
 
-/// Is `fd` open? (Used to check --preserve-fds.)
+/// Is `fd` open by the caller? (Used to check --preserve-fds; berth's own
+/// log fd, opened before the check, does not count.)
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 && !crate::log::owns_fd(fd) }
 }

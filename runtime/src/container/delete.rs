@@ -10,7 +10,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     let mut c = match Container::load_locked(root, id) {
         Ok(c) => c,
         // `delete --force` of a missing container succeeds, as with runc.
-        Err(e) if force && e.to_string().contains("does not exist") => return Ok(()),
+        Err(e) if force && crate::error::is_not_found(&e) => return Ok(()),
         Err(e) => return Err(e),
     };
     let status = c.status();

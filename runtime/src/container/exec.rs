@@ -22,6 +22,8 @@ pub struct ExecOpts {
     pub id: String,
     pub process: Process,
     pub console_socket: Option<PathBuf>,
+    /// `--pidfd-socket`: receives a pidfd of the process (see [`super::pidfd`]).
+    pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: i32,
@@ -75,6 +77,11 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         .as_deref()
         .map(super::create::connect_console)
         .transpose()?;
+    let pidfd_socket = o
+        .pidfd_socket
+        .as_deref()
+        .map(super::pidfd::connect)
+        .transpose()?;
     let (parent, child) = Channel::pair()?;
     let fds = Fds {
         exec_fifo: devnull.as_raw_fd(),
@@ -116,6 +123,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
                 Event::Created => {
                     if let Some(pf) = &o.pid_file {
                         super::create::write_pid_file(pf, pid)?;
+                    }
+                    if let (Some(sock), Some(path)) = (&pidfd_socket, &o.pidfd_socket) {
+                        super::pidfd::send(sock, path, pid, "setns")?;
                     }
                     session.go()?;
                     // Like runc: return once the process has exec'd. The

@@ -76,7 +76,9 @@ impl<'a> Session<'a> {
                     return Ok(Event::SeccompFd(got));
                 }
                 Msg::Created => return Ok(Event::Created),
-                Msg::Error { msg } => bail!("{msg}"),
+                Msg::Error { msg, errno, kind } => {
+                    return Err(crate::error::Error::Child { msg, errno, kind }.into())
+                }
                 Msg::Go { .. } => bail!("unexpected message from container init"),
             }
         }
@@ -86,8 +88,8 @@ impl<'a> Session<'a> {
         let state = self.state.borrow().as_ref().map(|s| s.to_string());
         if let Err(e) = self.ch.send(&Msg::Go { state }) {
             // The child is gone: report its last word if it left one.
-            if let Ok(Msg::Error { msg }) = self.ch.recv() {
-                bail!("{msg}");
+            if let Ok(Msg::Error { msg, errno, kind }) = self.ch.recv() {
+                return Err(crate::error::Error::Child { msg, errno, kind }.into());
             }
             return Err(e.into());
         }
