@@ -2,6 +2,7 @@
 //! one-machine Concourse worker. See docs/worker.md.
 
 mod bundle;
+mod dns;
 mod image;
 mod registry;
 mod run;
@@ -58,6 +59,8 @@ enum Cmd {
         /// Task file (YAML or JSON).
         task: PathBuf,
     },
+    /// Run the DNS proxy alone: forward to upstream resolvers, repair AAAA NXDOMAIN (musl).
+    DnsProxy(DnsProxyArgs),
     #[command(name = "__userns-hold", hide = true)]
     UsernsHold,
 }
@@ -100,6 +103,26 @@ struct RunArgs {
     /// Annotation KEY=VAL for config.json (e.g. run.berth.seccomp.enosys=runc).
     #[arg(long = "annotation", value_parser = parse_kv)]
     annotations: Vec<(String, String)>,
+}
+
+#[derive(clap::Args)]
+struct DnsProxyArgs {
+    /// Address to serve on, UDP and TCP: IP or IP:PORT (port 53 by default). Repeatable.
+    #[arg(long, required = true, value_parser = dns::parse_addr)]
+    listen: Vec<std::net::SocketAddr>,
+    /// Upstream resolvers, tried in order (loopback ones such as 127.0.0.53 work). Default:
+    /// the nameservers of /etc/resolv.conf.
+    #[arg(long, num_args = 1.., value_parser = dns::parse_addr)]
+    upstream: Vec<std::net::SocketAddr>,
+    /// How long to wait for one upstream before trying the next (then SERVFAIL).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    timeout: Duration,
+    /// Pass AAAA NXDOMAIN through unchanged (no NODATA repair).
+    #[arg(long)]
+    no_rewrite: bool,
+    /// Log level: info, or debug (every rewrite, with the name, and every failed forward).
+    #[arg(long, env = "BERTH_WORKER_LOG", default_value = "info", value_parser = ["info", "debug"])]
+    log_level: String,
 }
 
 #[derive(Subcommand)]
@@ -177,6 +200,20 @@ fn worker(cli: &Cli) -> Result<Worker> {
 async fn real_main(cli: Cli) -> Result<i32> {
     match &cli.cmd {
         Cmd::UsernsHold => Ok(userns::hold_main()),
+        Cmd::DnsProxy(a) => {
+            let upstreams = if a.upstream.is_empty() {
+                dns::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+            } else {
+                a.upstream.clone()
+            };
+            let cfg = dns::Config {
+                upstreams,
+                timeout: a.timeout,
+                rewrite: !a.no_rewrite,
+                debug: a.log_level == "debug",
+            };
+            dns::main(a.listen.clone(), cfg).await
+        }
         Cmd::Check { task } => {
             let t = task::TaskConfig::load(task)?;
             println!("{t:#?}");
@@ -264,10 +301,17 @@ fn main() {
     if matches!(cli.cmd, Cmd::UsernsHold) {
         std::process::exit(userns::hold_main());
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The proxy serves many clients at once: all cores. A task run is one event loop.
+    let rt = if matches!(cli.cmd, Cmd::DnsProxy(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth-worker: starting the async runtime: {e}");
