@@ -117,11 +117,11 @@ pub fn idmap_mount(src: &Path, target: &Path, userns: &OwnedFd) -> Result<()> {
         )
     };
     if rc != 0 {
-        bail!(
-            "mount_setattr({}, MOUNT_ATTR_IDMAP): {} (idmapped mounts need Linux >= 5.12, overlay >= 5.19)",
-            src.display(),
-            io::Error::last_os_error()
-        );
+        return Err(IdmapError {
+            path: src.to_path_buf(),
+            err: io::Error::last_os_error(),
+        }
+        .into());
     }
     // SAFETY: valid fd and C strings.
     let rc = unsafe {
@@ -143,6 +143,69 @@ pub fn idmap_mount(src: &Path, target: &Path, userns: &OwnedFd) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Does an overlay built from idmapped layers work here? Builds one in a fresh directory
+/// under `parent` (the filesystem the run's layers will live on), writes a file through it,
+/// and removes everything again. The error says which step failed: `mount_setattr` on
+/// kernels before 5.12 or on filesystems without idmap support, the overlay mount before 5.19.
+pub fn probe_idmapped_overlay(parent: &Path, userns: &OwnedFd) -> Result<()> {
+    let dir = parent.join(format!(".probe-{}-{}", std::process::id(), random_hex(4)));
+    let r = (|| {
+        for d in ["lower", "rw/upper", "rw/work", "lower-m", "rw-m", "merged"] {
+            std::fs::create_dir_all(dir.join(d))
+                .with_context(|| format!("creating {}", dir.join(d).display()))?;
+        }
+        idmap_mount(&dir.join("lower"), &dir.join("lower-m"), userns)?;
+        idmap_mount(&dir.join("rw"), &dir.join("rw-m"), userns)?;
+        mount_overlay(
+            &dir.join("lower-m"),
+            &dir.join("rw-m/upper"),
+            &dir.join("rw-m/work"),
+            &dir.join("merged"),
+        )?;
+        // A kernel that cannot do overlay bookkeeping through the idmapped upper mounts the
+        // overlay read-only instead of failing.
+        std::fs::write(dir.join("merged/probe"), b"")
+            .context("writing through an overlay of idmapped layers")?;
+        Ok(())
+    })();
+    let clean = umount_all_under(&dir).and_then(|()| {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    });
+    r.and(clean)
+}
+
+/// `mount_setattr(MOUNT_ATTR_IDMAP)` failed: the kernel (< 5.12) or the filesystem of `path`
+/// cannot do idmapped mounts.
+#[derive(Debug)]
+pub struct IdmapError {
+    pub path: PathBuf,
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for IdmapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "mount_setattr({}, MOUNT_ATTR_IDMAP): {} (idmapped mounts need Linux >= 5.12 and a filesystem that supports them; overlay layers >= 5.19)",
+            self.path.display(),
+            self.err
+        )
+    }
+}
+
+impl std::error::Error for IdmapError {}
+
+/// Whether `e` says that a path's filesystem (or the kernel) cannot be idmapped, as opposed
+/// to any other failure of building the mount.
+pub fn is_idmap_unsupported(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<IdmapError>().is_some_and(|i| {
+        matches!(
+            i.err.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EPERM)
+        )
+    })
 }
 
 /// Lazily unmount `target` (MNT_DETACH): it vanishes from the tree now, and the filesystem is
