@@ -131,10 +131,15 @@ pub fn log(level: Level, msg: &str) {
     if level < l.min {
         return;
     }
+    let mut line = format_line(l.json, level, msg, &now_rfc3339());
     let Some(mut out) = l.out.as_ref() else {
+        // Without --log, runc's logrus writes to stderr. Errors are printed
+        // by main already ("berth: …"); warnings would otherwise be lost.
+        if level == Level::Warn {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
         return;
     };
-    let mut line = format_line(l.json, level, msg, &now_rfc3339());
     line.push('\n');
     // One write(2) per line: with O_APPEND, lines from the runtime, stage 1
     // and init never interleave.
