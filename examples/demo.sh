@@ -12,6 +12,8 @@ repo=$(dirname "$here")
 fixtures=${BERTH_FIXTURES:-$repo/build}
 worker=${BERTH_WORKER_BIN:-$repo/target/release/berth-worker}
 export BERTH_WORKER_DIR=${BERTH_WORKER_DIR:-$repo/build/worker-demo}
+# Examples 1 and 2 need no network; 3 builds its own (in network namespaces of its own).
+export BERTH_WORKER_NETWORK=none
 [ -x "$worker" ] || { echo "demo: $worker not built (make build)" >&2; exit 1; }
 for f in rootfs/busybox rootfs/bookworm; do
     [ -d "$fixtures/$f" ] || { echo "demo: fixture $fixtures/$f missing (make fixtures)" >&2; exit 1; }
