@@ -97,7 +97,12 @@ struct RunArgs {
     name: Option<String>,
     /// Network: bridge (own namespace, NAT to the outside, DNS through the worker's proxy),
     /// none (loopback only) or host (the host's network namespace).
-    #[arg(long, value_enum, env = "BERTH_WORKER_NETWORK", default_value = "bridge")]
+    #[arg(
+        long,
+        value_enum,
+        env = "BERTH_WORKER_NETWORK",
+        default_value = "bridge"
+    )]
     network: Network,
     /// Bridge network: let the task reach the host's own addresses (the default blocks all but
     /// the DNS proxy).
