@@ -8,6 +8,7 @@ mod net;
 mod registry;
 mod run;
 mod runtime;
+mod shift;
 mod sys;
 mod task;
 mod userns;
@@ -40,6 +41,17 @@ struct Cli {
     /// this binary, else on PATH.
     #[arg(long, global = true, env = "BERTH_BIN")]
     runtime: Option<PathBuf>,
+    /// How unprivileged tasks see images and inputs with the right owners: idmapped mounts
+    /// (`on`), uid-shifted copies (`off`), or idmapped where the kernel supports them (`auto`,
+    /// probed at every run).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_WORKER_IDMAP",
+        value_enum,
+        default_value = "auto"
+    )]
+    idmap: userns::IdmapSetting,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -59,6 +71,16 @@ enum Cmd {
     Check {
         /// Task file (YAML or JSON).
         task: PathBuf,
+        /// Print how this worker would run it: privileges, how ids are mapped (idmapped
+        /// mounts or shifted copies, probed here), and where each volume goes.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: as `run --privileged` would.
+        #[arg(long)]
+        privileged: bool,
+        /// With --explain: the step name (picks the work dir).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Run the DNS proxy alone: forward to upstream resolvers, repair AAAA NXDOMAIN (musl).
     DnsProxy(DnsProxyArgs),
@@ -121,6 +143,10 @@ struct RunArgs {
     /// Annotation KEY=VAL for config.json (e.g. run.berth.seccomp.enosys=runc).
     #[arg(long = "annotation", value_parser = parse_kv)]
     annotations: Vec<(String, String)>,
+    /// Print the run header (privileges, id mapping, image copy, cache conversions) on stderr
+    /// even when it is not a terminal.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(clap::Args)]
@@ -212,6 +238,7 @@ fn worker(cli: &Cli) -> Result<Worker> {
             bin,
             root: cli.work_dir.join("runtime"),
         },
+        idmap: cli.idmap,
     })
 }
 
@@ -232,9 +259,21 @@ async fn real_main(cli: Cli) -> Result<i32> {
             };
             dns::main(a.listen.clone(), cfg).await
         }
-        Cmd::Check { task } => {
+        Cmd::Check {
+            task,
+            explain,
+            privileged,
+            name,
+        } => {
             let t = task::TaskConfig::load(task)?;
-            println!("{t:#?}");
+            if *explain {
+                print!(
+                    "{}",
+                    run::explain(&cli.work_dir, cli.idmap, task, &t, *privileged, name)?
+                );
+            } else {
+                println!("{t:#?}");
+            }
             Ok(0)
         }
         Cmd::Gc => {
@@ -298,6 +337,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 dns_rewrite: !a.no_dns_rewrite,
                 seccomp_profile: a.seccomp_profile.clone(),
                 annotations: a.annotations.clone(),
+                verbose: a.verbose,
             };
             match run::run_task(&w, &opts).await? {
                 Outcome::Exited(c) => Ok(c),
