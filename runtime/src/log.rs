@@ -82,7 +82,8 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     )
 }
 
-/// Write one log line. Errors writing the log itself are ignored: the
+/// Write one log line (without a log file, warnings go to stderr).
+/// Errors writing the log itself are ignored: the
 /// message also goes to stderr for errors, and logging must never turn a
 /// success into a failure.
 pub fn log(level: Level, msg: &str) {
@@ -90,7 +91,14 @@ pub fn log(level: Level, msg: &str) {
     if level < l.min {
         return;
     }
-    let Some(path) = &l.file else { return };
+    let Some(path) = &l.file else {
+        // Without --log, runc's logrus writes to stderr. Errors are printed
+        // there by the dispatcher already; warnings must not be lost.
+        if level == Level::Warn {
+            eprintln!("berth: warning: {msg}");
+        }
+        return;
+    };
     let line = if l.json {
         serde_json::json!({"level": level.name(), "msg": msg, "time": now_rfc3339()}).to_string()
     } else {
