@@ -6,6 +6,9 @@
 #   make test      deps + fixtures + build, then fmt, clippy and the whole test suite
 #   make demo      run a container from the busybox fixture and show what happened
 #   make bench     berth vs runc vs crun (bench/run.sh → bench/results.md)
+#   make test-kernels  the test binaries in VMs with Linux 5.10, 6.1, 6.12 ×
+#                  cgroup v2, v1, hybrid (docs/kernels.md); KERNELS=, CGROUPS=,
+#                  TESTS= pick rows and binaries
 #   make install   berth and berth-worker into $(PREFIX)/bin
 #
 # Expects Debian 12 (or 11) as root; Rust comes from rustup and is never
@@ -197,6 +200,37 @@ demo: deps fixtures build
 bench: deps fixtures build
 	BERTH_FIXTURES=$(BUILD) BERTH_BIN=$(RELEASE)/berth \
 	BERTH_WORKER_BIN=$(RELEASE)/berth-worker bench/run.sh
+
+# -------------------------------------------------------- kernel matrix
+
+# The VMs of `make test-kernels` (docs/kernels.md): virtme-ng boots a Debian
+# kernel on the host's own root filesystem; qemu-system-x86 runs it, kmod's
+# depmod indexes the kernel's modules. virtme-ng comes from PyPI (pinned).
+DEPS_KERNELS := qemu-system-x86 kmod xz-utils file
+VIRTME_NG    := virtme-ng==1.42
+KERNELS      ?= 5.10 6.1 6.12
+CGROUPS      ?= v2 v1 hybrid
+TESTS        ?=
+KERNELS_DIR  := $(BUILD)/kernels
+
+.PHONY: deps-kernels test-kernels
+deps-kernels:
+	@$(call apt_install,$(DEPS_KERNELS),kernel matrix packages,--no-install-recommends)
+	@if command -v vng >/dev/null && vng --version 2>/dev/null | grep -q ' $(subst virtme-ng==,,$(VIRTME_NG))$$'; then \
+	    echo "deps: $(VIRTME_NG) installed"; \
+	else \
+	    python3 -m pip install -q '$(VIRTME_NG)'; \
+	fi
+
+# The binaries are the ones `make test` runs, built here on the host
+# (`--no-run`); the VM only executes them.
+test-kernels: deps deps-kernels fixtures build
+	$(CARGO) test --workspace --no-run --message-format=json 2>/dev/null | \
+	    jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null) | \
+	           (.target.name + (if .target.kind[0] == "test" then "" else "." + .target.kind[0] end)) + " " + .executable' \
+	    > $(KERNELS_DIR).bins
+	$(TEST_ENV) KERNELS='$(KERNELS)' CGROUPS='$(CGROUPS)' TESTS='$(TESTS)' \
+	    KERNELS_DIR=$(KERNELS_DIR) integration/kernels/run.sh $(KERNELS_DIR).bins
 
 # ------------------------------------------------------------- install
 

@@ -27,6 +27,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -136,7 +139,9 @@ static int usage(const char *msg)
             "  cwd | umask | info     working dir | umask | libc, bits, machine, pid\n"
             "  sigwait                print ready=1, wait for a signal, print it\n"
             "  orphans N              leave N short-lived orphans for init to reap\n"
-            "  bench NR ITERS [ARG..] time ITERS raw syscalls (for bench/, not tests)\n");
+            "  bench NR ITERS [ARG..] time ITERS raw syscalls (for bench/, not tests)\n"
+            "  getaddrinfo NAME       getaddrinfo(NAME, AF_UNSPEC): gai=OK addrs=A,B or\n"
+            "                         gai=EAI_NONAME (the libc's resolver, as a program sees it)\n");
     return 2;
 }
 
@@ -732,6 +737,61 @@ static int cmd_bench(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------ getaddrinfo */
+
+/* getaddrinfo(NAME, AF_UNSPEC), the call every program makes. glibc and musl
+ * differ on a half-broken answer: musl fails the whole name when either the A
+ * or the AAAA query gets NXDOMAIN, glibc keeps the A answer. The DNS tests run
+ * this probe from both libcs through berth-worker's proxy. One line:
+ * `gai=OK addrs=198.51.100.10,...` or `gai=EAI_NONAME code=-2`. */
+static const char *gai_name(int e)
+{
+    switch (e) {
+    case 0: return "OK";
+    case EAI_NONAME: return "EAI_NONAME";
+    case EAI_AGAIN: return "EAI_AGAIN";
+    case EAI_FAIL: return "EAI_FAIL";
+    case EAI_FAMILY: return "EAI_FAMILY";
+    case EAI_MEMORY: return "EAI_MEMORY";
+    case EAI_SERVICE: return "EAI_SERVICE";
+    case EAI_SYSTEM: return "EAI_SYSTEM";
+#ifdef EAI_NODATA
+    case EAI_NODATA: return "EAI_NODATA";
+#endif
+    default: return "EAI_OTHER";
+    }
+}
+
+static int cmd_getaddrinfo(int argc, char **argv)
+{
+    if (argc != 1)
+        return usage("getaddrinfo: need NAME");
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int e = getaddrinfo(argv[0], NULL, &hints, &res);
+    if (e != 0) {
+        printf("gai=%s code=%d\n", gai_name(e), e);
+        return 0;
+    }
+    printf("gai=OK addrs=");
+    const char *sep = "";
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        char buf[INET6_ADDRSTRLEN];
+        const void *src = a->ai_family == AF_INET
+            ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+            : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+        if (inet_ntop(a->ai_family, src, buf, sizeof buf)) {
+            printf("%s%s", sep, buf);
+            sep = ",";
+        }
+    }
+    printf("\n");
+    freeaddrinfo(res);
+    return 0;
+}
+
 /* --------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -771,6 +831,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "sigwait") == 0) return cmd_sigwait();
     if (strcmp(cmd, "orphans") == 0) return cmd_orphans(n, rest);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(n, rest);
+    if (strcmp(cmd, "getaddrinfo") == 0) return cmd_getaddrinfo(n, rest);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         usage(NULL);
         return 0;

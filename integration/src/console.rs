@@ -64,7 +64,7 @@ impl ConsoleSocket {
             .set_nonblocking(false)
             .expect("blocking console stream");
         stream
-            .set_read_timeout(Some(crate::PATIENCE))
+            .set_read_timeout(Some(crate::scaled(crate::PATIENCE)))
             .expect("console stream timeout");
         Pty {
             file: File::from(receive_fd(&stream)),
@@ -124,9 +124,9 @@ impl Pty {
     }
 
     /// Reads from the terminal until the output contains `needle` (at most
-    /// [`crate::PATIENCE`]); returns everything read.
+    /// [`crate::PATIENCE`], [`crate::scaled`]); returns everything read.
     pub fn read_until(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + crate::PATIENCE;
+        let deadline = Instant::now() + crate::scaled(crate::PATIENCE);
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
         loop {

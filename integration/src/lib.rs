@@ -102,7 +102,10 @@ pub fn unique_id(tag: &str) -> String {
 /// Polls `cond` every 10 ms until it returns `Some`, panicking with `what` after
 /// `timeout`. This is waiting for an event (a file to appear, a state to change),
 /// never measuring how long something took.
+///
+/// `timeout` is stretched by [`scaled`] on slow machines.
 pub fn poll_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let timeout = scaled(timeout);
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = cond() {
@@ -116,8 +119,41 @@ pub fn poll_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Op
     }
 }
 
-/// The default patience for events in a container (state changes, output lines).
+/// Records that `test` is skipped on this kernel because `reason` (the missing
+/// kernel feature, e.g. "idmapped mounts on tmpfs: Linux 6.3") and prints it. The
+/// caller then returns without asserting. The kernel matrix (`make
+/// test-kernels`, docs/kernels.md) sets `$BERTH_SKIP_LOG` and lists each line,
+/// so a skip is always visible, never a silent pass.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("{test}: {reason}");
+    eprintln!("SKIP {line}");
+    if let Some(path) = std::env::var_os("BERTH_SKIP_LOG") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("opening $BERTH_SKIP_LOG {path:?}: {e}"));
+        writeln!(f, "{line}").expect("writing $BERTH_SKIP_LOG");
+    }
+}
+
+/// The default patience for events in a container (state changes, output lines),
+/// before [`scaled`].
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// `d` times `$BERTH_TEST_TIME_SCALE` (default 1): the kernel matrix runs the
+/// suite in emulated (TCG) VMs, ten or more times slower than the host, and
+/// sets it there (`make test-kernels`, docs/kernels.md). Only waits for events
+/// are stretched, never a duration a test measures.
+pub fn scaled(d: Duration) -> Duration {
+    let factor = std::env::var("BERTH_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|f| *f >= 1)
+        .unwrap_or(1);
+    d * factor
+}
 
 /// `readlink` of one of this (host) process's namespaces, e.g. `"net:[4026531840]"`.
 pub fn host_ns(kind: &str) -> String {

@@ -54,6 +54,16 @@ impl Runtime {
         }
     }
 
+    /// Another OCI runtime binary (e.g. `/usr/sbin/runc`, to show what runc does on
+    /// the same bundle) with a private state root like [`Runtime::private`], so its
+    /// state never mixes with berth's in `/run/berth`.
+    pub fn other(bin: impl Into<PathBuf>) -> Self {
+        Runtime {
+            bin: bin.into(),
+            ..Self::private()
+        }
+    }
+
     /// The binary under test.
     pub fn bin(&self) -> &Path {
         &self.bin

@@ -99,7 +99,8 @@ impl Agent {
 /// starts: `create`, then each `exec`), receiving state + fd from each, and answers
 /// every notification with [`ANSWER`] until no task uses any of the filters.
 fn serve(listener: UnixListener, connections: usize) -> Result<AgentReport, String> {
-    let deadline = Instant::now() + PATIENCE;
+    let patience = berth_integration::scaled(PATIENCE);
+    let deadline = Instant::now() + patience;
     let mut states = Vec::new();
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut seen = Vec::new();
@@ -107,7 +108,7 @@ fn serve(listener: UnixListener, connections: usize) -> Result<AgentReport, Stri
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(format!(
-                "after {PATIENCE:?}: {} of {connections} hand-offs, {} filter(s) still in use; seen {seen:?}",
+                "after {patience:?}: {} of {connections} hand-offs, {} filter(s) still in use; seen {seen:?}",
                 states.len(),
                 fds.len()
             ));
@@ -147,7 +148,7 @@ fn serve(listener: UnixListener, connections: usize) -> Result<AgentReport, Stri
         {
             let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
             stream.set_nonblocking(false).unwrap();
-            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            stream.set_read_timeout(Some(patience)).unwrap();
             let (data, fd) = receive_state(&stream)?;
             let state: Value = serde_json::from_slice(&data).map_err(|e| {
                 format!(

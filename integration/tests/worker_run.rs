@@ -9,70 +9,72 @@ use worker_common::*;
 
 #[test]
 fn schema_fields_params_dir_user_and_env() {
-    let env = Env::new();
-    env.write("src/sub/hello.txt", "hi from the input\n");
-    let task = env.write(
-        "task.yml",
-        r#"
-platform: linux
-inputs:
-- name: src
-  path: renamed/src
-- name: absent
-  optional: true
-outputs:
-- name: out
-params:
-  STR: plain
-  NUM: 42
-  BOOL: true
-  MAP: {a: 1}
-  OVERRIDDEN: from-file
-run:
-  path: sh
-  args: [-c, 'echo "user=$(id -u):$(id -g) USER=$USER"; echo "cwd=$(pwd)"; echo "STR=$STR NUM=$NUM BOOL=$BOOL MAP=$MAP OVERRIDDEN=$OVERRIDDEN"; echo "PATH=$PATH"; cat hello.txt; test -e ../../../absent && echo absent-mounted; echo done > ../../../out/f']
-  dir: renamed/src/sub
-  user: nobody
-"#,
-    );
-    let out = env.path("outdir");
-    let o = env.run(
-        &task,
-        &busybox(),
-        &[
-            "-i",
-            &format!("src={}", env.path("src").display()),
-            "-o",
-            &format!("out={}", out.display()),
-            "-p",
-            "OVERRIDDEN=from-cli",
-            "--name",
-            "one-off",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let s = stdout(&o);
-    assert!(s.contains("user=65534:65534 USER=nobody"), "{}", text(&o));
-    // Concourse's work dir: /tmp/build/<first 4 bytes of sha256("one-off")>.
-    assert!(
-        s.contains(&format!(
-            "cwd=/tmp/build/{}/renamed/src/sub",
-            sha8("one-off")
-        )),
-        "{s}"
-    );
-    assert!(
-        s.contains("STR=plain NUM=42 BOOL=true MAP={\"a\":1} OVERRIDDEN=from-cli"),
-        "{s}"
-    );
-    assert!(
-        s.contains("PATH=/usr/local/bin:/usr/bin:/bin"),
-        "non-root default PATH: {s}"
-    );
-    assert!(s.contains("hi from the input"), "{s}");
-    assert!(!s.contains("absent-mounted"), "{s}");
-    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "done\n");
-    env.assert_clean(&[]);
+    for mode in IDMAP_MODES {
+        let env = Env::with_idmap(mode);
+        env.write("src/sub/hello.txt", "hi from the input\n");
+        let task = env.write(
+            "task.yml",
+            r#"
+    platform: linux
+    inputs:
+    - name: src
+      path: renamed/src
+    - name: absent
+      optional: true
+    outputs:
+    - name: out
+    params:
+      STR: plain
+      NUM: 42
+      BOOL: true
+      MAP: {a: 1}
+      OVERRIDDEN: from-file
+    run:
+      path: sh
+      args: [-c, 'echo "user=$(id -u):$(id -g) USER=$USER"; echo "cwd=$(pwd)"; echo "STR=$STR NUM=$NUM BOOL=$BOOL MAP=$MAP OVERRIDDEN=$OVERRIDDEN"; echo "PATH=$PATH"; cat hello.txt; test -e ../../../absent && echo absent-mounted; echo done > ../../../out/f']
+      dir: renamed/src/sub
+      user: nobody
+    "#,
+        );
+        let out = env.path("outdir");
+        let o = env.run(
+            &task,
+            &busybox(),
+            &[
+                "-i",
+                &format!("src={}", env.path("src").display()),
+                "-o",
+                &format!("out={}", out.display()),
+                "-p",
+                "OVERRIDDEN=from-cli",
+                "--name",
+                "one-off",
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        let s = stdout(&o);
+        assert!(s.contains("user=65534:65534 USER=nobody"), "{}", text(&o));
+        // Concourse's work dir: /tmp/build/<first 4 bytes of sha256("one-off")>.
+        assert!(
+            s.contains(&format!(
+                "cwd=/tmp/build/{}/renamed/src/sub",
+                sha8("one-off")
+            )),
+            "{s}"
+        );
+        assert!(
+            s.contains("STR=plain NUM=42 BOOL=true MAP={\"a\":1} OVERRIDDEN=from-cli"),
+            "{s}"
+        );
+        assert!(
+            s.contains("PATH=/usr/local/bin:/usr/bin:/bin"),
+            "non-root default PATH: {s}"
+        );
+        assert!(s.contains("hi from the input"), "{s}");
+        assert!(!s.contains("absent-mounted"), "{s}");
+        assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "done\n");
+        env.assert_clean(&[]);
+    }
 }
 
 #[test]
@@ -85,48 +87,51 @@ fn work_dir_is_sha256_of_step_name() {
 }
 
 #[test]
-fn inputs_stay_unchanged_and_outputs_land_with_mapped_owner() {
-    let env = Env::new();
-    env.write("src/keep.txt", "original\n");
-    env.write("src/delete-me.txt", "x\n");
-    let task = env.write(
-        "task.yml",
-        r#"
-platform: linux
-inputs: [{name: src}]
-outputs: [{name: out}]
-run:
-  path: sh
-  args: [-c, 'echo changed > src/keep.txt && rm src/delete-me.txt && touch src/new && cat src/keep.txt && echo artifact > out/a && mkdir out/d && echo nested > out/d/b']
-"#,
-    );
-    let out = env.path("outdir");
-    let o = env.run(
-        &task,
-        &busybox(),
-        &[
-            "-i",
-            &format!("src={}", env.path("src").display()),
-            "-o",
-            &format!("out={}", out.display()),
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(stdout(&o), "changed\n", "the task sees its own writes");
-    assert_eq!(
-        std::fs::read_to_string(env.path("src/keep.txt")).unwrap(),
-        "original\n"
-    );
-    assert!(env.path("src/delete-me.txt").exists());
-    assert!(!env.path("src/new").exists());
-    assert_eq!(
-        std::fs::read_to_string(out.join("d/b")).unwrap(),
-        "nested\n"
-    );
-    // Unprivileged: task root is the host's highest uid (Concourse's mapping).
-    let m = std::fs::metadata(out.join("a")).unwrap();
-    assert_eq!((m.uid(), m.gid()), (host_max(), host_max()));
-    env.assert_clean(&[]);
+fn inputs_stay_unchanged_and_outputs_land_in_host_space() {
+    for mode in IDMAP_MODES {
+        let env = Env::with_idmap(mode);
+        env.write("src/keep.txt", "original\n");
+        env.write("src/delete-me.txt", "x\n");
+        let task = env.write(
+            "task.yml",
+            r#"
+    platform: linux
+    inputs: [{name: src}]
+    outputs: [{name: out}]
+    run:
+      path: sh
+      args: [-c, 'echo changed > src/keep.txt && rm src/delete-me.txt && touch src/new && cat src/keep.txt && echo artifact > out/a && mkdir out/d && echo nested > out/d/b']
+    "#,
+        );
+        let out = env.path("outdir");
+        let o = env.run(
+            &task,
+            &busybox(),
+            &[
+                "-i",
+                &format!("src={}", env.path("src").display()),
+                "-o",
+                &format!("out={}", out.display()),
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(stdout(&o), "changed\n", "the task sees its own writes");
+        assert_eq!(
+            std::fs::read_to_string(env.path("src/keep.txt")).unwrap(),
+            "original\n"
+        );
+        assert!(env.path("src/delete-me.txt").exists());
+        assert!(!env.path("src/new").exists());
+        assert_eq!(
+            std::fs::read_to_string(out.join("d/b")).unwrap(),
+            "nested\n"
+        );
+        // Outputs leave in host space: the unprivileged task's root (host uid max inside the
+        // run) owns them as uid 0, exactly as a privileged task's would.
+        let m = std::fs::metadata(out.join("a")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{mode}");
+        env.assert_clean(&[]);
+    }
 }
 
 #[test]
@@ -147,36 +152,40 @@ fn failed_task_exits_with_its_status_and_copies_no_outputs() {
 
 #[test]
 fn caches_persist_between_runs() {
-    let env = Env::new();
-    let task = env.write("task.yml", "platform: linux\ncaches: [{path: c}]\nrun: {path: sh, args: [-c, 'echo x >> c/log; wc -l < c/log']}\n");
-    for want in ["1", "2"] {
-        let o = env.run(&task, &busybox(), &[]);
-        assert!(o.status.success(), "{}", text(&o));
-        assert_eq!(stdout(&o).trim(), want);
+    for mode in IDMAP_MODES {
+        let env = Env::with_idmap(mode);
+        let task = env.write("task.yml", "platform: linux\ncaches: [{path: c}]\nrun: {path: sh, args: [-c, 'echo x >> c/log; wc -l < c/log']}\n");
+        for want in ["1", "2"] {
+            let o = env.run(&task, &busybox(), &[]);
+            assert!(o.status.success(), "{}", text(&o));
+            assert_eq!(stdout(&o).trim(), want);
+        }
+        // Another task file has its own cache.
+        let other = env.write("other.yml", &std::fs::read_to_string(&task).unwrap());
+        let o = env.run(&other, &busybox(), &[]);
+        assert_eq!(stdout(&o).trim(), "1", "{}", text(&o));
     }
-    // Another task file has its own cache.
-    let other = env.write("other.yml", &std::fs::read_to_string(&task).unwrap());
-    let o = env.run(&other, &busybox(), &[]);
-    assert_eq!(stdout(&o).trim(), "1", "{}", text(&o));
 }
 
 #[test]
 fn unprivileged_task_is_root_in_a_user_namespace() {
-    let env = Env::new();
-    let task = env.write(
-        "task.yml",
-        "platform: linux\nrun: {path: sh, args: [-c, 'id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status; mkdir -p /mnt; mount -t tmpfs t /mnt && echo mounted || echo mount-denied']}\n",
-    );
-    let o = env.run(&task, &busybox(), &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    let s = stdout(&o);
-    let lines: Vec<Vec<&str>> = s.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(lines[0], ["0"]);
-    assert_eq!(lines[1], ["0", &host_max().to_string(), "1"]);
-    assert_eq!(lines[2], ["1", "1", &(host_max() - 1).to_string()]);
-    // Concourse's 14 capabilities: 0xa80425fb.
-    assert_eq!(lines[3], ["CapEff:", "00000000a80425fb"], "{s}");
-    assert!(s.contains("mount-denied"), "{s}");
+    for mode in IDMAP_MODES {
+        let env = Env::with_idmap(mode);
+        let task = env.write(
+            "task.yml",
+            "platform: linux\nrun: {path: sh, args: [-c, 'id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status; mkdir -p /mnt; mount -t tmpfs t /mnt && echo mounted || echo mount-denied']}\n",
+        );
+        let o = env.run(&task, &busybox(), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        let s = stdout(&o);
+        let lines: Vec<Vec<&str>> = s.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(lines[0], ["0"]);
+        assert_eq!(lines[1], ["0", &host_max().to_string(), "1"]);
+        assert_eq!(lines[2], ["1", "1", &(host_max() - 1).to_string()]);
+        // Concourse's 14 capabilities: 0xa80425fb.
+        assert_eq!(lines[3], ["CapEff:", "00000000a80425fb"], "{s}");
+        assert!(s.contains("mount-denied"), "{s}");
+    }
 }
 
 #[test]
@@ -322,19 +331,21 @@ fn zombies_are_reaped_by_init() {
 
 #[test]
 fn glibc_and_musl_images_both_run() {
-    let env = Env::new();
-    let task = env.write("task.yml", "platform: linux\nrun: {path: sh, args: [-c, 'berth-probe-musl thread && ldd --version 2>&1 | head -1']}\n");
-    let o = env.run(&task, &bookworm(), &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(stdout(&o).contains("pthread_create=0"), "{}", text(&o));
-    assert!(stdout(&o).contains("GLIBC"), "{}", text(&o));
-    let task = env.write(
-        "task2.yml",
-        "platform: linux\nrun: {path: berth-probe-musl, args: [thread]}\n",
-    );
-    let o = env.run(&task, &busybox(), &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(stdout(&o).contains("pthread_create=0"), "{}", text(&o));
+    for mode in IDMAP_MODES {
+        let env = Env::with_idmap(mode);
+        let task = env.write("task.yml", "platform: linux\nrun: {path: sh, args: [-c, 'berth-probe-musl thread && ldd --version 2>&1 | head -1']}\n");
+        let o = env.run(&task, &bookworm(), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(stdout(&o).contains("pthread_create=0"), "{}", text(&o));
+        assert!(stdout(&o).contains("GLIBC"), "{}", text(&o));
+        let task = env.write(
+            "task2.yml",
+            "platform: linux\nrun: {path: berth-probe-musl, args: [thread]}\n",
+        );
+        let o = env.run(&task, &busybox(), &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(stdout(&o).contains("pthread_create=0"), "{}", text(&o));
+    }
 }
 
 #[test]
@@ -413,10 +424,12 @@ fn stdout_and_stderr_keep_their_order_in_one_file() {
 
 #[test]
 fn rootfs_uri_names_a_directory_image() {
-    let env = Env::new();
-    let task = env.write("task.yml", &format!("platform: linux\nrootfs_uri: raw://{}\nrun: {{path: busybox, args: [echo, from-rootfs-uri]}}\n", busybox().canonicalize().unwrap().display()));
-    let o = env.worker(&["run", task.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(stdout(&o), "from-rootfs-uri\n");
-    env.assert_clean(&[]);
+    for mode in IDMAP_MODES {
+        let env = Env::with_idmap(mode);
+        let task = env.write("task.yml", &format!("platform: linux\nrootfs_uri: raw://{}\nrun: {{path: busybox, args: [echo, from-rootfs-uri]}}\n", busybox().canonicalize().unwrap().display()));
+        let o = env.worker(&["run", task.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(stdout(&o), "from-rootfs-uri\n");
+        env.assert_clean(&[]);
+    }
 }

@@ -413,6 +413,77 @@ impl Store {
         r
     }
 
+    /// The uid-shifted ("namespaced") copy of `img`'s root filesystem, for unprivileged runs
+    /// without idmapped mounts: every owner mapped host → namespaced space (root → `max`), made
+    /// once and cached. Returns the copy and whether this call made it.
+    ///
+    /// A stored image never changes, so its copy sits next to it as `<key>/rootfs-ns-<max>/`.
+    /// A rootfs directory used in place can change under us, so its copy is keyed by the
+    /// directory's path and a [`fingerprint`](crate::shift::fingerprint) of the whole tree:
+    /// `<work-dir>/shifted/<sha(path)>/<fingerprint>-<max>/`; a changed directory gets a new
+    /// copy and the old ones go once no mount uses them.
+    pub fn shifted_rootfs(&self, img: &Image, max: u32) -> Result<(PathBuf, bool)> {
+        let (parent, name) = match img.rootfs.strip_prefix(&self.root) {
+            Ok(rel) if rel.ends_with("rootfs") && rel.components().count() == 2 => (
+                img.rootfs.parent().expect("key dir").to_path_buf(),
+                format!("rootfs-ns-{max}"),
+            ),
+            _ => {
+                let path_key = sha256_hex(img.rootfs.as_os_str().as_encoded_bytes());
+                let dir = self
+                    .root
+                    .parent()
+                    .unwrap_or(&self.root)
+                    .join("shifted")
+                    .join(&path_key[..16]);
+                let fp = crate::shift::fingerprint(&img.rootfs).with_context(|| {
+                    format!(
+                        "fingerprinting the rootfs directory {}",
+                        img.rootfs.display()
+                    )
+                })?;
+                (dir, format!("{fp}-{max}"))
+            }
+        };
+        let dst = parent.join(&name);
+        if dst.is_dir() {
+            return Ok((dst, false));
+        }
+        fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+        remove_dead_temps(&parent);
+        let tmp = parent.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            crate::sys::random_hex(4)
+        ));
+        let r = crate::shift::copy_tree(&img.rootfs, &tmp, crate::shift::Shift::ToNs(max))
+            .with_context(|| format!("making the shifted copy of {}", img.rootfs.display()));
+        if let Err(e) = r {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if fs::rename(&tmp, &dst).is_err() {
+            // Another run made it first: use theirs.
+            let _ = fs::remove_dir_all(&tmp);
+            if !dst.is_dir() {
+                bail!("could not move the shifted copy into {}", dst.display());
+            }
+            return Ok((dst, false));
+        }
+        if parent.parent().is_some_and(|p| p.ends_with("shifted")) {
+            // Older copies of a changed directory, unless a run still has one as a layer.
+            let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
+                let p = e.path();
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n != name && !n.starts_with('.') && !mounts.contains(&*p.to_string_lossy()) {
+                    let _ = fs::remove_dir_all(&p);
+                }
+            }
+        }
+        Ok((dst, true))
+    }
+
     /// Add `name` to the stored image `key` (moving it from any other image).
     pub fn tag(&self, key: &str, name: &str) -> Result<()> {
         self.untag(name)?;
@@ -438,6 +509,23 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Remove `.tmp-<pid>-…` directories in `dir` whose process is gone (a crash during a copy).
+pub fn remove_dead_temps(dir: &Path) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = n
+            .strip_prefix(".tmp-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -2,10 +2,12 @@
 //! one-machine Concourse worker. See docs/worker.md.
 
 mod bundle;
+mod dns;
 mod image;
 mod registry;
 mod run;
 mod runtime;
+mod shift;
 mod sys;
 mod task;
 mod userns;
@@ -38,6 +40,17 @@ struct Cli {
     /// this binary, else on PATH.
     #[arg(long, global = true, env = "BERTH_BIN")]
     runtime: Option<PathBuf>,
+    /// How unprivileged tasks see images and inputs with the right owners: idmapped mounts
+    /// (`on`), uid-shifted copies (`off`), or idmapped where the kernel supports them (`auto`,
+    /// probed at every run).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_WORKER_IDMAP",
+        value_enum,
+        default_value = "auto"
+    )]
+    idmap: userns::IdmapSetting,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -57,7 +70,19 @@ enum Cmd {
     Check {
         /// Task file (YAML or JSON).
         task: PathBuf,
+        /// Print how this worker would run it: privileges, how ids are mapped (idmapped
+        /// mounts or shifted copies, probed here), and where each volume goes.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: as `run --privileged` would.
+        #[arg(long)]
+        privileged: bool,
+        /// With --explain: the step name (picks the work dir).
+        #[arg(long)]
+        name: Option<String>,
     },
+    /// Run the DNS proxy alone: forward to upstream resolvers, repair AAAA NXDOMAIN (musl).
+    DnsProxy(DnsProxyArgs),
     #[command(name = "__userns-hold", hide = true)]
     UsernsHold,
 }
@@ -100,6 +125,30 @@ struct RunArgs {
     /// Annotation KEY=VAL for config.json (e.g. run.berth.seccomp.enosys=runc).
     #[arg(long = "annotation", value_parser = parse_kv)]
     annotations: Vec<(String, String)>,
+    /// Print the run header (privileges, id mapping, image copy, cache conversions) on stderr
+    /// even when it is not a terminal.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(clap::Args)]
+struct DnsProxyArgs {
+    /// Address to serve on, UDP and TCP: IP or IP:PORT (port 53 by default). Repeatable.
+    #[arg(long, required = true, value_parser = dns::parse_addr)]
+    listen: Vec<std::net::SocketAddr>,
+    /// Upstream resolvers, tried in order (loopback ones such as 127.0.0.53 work). Default:
+    /// the nameservers of /etc/resolv.conf.
+    #[arg(long, num_args = 1.., value_parser = dns::parse_addr)]
+    upstream: Vec<std::net::SocketAddr>,
+    /// How long to wait for one upstream before trying the next (then SERVFAIL).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    timeout: Duration,
+    /// Pass AAAA NXDOMAIN through unchanged (no NODATA repair).
+    #[arg(long)]
+    no_rewrite: bool,
+    /// Log level: info, or debug (every rewrite, with the name, and every failed forward).
+    #[arg(long, env = "BERTH_WORKER_LOG", default_value = "info", value_parser = ["info", "debug"])]
+    log_level: String,
 }
 
 #[derive(Subcommand)]
@@ -171,15 +220,42 @@ fn worker(cli: &Cli) -> Result<Worker> {
             bin,
             root: cli.work_dir.join("runtime"),
         },
+        idmap: cli.idmap,
     })
 }
 
 async fn real_main(cli: Cli) -> Result<i32> {
     match &cli.cmd {
         Cmd::UsernsHold => Ok(userns::hold_main()),
-        Cmd::Check { task } => {
+        Cmd::DnsProxy(a) => {
+            let upstreams = if a.upstream.is_empty() {
+                dns::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+            } else {
+                a.upstream.clone()
+            };
+            let cfg = dns::Config {
+                upstreams,
+                timeout: a.timeout,
+                rewrite: !a.no_rewrite,
+                debug: a.log_level == "debug",
+            };
+            dns::main(a.listen.clone(), cfg).await
+        }
+        Cmd::Check {
+            task,
+            explain,
+            privileged,
+            name,
+        } => {
             let t = task::TaskConfig::load(task)?;
-            println!("{t:#?}");
+            if *explain {
+                print!(
+                    "{}",
+                    run::explain(&cli.work_dir, cli.idmap, task, &t, *privileged, name)?
+                );
+            } else {
+                println!("{t:#?}");
+            }
             Ok(0)
         }
         Cmd::Gc => {
@@ -240,6 +316,7 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 network: a.network,
                 seccomp_profile: a.seccomp_profile.clone(),
                 annotations: a.annotations.clone(),
+                verbose: a.verbose,
             };
             match run::run_task(&w, &opts).await? {
                 Outcome::Exited(c) => Ok(c),
@@ -264,10 +341,17 @@ fn main() {
     if matches!(cli.cmd, Cmd::UsernsHold) {
         std::process::exit(userns::hold_main());
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The proxy serves many clients at once: all cores. A task run is one event loop.
+    let rt = if matches!(cli.cmd, Cmd::DnsProxy(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("berth-worker: starting the async runtime: {e}");

@@ -6,11 +6,12 @@
 //!
 //! ```text
 //! runs/<id>/run.json        who owns the run (worker pid + start time), container id, runtime
-//!           rootfs/         the task's root: overlay(image, upper), from idmapped layers if unprivileged
+//!           rootfs/         the task's root: overlay(image, upper); unprivileged: from idmapped
+//!                           layers, or over the image's shifted copy (see shift.rs)
 //!           layers/rootfs/  rw/{upper,work} of that overlay; lower-idmapped/, rw-idmapped/ are
 //!                           the idmapped layer mounts, detached once the overlay holds them
 //!           layers/in-N/    the same for input N (lower = the caller's dir, never written)
-//!           inputs/N        input N's overlay
+//!           inputs/N        input N's overlay, or its uid-shifted copy (no idmapped mounts)
 //!           vol/workdir     the work dir volume, /tmp/build/<hex>
 //!           vol/out-N       outputs, copied to -o DIR after success
 //!           vol/scratch     /scratch
@@ -28,9 +29,10 @@ use sha2::{Digest, Sha256};
 use crate::bundle::{self, Bind, ContainerPlan, Network};
 use crate::image::{Image, Store};
 use crate::runtime::Runtime;
+use crate::shift::{self, Shift};
 use crate::sys;
 use crate::task::TaskConfig;
-use crate::userns::{self, IdRange};
+use crate::userns::{self, IdRange, IdmapSetting, IdsMode};
 
 /// Where berth-init is mounted inside the container (Concourse mounts its init at /tmp/gdn-init).
 const INIT_IN_CONTAINER: &str = "/tmp/berth-init";
@@ -47,6 +49,8 @@ pub const EXIT_ABORTED: i32 = 3;
 pub struct Worker {
     pub work_dir: PathBuf,
     pub runtime: Runtime,
+    /// Idmapped mounts or shifted copies for unprivileged tasks (`--idmap`).
+    pub idmap: IdmapSetting,
 }
 
 /// Options of `berth-worker run`.
@@ -64,6 +68,8 @@ pub struct RunOptions {
     pub network: Network,
     pub seccomp_profile: Option<PathBuf>,
     pub annotations: Vec<(String, String)>,
+    /// Print the run header (what the run is made of) even when stderr is not a terminal.
+    pub verbose: bool,
 }
 
 /// `run.json`.
@@ -169,7 +175,15 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
         .context("writing config.json")?;
         let outcome = execute(w, opts, &rec, &bundle_dir, &mut sigint, &mut sigterm).await?;
         if outcome == Outcome::Exited(0) {
-            copy_outputs(&task, opts, &run_dir).await?;
+            // Outputs leave in host space, whoever wrote them: an unprivileged task's root
+            // (host uid max on disk) becomes 0, so the next task, privileged or not, gets
+            // them like any other input (Concourse streams volumes out the same way).
+            let to = if opts.privileged {
+                Shift::None
+            } else {
+                Shift::ToHost(userns::host_max_id()?)
+            };
+            copy_outputs(&task, opts, &run_dir, to).await?;
         }
         Ok::<_, anyhow::Error>(outcome)
     }
@@ -181,6 +195,105 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
         (Err(e), Ok(())) => Err(e),
         (Err(e), Err(c)) => Err(anyhow!("{e:#}\n(and cleaning up failed too: {c:#})")),
     }
+}
+
+/// `berth-worker check TASK --explain`: how this worker would run the task, as a plan. The id
+/// mapping of unprivileged runs is probed exactly as a run probes it.
+pub fn explain(
+    work_dir: &Path,
+    idmap: IdmapSetting,
+    task_file: &Path,
+    task: &TaskConfig,
+    privileged: bool,
+    step_name: &Option<String>,
+) -> Result<String> {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let step = step_name.clone().unwrap_or_else(|| {
+        task_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "task".into())
+    });
+    let workdir = work_dir_in_container(&step);
+    let max = userns::host_max_id()?;
+    writeln!(o, "task: {}", task_file.display())?;
+    let mode = if privileged {
+        writeln!(
+            o,
+            "privileges: privileged: host root, no user namespace, all capabilities, no seccomp"
+        )?;
+        writeln!(o, "ids: host space everywhere (nothing mapped)")?;
+        None
+    } else {
+        writeln!(o, "privileges: unprivileged: user namespace (task root = host uid {max}, other ids unchanged), 14 capabilities, seccomp")?;
+        let runs = work_dir.join("runs");
+        mkdir(&runs)?;
+        let (m, _ns) = userns::choose_mode(idmap, &runs)?;
+        writeln!(o, "ids: {m}")?;
+        Some(m)
+    };
+    let image = if let Some(ir) = &task.image_resource {
+        format!(
+            "image_resource {}:{}",
+            ir.repository().unwrap_or_default(),
+            ir.tag()
+        )
+    } else if let Some(u) = &task.rootfs_uri {
+        format!("rootfs_uri {u}")
+    } else {
+        "from --image (none in the task file)".into()
+    };
+    let how_image = match &mode {
+        None => "overlay over the image",
+        Some(IdsMode::Idmapped) => "overlay over the image through idmapped layers (nothing copied)",
+        Some(IdsMode::Shifted { .. }) => "overlay over the image's shifted copy (made once per image and cached: <work-dir>/images/<key>/rootfs-ns-<max>, or <work-dir>/shifted/ for a directory)",
+    };
+    writeln!(o, "rootfs: {image}: {how_image}")?;
+    writeln!(o, "work dir: {workdir}")?;
+    for i in &task.inputs {
+        let how = match &mode {
+            None => "overlay over -i DIR (DIR never written)",
+            Some(IdsMode::Idmapped) => {
+                "overlay over -i DIR through idmapped layers (DIR never written)"
+            }
+            Some(IdsMode::Shifted { .. }) => "shifted copy of -i DIR, per run (DIR never written)",
+        };
+        writeln!(
+            o,
+            "input {}{}: {workdir}/{}: {how}",
+            i.name,
+            if i.optional { " (optional)" } else { "" },
+            i.mount_path().trim_matches('/')
+        )?;
+    }
+    for out in &task.outputs {
+        writeln!(
+            o,
+            "output {}: {workdir}/{}: copied to -o DIR after success, in host space{}",
+            out.name,
+            out.mount_path().trim_matches('/'),
+            if privileged {
+                ""
+            } else {
+                " (task root's files become uid 0)"
+            }
+        )?;
+    }
+    for c in &task.caches {
+        writeln!(
+            o,
+            "cache {}: kept in {} space, converted in place when the last run was {}",
+            c.path,
+            if privileged { "host" } else { "namespaced" },
+            if privileged {
+                "unprivileged"
+            } else {
+                "privileged"
+            }
+        )?;
+    }
+    Ok(o)
 }
 
 fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<Image> {
@@ -258,7 +371,18 @@ fn cow_mount(
         mkdir(d)?;
     }
     match userns {
-        None => sys::mount_overlay(lower, &rw.join("upper"), &rw.join("work"), target),
+        None => {
+            // The overlay's root directory is the upper dir: give it the lower root's owner
+            // and mode, or a shifted image's root would show as the host's root (an unmapped
+            // id) to the task, which could then not create anything in `/`.
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let m = std::fs::metadata(lower).with_context(|| format!("{}", lower.display()))?;
+            let upper = rw.join("upper");
+            sys::lchown(&upper, m.uid(), m.gid())?;
+            std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                .with_context(|| format!("chmod {}", upper.display()))?;
+            sys::mount_overlay(lower, &upper, &rw.join("work"), target)
+        }
         Some(ns) => {
             let (lower_m, rw_m) = (
                 layer_dir.join("lower-idmapped"),
@@ -303,18 +427,24 @@ fn prepare(
             .unwrap_or_else(|| "task".into())
     });
     let workdir = work_dir_in_container(&step);
+    let max = userns::host_max_id()?;
     let idmap = if opts.privileged {
         None
     } else {
-        Some(userns::concourse_mapping(userns::host_max_id()?))
+        Some(userns::concourse_mapping(max))
     };
-    let ns = match &idmap {
-        Some(_) => Some(
-            userns::userns_fd(&userns::mount_mapping(userns::host_max_id()?))
-                .context("creating the user namespace for idmapped mounts")?,
-        ),
-        None => None,
+    // Unprivileged tasks see host-space trees (image, inputs) through idmapped layers where
+    // the kernel has them, else through uid-shifted copies (see shift.rs).
+    let (mode, ns) = if opts.privileged {
+        (None, None)
+    } else {
+        let (m, ns) = userns::choose_mode(w.idmap, &w.runs_dir())?;
+        (Some(m), ns)
     };
+    let mut header = vec![match &mode {
+        None => "privileged (host root, no user namespace)".to_string(),
+        Some(m) => format!("unprivileged (user namespace, task root = host uid {max}); ids: {m}"),
+    }];
 
     // Process identity, from the image's own passwd/group files.
     let user_spec = if !task.run.user.is_empty() {
@@ -325,15 +455,29 @@ fn prepare(
     let user = bundle::resolve_user(&image.rootfs, user_spec)?;
     let (own_uid, own_gid) = host_owner(idmap.as_deref(), user.uid, user.gid);
 
-    // Root filesystem: copy-on-write over the image.
+    // Root filesystem: copy-on-write over the image (or over its shifted copy).
     let rootfs = run_dir.join("rootfs");
-    cow_mount(
-        &image.rootfs,
-        &run_dir.join("layers/rootfs"),
-        &rootfs,
-        ns.as_ref(),
-    )
-    .context("preparing the task's root filesystem")?;
+    let lower = match &mode {
+        Some(IdsMode::Shifted { .. }) => {
+            let t = std::time::Instant::now();
+            let (p, made) = Store::new(&w.work_dir)
+                .shifted_rootfs(image, max)
+                .context("preparing the image for an unprivileged task")?;
+            header.push(if made {
+                format!(
+                    "image: made its shifted copy in {:.1}s: {}",
+                    t.elapsed().as_secs_f64(),
+                    p.display()
+                )
+            } else {
+                format!("image: shifted copy {}", p.display())
+            });
+            p
+        }
+        _ => image.rootfs.clone(),
+    };
+    cow_mount(&lower, &run_dir.join("layers/rootfs"), &rootfs, ns.as_ref())
+        .context("preparing the task's root filesystem")?;
 
     let mut binds: Vec<Bind> = Vec::new();
     let vol = run_dir.join("vol");
@@ -378,13 +522,20 @@ fn prepare(
             bail!("-i {}={}: not a directory", inp.name, src.display());
         }
         let target = run_dir.join(format!("inputs/{i}"));
-        cow_mount(
-            &src,
-            &run_dir.join(format!("layers/in-{i}")),
-            &target,
-            ns.as_ref(),
-        )
-        .with_context(|| format!("mounting input {}", inp.name))?;
+        if let Some(IdsMode::Shifted { .. }) = &mode {
+            // The run's own shifted copy: writable, and the caller's dir is only read.
+            mkdir(&run_dir.join("inputs"))?;
+            shift::copy_tree(&src, &target, Shift::ToNs(max))
+                .with_context(|| format!("copying input {} (shifted)", inp.name))?;
+        } else {
+            cow_mount(
+                &src,
+                &run_dir.join(format!("layers/in-{i}")),
+                &target,
+                ns.as_ref(),
+            )
+            .with_context(|| format!("mounting input {}", inp.name))?;
+        }
         let dest = format!("{workdir}/{}", inp.mount_path().trim_matches('/'));
         binds.push(Bind {
             source: target.clone(),
@@ -424,6 +575,11 @@ fn prepare(
         if !dir.exists() {
             mkdir(&dir)?;
             sys::lchown(&dir, own_uid, own_gid)?;
+        }
+        // A cache lives in the id space of the runs that use it: converted (in place, once)
+        // when it crosses between privileged and unprivileged runs.
+        if let Some(how) = cache_to_space(&dir, !opts.privileged, max)? {
+            header.push(format!("cache {}: {how}", c.path));
         }
         binds.push(Bind {
             source: dir,
@@ -524,6 +680,11 @@ fn prepare(
     } else {
         find_seccomp(w, opts)?
     };
+    if opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        for l in &header {
+            eprintln!("berth-worker: run {}: {l}", rec.id);
+        }
+    }
     Ok(ContainerPlan {
         rootfs,
         args: argv,
@@ -544,6 +705,65 @@ fn prepare(
         network: opts.network,
         cap_mask: bundle::held_caps(),
     })
+}
+
+/// The id space a cache's files are in, recorded next to it in `<cache>.ids`.
+fn cache_space_file(dir: &Path) -> PathBuf {
+    let mut f = dir.as_os_str().to_owned();
+    f.push(".ids");
+    PathBuf::from(f)
+}
+
+/// Bring the cache `dir` into the namespaced space (`ns`) or host space, chowning it in place
+/// if it was last used by the other kind of run. Returns what was done, if anything.
+///
+/// A cache without a record (made before records existed) is in the space its top directory's
+/// owner says: namespaced when that is `max`. The record is written after the conversion, and
+/// the conversion is idempotent, so a crash in between is repaired by the next run.
+fn cache_to_space(dir: &Path, ns: bool, max: u32) -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let rec = cache_space_file(dir);
+    let want = if ns {
+        format!("ns-{max}")
+    } else {
+        "host".into()
+    };
+    let have = match std::fs::read_to_string(&rec) {
+        Ok(s) => s.trim().to_string(),
+        Err(_) => {
+            let m = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
+            if m.uid() == max {
+                format!("ns-{max}")
+            } else {
+                "host".into()
+            }
+        }
+    };
+    let mut done = None;
+    if have != want {
+        let t = std::time::Instant::now();
+        let n = if ns {
+            shift::shift_in_place(dir, Shift::ToNs(max))?
+        } else {
+            // From whatever namespaced space it was in.
+            let from = have
+                .strip_prefix("ns-")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(max);
+            shift::shift_in_place(dir, Shift::ToHost(from))?
+        };
+        done = Some(format!(
+            "converted from {have} to {want} space ({n} entries, {:.2}s)",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    if have != want || !rec.exists() {
+        let tmp = cache_space_file(&dir.with_extension(format!("tmp-{}", sys::random_hex(4))));
+        std::fs::write(&tmp, format!("{want}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &rec))
+            .with_context(|| format!("writing {}", rec.display()))?;
+    }
+    Ok(done)
 }
 
 /// Write berth-init into `<work-dir>/bin` (once per content).
@@ -729,7 +949,12 @@ fn forward(r: std::os::fd::OwnedFd, stderr: bool) -> tokio::task::JoinHandle<()>
     })
 }
 
-async fn copy_outputs(task: &TaskConfig, opts: &RunOptions, run_dir: &Path) -> Result<()> {
+async fn copy_outputs(
+    task: &TaskConfig,
+    opts: &RunOptions,
+    run_dir: &Path,
+    to: Shift,
+) -> Result<()> {
     for (name, dst) in &opts.outputs {
         let (i, out) = task
             .outputs
@@ -747,21 +972,13 @@ async fn copy_outputs(task: &TaskConfig, opts: &RunOptions, run_dir: &Path) -> R
             _ => run_dir.join(format!("vol/out-{i}")),
         };
         mkdir(dst)?;
-        // cp -a keeps owners, modes, links and times: the host sees the task's (mapped) ids.
-        let st = tokio::process::Command::new("cp")
-            .arg("-a")
-            .arg("--")
-            .arg(format!("{}/.", src.display()))
-            .arg(dst)
-            .status()
+        // Like `cp -a src/. dst` (owners, modes, links, xattrs, times), shifting owners to
+        // host space.
+        let (s2, d2) = (src.clone(), dst.clone());
+        tokio::task::spawn_blocking(move || shift::copy_tree(&s2, &d2, to))
             .await
-            .context("running cp")?;
-        if !st.success() {
-            bail!(
-                "-o {name}={}: copying the output failed ({st})",
-                dst.display()
-            );
-        }
+            .context("copying the output")?
+            .with_context(|| format!("-o {name}={}: copying the output", dst.display()))?;
     }
     Ok(())
 }
@@ -818,6 +1035,15 @@ pub async fn sweep(w: &Worker) -> Result<Vec<String>> {
         if name.starts_with('.') {
             // A record being written, or a spec probe; no mounts live there.
             if name.starts_with(".spec-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+            // An idmap probe whose worker died mid-way: `.probe-<pid>-<hex>`.
+            let probe_pid = name
+                .strip_prefix(".probe-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if probe_pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                sys::umount_all_under(&e.path())?;
                 let _ = std::fs::remove_dir_all(e.path());
             }
             continue;

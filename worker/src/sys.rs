@@ -145,6 +145,37 @@ pub fn idmap_mount(src: &Path, target: &Path, userns: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// Does an overlay built from idmapped layers work here? Builds one in a fresh directory
+/// under `parent` (the filesystem the run's layers will live on), writes a file through it,
+/// and removes everything again. The error says which step failed: `mount_setattr` on
+/// kernels before 5.12 or on filesystems without idmap support, the overlay mount before 5.19.
+pub fn probe_idmapped_overlay(parent: &Path, userns: &OwnedFd) -> Result<()> {
+    let dir = parent.join(format!(".probe-{}-{}", std::process::id(), random_hex(4)));
+    let r = (|| {
+        for d in ["lower", "rw/upper", "rw/work", "lower-m", "rw-m", "merged"] {
+            std::fs::create_dir_all(dir.join(d))
+                .with_context(|| format!("creating {}", dir.join(d).display()))?;
+        }
+        idmap_mount(&dir.join("lower"), &dir.join("lower-m"), userns)?;
+        idmap_mount(&dir.join("rw"), &dir.join("rw-m"), userns)?;
+        mount_overlay(
+            &dir.join("lower-m"),
+            &dir.join("rw-m/upper"),
+            &dir.join("rw-m/work"),
+            &dir.join("merged"),
+        )?;
+        // A kernel that cannot do overlay bookkeeping through the idmapped upper mounts the
+        // overlay read-only instead of failing.
+        std::fs::write(dir.join("merged/probe"), b"")
+            .context("writing through an overlay of idmapped layers")?;
+        Ok(())
+    })();
+    let clean = umount_all_under(&dir).and_then(|()| {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    });
+    r.and(clean)
+}
+
 /// Lazily unmount `target` (MNT_DETACH): it vanishes from the tree now, and the filesystem is
 /// released when its last user goes.
 pub fn umount(target: &Path) -> Result<()> {

@@ -71,6 +71,69 @@ pub fn mount_mapping(max: u32) -> Vec<IdRange> {
     m
 }
 
+/// `--idmap` / `BERTH_WORKER_IDMAP`: how unprivileged tasks see host-space trees (images,
+/// inputs) with the right owners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdmapSetting {
+    /// Idmapped mounts when the kernel and filesystem support idmapped overlay layers (probed),
+    /// else shifted copies.
+    Auto,
+    /// Idmapped mounts; an error if they do not work here.
+    On,
+    /// Shifted copies, never idmapped mounts (what kernels before 5.19 get).
+    Off,
+}
+
+/// What an unprivileged run uses, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdsMode {
+    /// Idmapped layers: nothing is copied or chowned.
+    Idmapped,
+    /// Uid-shifted copies (Concourse baggageclaim's way); `why` says why not idmapped.
+    Shifted { why: String },
+}
+
+impl std::fmt::Display for IdsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdsMode::Idmapped => write!(f, "idmapped mounts"),
+            IdsMode::Shifted { why } => write!(f, "shifted copies ({why})"),
+        }
+    }
+}
+
+/// Decide how an unprivileged run maps ids. With `Auto`/`On` this probes the feature itself
+/// (an overlay built from idmapped layers, in `probe_dir`, which is removed again) rather
+/// than reading the kernel version: the answer also depends on the filesystem and on
+/// backports. Returns the mode and, when idmapped, the user namespace fd for the mounts.
+pub fn choose_mode(
+    setting: IdmapSetting,
+    probe_dir: &std::path::Path,
+) -> Result<(IdsMode, Option<OwnedFd>)> {
+    if setting == IdmapSetting::Off {
+        return Ok((
+            IdsMode::Shifted {
+                why: "idmapped mounts turned off by --idmap off / BERTH_WORKER_IDMAP=off".into(),
+            },
+            None,
+        ));
+    }
+    let ns = userns_fd(&mount_mapping(host_max_id()?))
+        .context("creating the user namespace for idmapped mounts")?;
+    match crate::sys::probe_idmapped_overlay(probe_dir, &ns) {
+        Ok(()) => Ok((IdsMode::Idmapped, Some(ns))),
+        Err(e) if setting == IdmapSetting::Auto => Ok((
+            IdsMode::Shifted {
+                why: format!("idmapped overlay layers unavailable: {e:#}"),
+            },
+            None,
+        )),
+        Err(e) => Err(e.context(
+            "--idmap on: idmapped overlay layers do not work here (use --idmap auto or off)",
+        )),
+    }
+}
+
 /// Map a container id to the host id it becomes.
 pub fn to_host(map: &[IdRange], id: u32) -> Option<u32> {
     map.iter()

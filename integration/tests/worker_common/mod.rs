@@ -50,9 +50,16 @@ pub fn host_max() -> u32 {
     max.min(u32::MAX as u64 - 1) as u32
 }
 
+/// The `BERTH_WORKER_IDMAP` settings the unprivileged tests run under: `auto` (idmapped
+/// mounts where the kernel has them, as on a 6.x host) and `off` (the uid-shifted copies every
+/// kernel before 5.19 gets). On such an old kernel both give shifted copies.
+pub const IDMAP_MODES: [&str; 2] = ["auto", "off"];
+
 /// One test's sandbox: a temp dir holding the work dir and the test's files.
 pub struct Env {
     pub tmp: tempfile::TempDir,
+    /// `BERTH_WORKER_IDMAP` for every worker command of this env (unset: the worker's default).
+    pub idmap: Option<String>,
 }
 
 impl Env {
@@ -62,7 +69,15 @@ impl Env {
                 .prefix("berth-worker-it-")
                 .tempdir()
                 .unwrap(),
+            idmap: None,
         }
+    }
+
+    /// An env whose worker commands run with `BERTH_WORKER_IDMAP=mode`.
+    pub fn with_idmap(mode: &str) -> Env {
+        let mut e = Env::new();
+        e.idmap = Some(mode.to_string());
+        e
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -86,6 +101,10 @@ impl Env {
         c.arg("--work-dir")
             .arg(self.work_dir())
             .env("BERTH_BIN", runtime_bin());
+        match &self.idmap {
+            Some(m) => c.env("BERTH_WORKER_IDMAP", m),
+            None => c.env_remove("BERTH_WORKER_IDMAP"),
+        };
         c
     }
 

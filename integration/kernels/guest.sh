@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Runs inside a virtme-ng VM (`make test-kernels`, integration/kernels/run.sh):
+# sets up the cgroup layout of the row, then runs the test binaries that were
+# built on the host, one at a time, and writes one result line per binary.
+#
+#   guest.sh LAYOUT OUTDIR BINLIST ENVFILE
+#
+# LAYOUT  v2 | v1 | hybrid
+# OUTDIR  a directory shared read-write with the host: <name>.log per binary,
+#         results.tsv (name, status, passed, failed, ignored, seconds), info.txt
+# BINLIST "name path" per test binary
+# ENVFILE KEY=VALUE lines exported to the tests (BERTH_FIXTURES, BERTH_BIN, ...)
+#
+# The host's exit code does not survive virtme-ng's console fallback, so
+# everything the host needs is in OUTDIR; `done` is written last.
+set -uo pipefail
+layout=$1 out=$2 binlist=$3 envfile=$4
+log() { echo "guest: $*"; }
+# virtme-ng shows the console only with --verbose (and the kernel's log with
+# it): keep our own copy for the host.
+exec > >(tee -a "$out/guest.log") 2>&1
+
+# ---------------------------------------------------------------- cgroups
+# virtme-ng's init mounts cgroup2 at /sys/fs/cgroup. Replace it with the
+# layout of this row, the way systemd would set it up on a real host.
+umount -R /sys/fs/cgroup 2>/dev/null || true
+
+# v1 hierarchies as systemd mounts them: one per controller, cpu+cpuacct and
+# net_cls+net_prio co-mounted (with the single-name symlinks), plus the named
+# "systemd" hierarchy.
+mount_v1() {
+    mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
+    local enabled
+    enabled=$(awk 'NR > 1 && $4 == 1 { print $1 }' /proc/cgroups)
+    local groups=() c
+    for c in $enabled; do
+        case $c in
+            cpu | cpuacct) [[ " ${groups[*]} " == *" cpu,cpuacct "* ]] || groups+=(cpu,cpuacct) ;;
+            net_cls | net_prio) [[ " ${groups[*]} " == *" net_cls,net_prio "* ]] || groups+=(net_cls,net_prio) ;;
+            misc | rdma | debug) ;; # systemd does not mount these either
+            *) groups+=("$c") ;;
+        esac
+    done
+    local g
+    for g in "${groups[@]}"; do
+        mkdir -p "/sys/fs/cgroup/$g"
+        mount -t cgroup -o "nosuid,nodev,noexec,$g" cgroup "/sys/fs/cgroup/$g" ||
+            log "cannot mount v1 $g"
+        if [[ $g == *,* ]]; then
+            local part
+            for part in ${g//,/ }; do ln -s "$g" "/sys/fs/cgroup/$part"; done
+        fi
+    done
+    mkdir -p /sys/fs/cgroup/systemd
+    mount -t cgroup -o nosuid,nodev,noexec,none,name=systemd cgroup /sys/fs/cgroup/systemd
+}
+
+case $layout in
+    v2)
+        mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup
+        # systemd moves PID 1 out of the root (init.scope) and enables every
+        # controller at the root, so the tests run in a non-root cgroup whose
+        # parent hands out all controllers, as on a pure-v2 host.
+        mkdir -p /sys/fs/cgroup/init.scope /sys/fs/cgroup/system.slice/berth-tests.scope
+        for p in $(cat /sys/fs/cgroup/cgroup.procs); do
+            echo "$p" >/sys/fs/cgroup/init.scope/cgroup.procs 2>/dev/null || true
+        done
+        for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+            echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || log "cannot enable $c"
+            echo "+$c" >/sys/fs/cgroup/system.slice/cgroup.subtree_control 2>/dev/null || true
+        done
+        echo $$ >/sys/fs/cgroup/system.slice/berth-tests.scope/cgroup.procs
+        ;;
+    v1)
+        mount_v1
+        ;;
+    hybrid)
+        mount_v1
+        mkdir -p /sys/fs/cgroup/unified
+        mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup/unified
+        ;;
+    *)
+        log "unknown cgroup layout $layout"
+        exit 2
+        ;;
+esac
+
+{
+    echo "kernel: $(uname -r)"
+    echo "layout: $layout"
+    echo "cmdline: $(cat /proc/cmdline | sed 's/virtme\.exec=`[^`]*`//')"
+    echo "cgroup mounts:"
+    grep -E ' - cgroup2? ' /proc/self/mountinfo | awk '{ print "  " $5, $(NF-2), $NF }'
+    echo "self: $(tr '\n' ' ' </proc/self/cgroup)"
+    if [[ -e /sys/fs/cgroup/cgroup.controllers ]]; then
+        echo "v2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+    fi
+} >"$out/info.txt"
+cat "$out/info.txt"
+
+# ---------------------------------------------------------------- tests
+set -a
+# shellcheck disable=SC1090
+source "$envfile"
+set +a
+export RUST_BACKTRACE=1
+# Waits for events (berth_integration::scaled) stretch by this factor: TCG
+# emulates every instruction.
+export BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-10}
+# The tests need what a CI shell has: the host's PATH (runc, ip, jq, ...).
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+mkdir -p /run/berth
+: >"$out/results.tsv"
+while read -r name bin; do
+    [[ -n $bin ]] || continue
+    log "running $name"
+    start=$(date +%s)
+    # A hung test must not eat the whole row.
+    BERTH_SKIP_LOG=$out/$name.skips timeout -k 10 "${BERTH_KERNELS_TEST_TIMEOUT:-1500}" \
+        "$bin" --test-threads="${BERTH_KERNELS_TEST_THREADS:-2}" >"$out/$name.log" 2>&1 </dev/null
+    rc=$?
+    secs=$(($(date +%s) - start))
+    # libtest's summary: "test result: ok. 12 passed; 0 failed; 1 ignored; ..."
+    summary=$(grep '^test result:' "$out/$name.log" | tail -1)
+    passed=$(sed -n 's/.* \([0-9]*\) passed.*/\1/p' <<<"$summary")
+    failed=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$summary")
+    ignored=$(sed -n 's/.* \([0-9]*\) ignored.*/\1/p' <<<"$summary")
+    # Tests that cannot run on this kernel append "<test>: <reason>" to
+    # $BERTH_SKIP_LOG (berth_integration::skip) and pass without asserting.
+    skipped=$(cat "$out/$name.skips" 2>/dev/null | wc -l)
+    if [[ $rc -eq 0 ]]; then
+        status=pass
+    elif [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        status=timeout
+    else
+        status=fail
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "${passed:-0}" "${failed:-0}" \
+        "${ignored:-0}" "$skipped" "$secs" >>"$out/results.tsv"
+    log "$name: $status (${passed:-0} passed, ${failed:-0} failed, $skipped skipped) in ${secs}s"
+done <"$binlist"
+# Leftovers the tests did not clean up would show here.
+{
+    echo "leftover mounts under /run/berth: $(grep -c ' /run/berth' /proc/self/mountinfo)"
+    echo "leftover state dirs: $(ls /run/berth 2>/dev/null | wc -l)"
+} >>"$out/info.txt"
+echo ok >"$out/done"
+sync

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The kernel matrix (`make test-kernels`): runs the test binaries built on this
+# host in virtme-ng VMs booted with Debian's kernels, under each cgroup layout,
+# with the host's own userland (its root filesystem, shared read-only over 9p
+# with a copy-on-write overlay). Nothing is built inside the VM.
+#
+#   run.sh BINLIST
+#
+# BINLIST   "name path" per test binary (the Makefile lists them with
+#           `cargo test --no-run --message-format=json`)
+# KERNELS   kernels to boot (default "5.10 6.1 6.12"): see integration/kernels/fetch.sh
+# CGROUPS   layouts (default "v2 v1 hybrid"): see integration/kernels/guest.sh
+# TESTS     only binaries whose name is listed (default: all), e.g. "runtime_cgroups"
+# KERNELS_DIR where kernels are cached and results are kept (default build/kernels)
+# VNG_ACCEL kvm | tcg (default: kvm when a KVM boot works, else tcg)
+# VNG_MEMORY, VNG_CPUS  the VM's size (default 4G, 2)
+#
+# Each row leaves $KERNELS_DIR/results/<kernel>-<layout>/ (results.tsv, one
+# log per binary, info.txt); the table of every row run so far is printed and
+# written to docs/kernels.md (between the markers there). The exit status is
+# non-zero when a binary failed or timed out, or a VM did not finish.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+binlist=$(realpath "$1")
+KERNELS=${KERNELS:-5.10 6.1 6.12}
+CGROUPS=${CGROUPS:-v2 v1 hybrid}
+TESTS=${TESTS:-}
+KERNELS_DIR=$(realpath -m "${KERNELS_DIR:-$repo/build/kernels}")
+VNG_MEMORY=${VNG_MEMORY:-4G}
+VNG_CPUS=${VNG_CPUS:-2}
+# A whole row under TCG takes tens of minutes; a hung VM must still end.
+ROW_TIMEOUT=${ROW_TIMEOUT:-5400}
+
+mkdir -p "$KERNELS_DIR/results"
+
+# Which binaries to run.
+sel=$(mktemp)
+trap 'rm -f "$sel"' EXIT
+while read -r name bin; do
+    [[ -n $bin ]] || continue
+    if [[ -z $TESTS || " $TESTS " == *" $name "* ]]; then echo "$name $bin"; fi
+done <"$binlist" >"$sel"
+[[ -s $sel ]] || { echo "test-kernels: no test binary selected (TESTS=$TESTS)" >&2; exit 2; }
+
+
+# boot KERNEL_IMAGE ACCEL OUTDIR COMMAND: one VM, output on our stdout.
+boot() {
+    local kimg=$1 accel=$2 out=$3 cmd=$4 secs=$5
+    local args=(--run "$kimg" --force-9p --memory "$VNG_MEMORY" --cpus "$VNG_CPUS"
+        --rwdir "$out" --overlay-rwdir /work --exec "$cmd")
+    [[ $accel == kvm ]] || args+=(--disable-kvm)
+    # virtme-ng wants a terminal-ish stdin; give it /dev/null and bound it.
+    timeout -k 20 "$secs" nice vng "${args[@]}" </dev/null
+}
+
+# KVM works on bare metal but hangs in nested setups: try one short boot.
+pick_accel() {
+    local kimg=$1
+    if [[ -n ${VNG_ACCEL:-} ]]; then echo "$VNG_ACCEL"; return; fi
+    local probe
+    probe=$(mktemp -d)
+    if [[ -w /dev/kvm ]] && boot "$kimg" kvm "$probe" "echo ok > $probe/kvm" 60 >/dev/null 2>&1 &&
+        [[ -s $probe/kvm ]]; then
+        echo kvm
+    else
+        echo tcg
+    fi
+    rm -rf "$probe"
+}
+
+status=0
+accel=
+for k in $KERNELS; do
+    "$here/fetch.sh" "$k" "$KERNELS_DIR"
+    kimg=$(ls "$KERNELS_DIR/$k"/boot/vmlinuz-* | head -1)
+    [[ -n $accel ]] || accel=$(pick_accel "$kimg")
+    # What the tests read (see the Makefile's TEST_ENV), as absolute paths: the
+    # VM sees the host's tree at the same paths.
+    envfile=$KERNELS_DIR/test.env
+    {
+        echo "BERTH_FIXTURES=$(realpath "${BERTH_FIXTURES:-$repo/build}")"
+        echo "BERTH_BIN=$(realpath "$BERTH_BIN")"
+        echo "BERTH_WORKER_BIN=$(realpath "$BERTH_WORKER_BIN")"
+        # Under TCG every instruction is emulated: stretch the tests' waits.
+        echo "BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-$([[ $accel == kvm ]] && echo 2 || echo 10)}"
+    } >"$envfile"
+    for cg in $CGROUPS; do
+        row=$KERNELS_DIR/results/$k-$cg
+        rm -rf "$row"
+        mkdir -p "$row"
+        echo "== test-kernels: Linux $k ($(basename "$kimg")), cgroup $cg, $accel"
+        start=$(date +%s)
+        boot "$kimg" "$accel" "$row" "bash $here/guest.sh $cg $row $sel $envfile" \
+            "$ROW_TIMEOUT" >"$row/console.log" 2>&1 || true
+        secs=$(($(date +%s) - start))
+        echo "$secs" >"$row/seconds"
+        echo "$accel" >"$row/accel"
+        grep '^guest:' "$row/guest.log" 2>/dev/null || true
+        if [[ ! -e $row/done ]]; then
+            echo "test-kernels: the $k/$cg VM did not finish (see $row/console.log)" >&2
+            tail -20 "$row/console.log" >&2
+            status=1
+        fi
+        if awk -F'\t' '$2 != "pass" { bad = 1 } END { exit !bad }' "$row/results.tsv" 2>/dev/null; then
+            status=1
+        fi
+        echo "== $k/$cg took ${secs}s"
+    done
+done
+
+"$here/table.sh" "$KERNELS_DIR/results" "$repo/docs/kernels.md"
+exit $status

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Prints the matrix's table from every row run so far and puts it in DOC
+# between "<!-- matrix:begin -->" and "<!-- matrix:end -->".
+#
+#   table.sh RESULTS_DIR DOC
+#
+# A cell is "pass N" (N tests passed), "FAIL f/N", "timeout" or "-" (binary not
+# run in that row); "+s skip" counts tests that skipped themselves for a
+# missing kernel feature (their reasons are listed below the table).
+set -euo pipefail
+results=$1 doc=$2
+order=(5.10-v2 5.10-v1 5.10-hybrid 6.1-v2 6.1-v1 6.1-hybrid 6.12-v2 6.12-v1 6.12-hybrid)
+rows=()
+for r in "${order[@]}"; do if [[ -s $results/$r/results.tsv ]]; then rows+=("$r"); fi; done
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+{
+    if [[ ${#rows[@]} -eq 0 ]]; then
+        echo "No row has run yet."
+    else
+        printf '| test binary |'
+        for r in "${rows[@]}"; do printf ' %s |' "${r/-/ · }"; done
+        printf '\n|---|'
+        for _ in "${rows[@]}"; do printf -- '---|'; done
+        printf '\n'
+        names=$(for r in "${rows[@]}"; do cut -f1 "$results/$r/results.tsv"; done | sort -u)
+        for n in $names; do
+            printf '| %s |' "$n"
+            for r in "${rows[@]}"; do
+                cell=$(awk -F'\t' -v n="$n" '$1 == n {
+                    total = $3 + $4
+                    if ($2 == "pass") c = "pass " $3; else if ($2 == "timeout") c = "TIMEOUT"; else c = "FAIL " $4 "/" total
+                    if ($6 > 0) c = c " +" $6 " skip"
+                    print c }' "$results/$r/results.tsv")
+                printf ' %s |' "${cell:--}"
+            done
+            printf '\n'
+        done
+        printf '| *row time* |'
+        for r in "${rows[@]}"; do
+            printf ' %s min (%s) |' "$(( ($(cat "$results/$r/seconds" 2>/dev/null || echo 0) + 30) / 60 ))" \
+                "$(cat "$results/$r/accel" 2>/dev/null || echo ?)"
+        done
+        printf '\n'
+        missing=()
+        for r in "${order[@]}"; do if [[ ! -s $results/$r/results.tsv ]]; then missing+=("${r/-/ · }"); fi; done
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            printf '\nNot run yet: %s.\n' "$(IFS=,; echo "${missing[*]}" | sed 's/,/, /g')"
+        fi
+        skips=$(for r in "${rows[@]}"; do
+            for f in "$results/$r"/*.skips; do
+                if [[ -e $f ]]; then sed "s/^/- ${r/-/ · }: $(basename "$f" .skips): /" "$f"; fi
+            done
+        done | sort -u)
+        if [[ -n $skips ]]; then printf '\nSkips (the kernel feature each needs):\n\n%s\n' "$skips"; fi
+        kernels=$(for r in "${rows[@]}"; do
+            k=${r%%-*}
+            if [[ -e $results/../$k/.berth-kernel ]]; then
+                echo "- $k: Debian $(cat "$results/../$k/.berth-kernel")"
+            fi
+        done | sort -u)
+        [[ -z $kernels ]] || printf '\nKernels:\n\n%s\n' "$kernels"
+    fi
+} >"$table"
+cat "$table"
+if [[ -e $doc ]] && grep -q '<!-- matrix:begin -->' "$doc"; then
+    awk -v t="$table" '
+        /<!-- matrix:begin -->/ { print; while ((getline l < t) > 0) print l; skip = 1; next }
+        /<!-- matrix:end -->/ { skip = 0 }
+        !skip' "$doc" >"$doc.new"
+    mv "$doc.new" "$doc"
+fi

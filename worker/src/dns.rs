@@ -1,0 +1,628 @@
+//! The DNS proxy tasks resolve through: a forwarder that repairs AAAA NXDOMAIN for musl.
+//!
+//! Why it exists. A task's `/etc/resolv.conf` cannot name the host's loopback resolvers
+//! (systemd-resolved's 127.0.0.53, Docker's 127.0.0.11): inside the task's network namespace
+//! 127.0.0.53 is the task's own loopback. So the proxy listens on the bridge gateway, where
+//! tasks can reach it, and forwards to whatever the host resolves with, loopback included.
+//!
+//! The rewrite. Some upstreams answer every AAAA query with NXDOMAIN (a CoreDNS `template`
+//! that meant "no IPv6 here"). NXDOMAIN means the *name* does not exist, with no records of
+//! any type (RFC 8020, "NXDOMAIN: There Really Is Nothing Underneath"). glibc's
+//! `getaddrinfo(AF_UNSPEC)` keeps the A answer anyway; musl's takes the NXDOMAIN at its word
+//! and fails the whole name with EAI_NONAME, so every Alpine task breaks. The correct answer
+//! for a name that has A records but no AAAA is NODATA: NOERROR, an empty answer section and
+//! the zone's SOA in the authority section (RFC 2308 §2.2). The proxy rewrites an AAAA
+//! NXDOMAIN to that, and only when an A query for the same name really returns A records
+//! (checked upstream, briefly cached); a genuine NXDOMAIN, a NODATA, SERVFAIL and REFUSED go
+//! through byte for byte. `--no-rewrite` turns it off; each rewrite is logged at debug level.
+//!
+//! Forwarding. Every query goes out on a fresh socket (a random source port per query, and
+//! the client's own message id, so a reply is passed through unchanged), to each upstream in
+//! turn until one answers within the timeout. A truncated UDP reply is retried over TCP; if
+//! the full answer does not fit the client's UDP size (512, or its EDNS0 payload size), the
+//! client gets a truncated reply and retries over TCP to the proxy. EDNS0 options travel in the
+//! forwarded bytes untouched. When no upstream answers, the client gets SERVFAIL (Concourse's
+//! proxy sends nothing at all in that case, so its clients wait out their own timeouts).
+//! Unparsable and oversized packets are dropped and counted.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// The largest query accepted. Real queries are a few dozen bytes (a name is at most 255);
+/// anything bigger is garbage or an attack, and is dropped.
+pub const MAX_QUERY: usize = 4096;
+/// How long a TCP client may stay idle between queries.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How long "this name has A records" (or has not) is remembered.
+const A_CACHE_MAX: Duration = Duration::from_secs(30);
+const A_CACHE_NEGATIVE: Duration = Duration::from_secs(5);
+
+/// Proxy settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Upstream resolvers, tried in order.
+    pub upstreams: Vec<SocketAddr>,
+    /// How long to wait for one upstream before trying the next.
+    pub timeout: Duration,
+    /// Rewrite AAAA NXDOMAIN to NODATA for names that have A records.
+    pub rewrite: bool,
+    /// Log every rewrite (and every failed forward) to stderr.
+    pub debug: bool,
+}
+
+/// What the proxy has done, for the shutdown log line and the tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub queries: AtomicU64,
+    pub answered: AtomicU64,
+    pub rewritten: AtomicU64,
+    pub servfail: AtomicU64,
+    pub malformed: AtomicU64,
+    pub oversized: AtomicU64,
+    pub tcp_retries: AtomicU64,
+}
+
+impl Stats {
+    /// `queries=N answered=N rewritten=N …`, the line printed at shutdown.
+    pub fn line(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "queries={} answered={} rewritten={} servfail={} malformed={} oversized={} tcp_retries={}",
+            g(&self.queries),
+            g(&self.answered),
+            g(&self.rewritten),
+            g(&self.servfail),
+            g(&self.malformed),
+            g(&self.oversized),
+            g(&self.tcp_retries)
+        )
+    }
+}
+
+fn bump(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The proxy's shared state.
+pub struct Proxy {
+    cfg: Config,
+    pub stats: Stats,
+    /// lower-cased name → (has A records, valid until).
+    a_cache: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+/// Bound sockets for one listen address.
+pub struct Listener {
+    pub addr: SocketAddr,
+    udp: UdpSocket,
+    tcp: TcpListener,
+}
+
+/// Bind UDP and TCP on `addr`. `reuse_port` lets several workers share one address (each
+/// `berth-worker run` serves its own task, all on the bridge gateway).
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<Listener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dom = Domain::for_address(addr);
+    let mk = |ty: Type, proto: Protocol| -> Result<Socket> {
+        let s = Socket::new(dom, ty, Some(proto))?;
+        s.set_reuse_address(true)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    let ctx = || format!("dns proxy: listening on {addr}");
+    let u = mk(Type::DGRAM, Protocol::UDP).with_context(ctx)?;
+    // A burst of queries (a build starting many lookups) must not overflow the socket's queue:
+    // ask for 4 MiB, beyond rmem_max when we may (root).
+    if u.set_recv_buffer_size_force(4 << 20).is_err() {
+        let _ = u.set_recv_buffer_size(4 << 20);
+    }
+    u.bind(&addr.into()).with_context(ctx)?;
+    let t = mk(Type::STREAM, Protocol::TCP).with_context(ctx)?;
+    t.bind(&addr.into()).with_context(ctx)?;
+    t.listen(1024).with_context(ctx)?;
+    let udp = UdpSocket::from_std(std::net::UdpSocket::from(u)).with_context(ctx)?;
+    let tcp = TcpListener::from_std(std::net::TcpListener::from(t)).with_context(ctx)?;
+    let addr = udp.local_addr()?;
+    Ok(Listener { addr, udp, tcp })
+}
+
+trait SetForce {
+    fn set_recv_buffer_size_force(&self, n: usize) -> std::io::Result<()>;
+}
+impl SetForce for socket2::Socket {
+    fn set_recv_buffer_size_force(&self, n: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let v = n as libc::c_int;
+        // SAFETY: a valid fd we own, and a c_int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(cfg: Config) -> Result<Arc<Proxy>> {
+        if cfg.upstreams.is_empty() {
+            bail!("dns proxy: no upstream resolver (pass --upstream ADDR, or have a nameserver in /etc/resolv.conf)");
+        }
+        Ok(Arc::new(Proxy {
+            cfg,
+            stats: Stats::default(),
+            a_cache: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Serve the listeners until `shutdown` completes.
+    pub async fn serve(
+        self: &Arc<Self>,
+        listeners: Vec<Listener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in listeners {
+            let udp = Arc::new(l.udp);
+            tasks.spawn(self.clone().udp_loop(udp));
+            tasks.spawn(self.clone().tcp_loop(l.tcp));
+        }
+        shutdown.await;
+        tasks.abort_all();
+    }
+
+    async fn udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
+        // One byte more than we accept, to tell an oversized datagram from a full one.
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, peer) = match sock.recv_from(&mut buf).await {
+                Ok(x) => x,
+                // ECONNREFUSED and friends from an earlier send: nothing to do with this read.
+                Err(_) => continue,
+            };
+            if n > MAX_QUERY {
+                bump(&self.stats.oversized);
+                continue;
+            }
+            let pkt = buf[..n].to_vec();
+            let (me, sock) = (self.clone(), sock.clone());
+            tokio::spawn(async move {
+                if let Some(reply) = me.handle(&pkt, false).await {
+                    let _ = sock.send_to(&reply, peer).await;
+                }
+            });
+        }
+    }
+
+    async fn tcp_loop(self: Arc<Self>, l: TcpListener) {
+        loop {
+            let Ok((conn, _)) = l.accept().await else {
+                // EMFILE and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            tokio::spawn(self.clone().tcp_conn(conn));
+        }
+    }
+
+    async fn tcp_conn(self: Arc<Self>, mut c: TcpStream) {
+        loop {
+            let len = match tokio::time::timeout(TCP_IDLE, c.read_u16()).await {
+                Ok(Ok(l)) => l as usize,
+                _ => return,
+            };
+            if len > MAX_QUERY {
+                bump(&self.stats.oversized);
+                return;
+            }
+            let mut pkt = vec![0u8; len];
+            if tokio::time::timeout(TCP_IDLE, c.read_exact(&mut pkt))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return;
+            }
+            let Some(reply) = self.handle(&pkt, true).await else {
+                return;
+            };
+            let mut out = Vec::with_capacity(reply.len() + 2);
+            out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+            out.extend_from_slice(&reply);
+            if c.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One client query (wire bytes) → the reply to send, or None to drop it.
+    pub async fn handle(&self, pkt: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let req = match Message::from_vec(pkt) {
+            Ok(m) if m.message_type() == MessageType::Query => m,
+            _ => {
+                bump(&self.stats.malformed);
+                return None;
+            }
+        };
+        bump(&self.stats.queries);
+        if req.queries().len() != 1 || req.op_code() != OpCode::Query {
+            // Nothing we could match a reply against; tell the client rather than forward.
+            let code = if req.op_code() == OpCode::Query {
+                ResponseCode::FormErr
+            } else {
+                ResponseCode::NotImp
+            };
+            return error_reply(&req, code);
+        }
+        let reply = match self.forward(&req, pkt, tcp).await {
+            Some(r) => self.repair(&req, r).await,
+            None => {
+                bump(&self.stats.servfail);
+                if self.cfg.debug {
+                    eprintln!(
+                        "berth-worker dns-proxy: debug: no upstream answered {} {}: SERVFAIL",
+                        req.queries()[0].name(),
+                        req.queries()[0].query_type()
+                    );
+                }
+                return error_reply(&req, ResponseCode::ServFail);
+            }
+        };
+        bump(&self.stats.answered);
+        if !tcp && reply.len() > req.max_payload() as usize {
+            // The client's UDP limit: send the header and question with TC set; it retries
+            // over TCP (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
+            let full = Message::from_vec(&reply).ok()?;
+            return full.truncate().to_vec().ok();
+        }
+        Some(reply)
+    }
+
+    /// Ask each upstream in turn; the first reply wins. None when none answered in time.
+    async fn forward(&self, req: &Message, pkt: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        for up in &self.cfg.upstreams {
+            let r = tokio::time::timeout(self.cfg.timeout, self.exchange(*up, req, pkt, tcp)).await;
+            match r {
+                Ok(Ok(reply)) => return Some(reply),
+                Ok(Err(e)) if self.cfg.debug => {
+                    eprintln!("berth-worker dns-proxy: debug: upstream {up}: {e:#}")
+                }
+                Err(_) if self.cfg.debug => {
+                    eprintln!("berth-worker dns-proxy: debug: upstream {up}: timed out")
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    async fn exchange(
+        &self,
+        up: SocketAddr,
+        req: &Message,
+        pkt: &[u8],
+        tcp: bool,
+    ) -> Result<Vec<u8>> {
+        if tcp {
+            return exchange_tcp(up, req, pkt).await;
+        }
+        let reply = exchange_udp(up, req, pkt).await?;
+        if Message::from_vec(&reply).is_ok_and(|m| m.truncated()) {
+            bump(&self.stats.tcp_retries);
+            return exchange_tcp(up, req, pkt).await;
+        }
+        Ok(reply)
+    }
+
+    /// The AAAA NXDOMAIN → NODATA rewrite; every other reply is returned unchanged.
+    async fn repair(&self, req: &Message, reply: Vec<u8>) -> Vec<u8> {
+        let q = &req.queries()[0];
+        if q.query_class() != DNSClass::IN {
+            return reply;
+        }
+        let Ok(mut msg) = Message::from_vec(&reply) else {
+            return reply;
+        };
+        if q.query_type() == RecordType::A && msg.response_code() == ResponseCode::NoError {
+            // The A answer a client asked for anyway (musl sends A and AAAA together) tells us
+            // the next AAAA check's result for free.
+            if let Some(ttl) = a_ttl(&msg) {
+                self.remember(q.name(), true, ttl);
+            }
+        }
+        if !self.cfg.rewrite
+            || q.query_type() != RecordType::AAAA
+            || msg.response_code() != ResponseCode::NXDomain
+        {
+            return reply;
+        }
+        if !self.has_a(q.name()).await {
+            return reply; // a real NXDOMAIN
+        }
+        msg.set_response_code(ResponseCode::NoError);
+        msg.answers_mut().clear();
+        msg.name_servers_mut()
+            .retain(|r| r.record_type() == RecordType::SOA);
+        if msg.name_servers().is_empty() {
+            msg.add_name_server(synthetic_soa(q.name()));
+        }
+        match msg.to_vec() {
+            Ok(v) => {
+                bump(&self.stats.rewritten);
+                if self.cfg.debug {
+                    eprintln!(
+                        "berth-worker dns-proxy: debug: rewrote AAAA NXDOMAIN to NODATA for {} (the name has A records; RFC 8020)",
+                        q.name()
+                    );
+                }
+                v
+            }
+            Err(_) => reply,
+        }
+    }
+
+    fn remember(&self, name: &Name, has: bool, ttl: Duration) {
+        let key = name.to_lowercase().to_ascii();
+        let mut c = self.a_cache.lock().expect("a_cache lock");
+        if c.len() > 10_000 {
+            let now = Instant::now();
+            c.retain(|_, (_, t)| *t > now);
+        }
+        c.insert(key, (has, Instant::now() + ttl));
+    }
+
+    /// Does `name` have A records? Asks the upstreams (cached briefly).
+    async fn has_a(&self, name: &Name) -> bool {
+        let key = name.to_lowercase().to_ascii();
+        if let Some((has, until)) = self.a_cache.lock().expect("a_cache lock").get(&key) {
+            if *until > Instant::now() {
+                return *has;
+            }
+        }
+        let mut m = Message::new();
+        m.set_id(rand_id())
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .set_recursion_desired(true)
+            .add_query(Query::query(name.clone(), RecordType::A));
+        let Ok(pkt) = m.to_vec() else { return false };
+        let ans = self
+            .forward(&m, &pkt, false)
+            .await
+            .and_then(|r| Message::from_vec(&r).ok())
+            .filter(|r| r.response_code() == ResponseCode::NoError)
+            .and_then(|r| a_ttl(&r));
+        match ans {
+            Some(ttl) => {
+                self.remember(name, true, ttl);
+                true
+            }
+            None => {
+                self.remember(name, false, A_CACHE_NEGATIVE);
+                false
+            }
+        }
+    }
+}
+
+/// The smallest TTL of the A records in an answer (capped), or None when there are none.
+fn a_ttl(m: &Message) -> Option<Duration> {
+    m.answers()
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .map(|r| Duration::from_secs(r.ttl().into()))
+        .min()
+        .map(|t| t.min(A_CACHE_MAX))
+}
+
+/// An SOA for a NODATA whose upstream NXDOMAIN carried none: owned by the name itself, with a
+/// short negative-caching TTL, so a resolver behind us caches the "no AAAA" only briefly.
+fn synthetic_soa(name: &Name) -> Record {
+    let soa = SOA::new(
+        name.clone(),
+        Name::from_ascii("hostmaster.invalid.").expect("static name"),
+        1,
+        3600,
+        600,
+        86400,
+        30,
+    );
+    Record::from_rdata(name.clone(), 30, RData::SOA(soa))
+}
+
+fn error_reply(req: &Message, code: ResponseCode) -> Option<Vec<u8>> {
+    let mut m = Message::error_msg(req.id(), req.op_code(), code);
+    m.set_recursion_desired(req.recursion_desired())
+        .set_recursion_available(true)
+        .add_queries(req.queries().iter().cloned());
+    m.to_vec().ok()
+}
+
+fn rand_id() -> u16 {
+    let mut b = [0u8; 2];
+    // SAFETY: getrandom writes at most len bytes into the buffer we own.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 2, 0) };
+    u16::from_ne_bytes(b)
+}
+
+/// Is `reply` the answer to `req`: a response with its id and its question?
+fn matches(req: &Message, reply: &[u8]) -> bool {
+    Message::from_vec(reply).is_ok_and(|m| {
+        m.message_type() == MessageType::Response
+            && m.id() == req.id()
+            && m.queries() == req.queries()
+    })
+}
+
+async fn exchange_udp(up: SocketAddr, req: &Message, pkt: &[u8]) -> Result<Vec<u8>> {
+    let local: SocketAddr = if up.is_ipv4() {
+        "0.0.0.0:0".parse().expect("static addr")
+    } else {
+        "[::]:0".parse().expect("static addr")
+    };
+    // A fresh socket per query: a random source port, and only `up` can answer it (connect).
+    let s = UdpSocket::bind(local).await?;
+    s.connect(up).await?;
+    s.send(pkt).await?;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = s.recv(&mut buf).await?;
+        if matches(req, &buf[..n]) {
+            return Ok(buf[..n].to_vec());
+        }
+        // A stray or mismatched datagram: keep waiting (the caller's timeout bounds this).
+    }
+}
+
+async fn exchange_tcp(up: SocketAddr, req: &Message, pkt: &[u8]) -> Result<Vec<u8>> {
+    let mut c = TcpStream::connect(up).await?;
+    let mut out = Vec::with_capacity(pkt.len() + 2);
+    out.extend_from_slice(&(pkt.len() as u16).to_be_bytes());
+    out.extend_from_slice(pkt);
+    c.write_all(&out).await?;
+    let len = c.read_u16().await? as usize;
+    let mut buf = vec![0u8; len];
+    c.read_exact(&mut buf).await?;
+    if !matches(req, &buf) {
+        bail!("reply over TCP does not match the query");
+    }
+    Ok(buf)
+}
+
+/// `ADDR` or `ADDR:PORT` (IPv6 as `[::1]:53` or bare `::1`) → a socket address, port 53 default.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    match s
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => Ok(SocketAddr::new(ip, 53)),
+        Err(_) => Err(format!("{s:?}: want an IP address, optionally with :PORT")),
+    }
+}
+
+/// The nameservers of a resolv.conf, loopback ones included (the proxy can reach them).
+pub fn nameservers(resolv: &str) -> Vec<SocketAddr> {
+    resolv
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("nameserver")).then(|| f.next()).flatten()
+        })
+        .filter_map(|a| a.split('%').next()?.parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// `berth-worker dns-proxy`: serve until SIGTERM/SIGINT, then print the counters.
+pub async fn main(listen: Vec<SocketAddr>, cfg: Config) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    sys_raise_nofile();
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let proxy = Proxy::new(cfg)?;
+    let mut ls = Vec::new();
+    for a in &listen {
+        ls.push(bind(*a, false)?);
+    }
+    let addrs: Vec<String> = ls.iter().map(|l| l.addr.to_string()).collect();
+    let ups: Vec<String> = proxy.cfg.upstreams.iter().map(|u| u.to_string()).collect();
+    eprintln!(
+        "berth-worker dns-proxy: listening on {} (udp, tcp); upstreams {}; aaaa-nxdomain rewrite {}",
+        addrs.join(" "),
+        ups.join(" "),
+        if proxy.cfg.rewrite { "on" } else { "off" }
+    );
+    proxy
+        .serve(ls, async {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        })
+        .await;
+    eprintln!("berth-worker dns-proxy: stopped: {}", proxy.stats.line());
+    Ok(0)
+}
+
+/// Each in-flight query holds a socket: lift the soft fd limit to the hard one.
+pub fn sys_raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_addr("10.0.0.1").unwrap(),
+            "10.0.0.1:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("10.0.0.1:5353").unwrap(),
+            "10.0.0.1:5353".parse().unwrap()
+        );
+        assert_eq!(parse_addr("::1").unwrap(), "[::1]:53".parse().unwrap());
+        assert_eq!(parse_addr("[::1]:54").unwrap(), "[::1]:54".parse().unwrap());
+        assert!(parse_addr("example.com").is_err());
+    }
+
+    #[test]
+    fn host_nameservers_keep_loopback() {
+        let r =
+            "search corp.example\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\noptions edns0\n";
+        assert_eq!(
+            nameservers(r),
+            vec![
+                "127.0.0.53:53".parse().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn nodata_soa_is_owned_by_the_name() {
+        let n = Name::from_ascii("a.example.").unwrap();
+        let r = synthetic_soa(&n);
+        assert_eq!(r.record_type(), RecordType::SOA);
+        assert_eq!(r.name(), &n);
+    }
+}
