@@ -51,6 +51,13 @@ impl ConsoleSocket {
     /// master). The runtime connects during `create`, so after a successful `create`
     /// the connection is already queued.
     pub fn receive_pty(&self) -> Pty {
+        self.receive().0
+    }
+
+    /// [`ConsoleSocket::receive_pty`], also returning the accepted connection: once
+    /// the runtime has exited and the container process has exec'd, nothing may
+    /// hold its other end ([`ConsoleConn::assert_closed_by_peer`]).
+    pub fn receive(&self) -> (Pty, ConsoleConn) {
         let stream = crate::poll_until(
             "the runtime to connect to the console socket",
             crate::PATIENCE,
@@ -66,8 +73,27 @@ impl ConsoleSocket {
         stream
             .set_read_timeout(Some(crate::scaled(crate::PATIENCE)))
             .expect("console stream timeout");
-        Pty {
+        let pty = Pty {
             file: File::from(receive_fd(&stream)),
+        };
+        (pty, ConsoleConn(stream))
+    }
+}
+
+/// The accepted console-socket connection.
+pub struct ConsoleConn(UnixStream);
+
+impl ConsoleConn {
+    /// Waits (at most [`crate::PATIENCE`]) for EOF: every process on the runtime's
+    /// side has closed the socket. A runtime that leaves it open in a helper or in
+    /// the container process keeps a console server (recvtty, a shim) waiting.
+    #[track_caller]
+    pub fn assert_closed_by_peer(&mut self) {
+        let mut buf = [0u8; 64];
+        match self.0.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("unexpected {n} bytes on the console socket"),
+            Err(e) => panic!("the console socket is still open on the runtime's side: {e}"),
         }
     }
 }
@@ -144,6 +170,31 @@ impl Pty {
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
                 // EIO: the other side (the container) closed the terminal.
                 Err(e) => panic!("reading the pty before {needle:?}: {e}; got {text:?}"),
+            }
+        }
+    }
+}
+
+impl Pty {
+    /// Reads until the terminal hangs up (EIO: no process holds the pty's other
+    /// side any more), at most [`crate::PATIENCE`]; returns everything read.
+    #[track_caller]
+    pub fn read_to_hangup(&mut self) -> String {
+        let deadline = Instant::now() + crate::PATIENCE;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            assert!(
+                !left.is_zero() && wait_readable(self.file.as_raw_fd(), left),
+                "the pty never hung up (a process still holds it); got {text:?}"
+            );
+            match self.file.read(&mut buf) {
+                Ok(0) => return text,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => return text,
+                Err(e) => panic!("reading the pty: {e}; got {text:?}"),
             }
         }
     }

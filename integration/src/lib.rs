@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 pub use bundle::Bundle;
 pub use cgroup::{cgroup_file, CgroupFile};
-pub use console::{ConsoleSocket, Pty};
+pub use console::{ConsoleConn, ConsoleSocket, Pty};
 pub use container::{Container, Spawned};
 pub use leftovers::{leftovers, Leftover, Leftovers};
 pub use runtime::{Output, Runtime};

@@ -364,3 +364,106 @@ fn unknown_verb_and_flag() {
     rt.run(&["list", "--no-such-flag"])
         .assert_fails_mentioning(&["no-such-flag"]);
 }
+
+/// A host sysctl, restored on drop: if berth ever wrote it again (the bug these
+/// tests guard against), the test fails without leaving the host changed.
+struct HostSysctl(&'static str, String);
+
+impl HostSysctl {
+    fn save(path: &'static str) -> HostSysctl {
+        HostSysctl(path, Self::read(path))
+    }
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(path).expect("reading a host sysctl")
+    }
+
+    #[track_caller]
+    fn assert_unchanged(&self) {
+        assert_eq!(Self::read(self.0), self.1, "the host's {} changed", self.0);
+    }
+}
+
+impl Drop for HostSysctl {
+    fn drop(&mut self) {
+        if Self::read(self.0) != self.1 {
+            let _ = std::fs::write(self.0, &self.1);
+        }
+    }
+}
+
+const KEEPALIVE: &str = "/proc/sys/net/ipv4/tcp_keepalive_time";
+
+fn without_netns(c: &mut serde_json::Value) {
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "network");
+}
+
+/// A sysctl outside the container's own namespaces would be the host's: refused at
+/// create, naming the key, and the host's value is untouched. (berth used to write
+/// net.ipv4.tcp_keepalive_time on the host for a config without a network namespace.)
+#[test]
+fn sysctl_of_the_host_network_namespace_is_refused() {
+    let host = HostSysctl::save(KEEPALIVE);
+    let other = if host.1.trim() == "7201" {
+        "7202"
+    } else {
+        "7201"
+    };
+    let bundle = Bundle::busybox().with(|c| {
+        without_netns(c);
+        c["linux"]["sysctl"] = json!({ "net.ipv4.tcp_keepalive_time": other });
+    });
+    refused(
+        "sysctl_hostnet",
+        bundle,
+        &[
+            "linux.sysctl[\"net.ipv4.tcp_keepalive_time\"]",
+            "host network namespace",
+        ],
+    );
+    host.assert_unchanged();
+}
+
+#[test]
+fn sysctl_with_a_joined_host_network_namespace_is_refused() {
+    let host = HostSysctl::save(KEEPALIVE);
+    let other = if host.1.trim() == "7203" {
+        "7204"
+    } else {
+        "7203"
+    };
+    let bundle = Bundle::busybox().with(|c| {
+        without_netns(c);
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "network", "path": "/proc/self/ns/net"}));
+        c["linux"]["sysctl"] = json!({ "net.ipv4.tcp_keepalive_time": other });
+    });
+    refused(
+        "sysctl_joined_hostnet",
+        bundle,
+        &["linux.sysctl[\"net.ipv4.tcp_keepalive_time\"]"],
+    );
+    host.assert_unchanged();
+}
+
+#[test]
+fn sysctl_not_in_any_namespace_is_refused() {
+    // The value written is the host's own, so even a runtime that wrongly
+    // writes it changes nothing; the refusal is what is checked.
+    let host = HostSysctl::save("/proc/sys/kernel/core_pattern");
+    let same = host.1.trim().to_string();
+    for (tag, key) in [
+        ("sysctl_core", "kernel.core_pattern"),
+        ("sysctl_climb", "net.//.kernel.core_pattern"),
+        ("sysctl_hostname", "kernel.hostname"),
+    ] {
+        let bundle = Bundle::busybox().with(|c| c["linux"]["sysctl"] = json!({ key: same }));
+        refused(tag, bundle, &[&format!("linux.sysctl[{key:?}]")]);
+    }
+    host.assert_unchanged();
+}

@@ -328,3 +328,43 @@ fn uts_namespace_keeps_the_host_hostname() {
         host
     );
 }
+
+/// Namespaced sysctls are written inside the container's own namespaces: the
+/// container sees its values, the host keeps its own.
+#[test]
+fn namespaced_sysctls_apply_inside_only() {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+    let (keepalive, shmmni) = (
+        read("/proc/sys/net/ipv4/tcp_keepalive_time"),
+        read("/proc/sys/kernel/shmmni"),
+    );
+    let want_keepalive = if keepalive.trim() == "7301" {
+        "7302"
+    } else {
+        "7301"
+    };
+    let want_shmmni = if shmmni.trim() == "1001" {
+        "1002"
+    } else {
+        "1001"
+    };
+    let bundle = Bundle::busybox()
+        .sh("cat /proc/sys/net/ipv4/tcp_keepalive_time /proc/sys/kernel/shmmni")
+        .with(|c| {
+            c["linux"]["sysctl"] = json!({
+                "net.ipv4.tcp_keepalive_time": want_keepalive,
+                "kernel/shmmni": want_shmmni,
+            })
+        });
+    let c = Container::new(&Runtime::new(), bundle, "sysctl_inside");
+    let out = c.run();
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout,
+        format!("{want_keepalive}\n{want_shmmni}\n"),
+        "{out}"
+    );
+    assert_eq!(read("/proc/sys/net/ipv4/tcp_keepalive_time"), keepalive);
+    assert_eq!(read("/proc/sys/kernel/shmmni"), shmmni);
+    c.finish();
+}

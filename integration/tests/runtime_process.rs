@@ -397,3 +397,131 @@ fn program_found_through_path_and_absolute() {
         c.finish();
     }
 }
+
+/// With `terminal: true` the pty belongs to the process user, and keeps the group
+/// devpts gives it (`gid=5`, tty, in runc's spec) — runc's tty.bats "tty owner".
+/// Once the process runs, only it holds the console: the runtime's connection to
+/// the console socket is closed (a console server such as recvtty sees EOF), and
+/// when the process exits the pty hangs up — no berth process keeps a copy.
+#[test]
+fn console_pty_owner_and_no_other_holder() {
+    let bundle = Bundle::busybox()
+        .sh("stat -c owner=%u:%g $(tty)")
+        .with(|c| {
+            c["process"]["terminal"] = true.into();
+            c["process"]["user"]["uid"] = 1000.into();
+            c["process"]["user"]["gid"] = 100.into();
+        });
+    let c = Container::new(&Runtime::new(), bundle, "tty_owner");
+    let socket = ConsoleSocket::new();
+    c.create_with(&["--console-socket", &socket.path().to_string_lossy()])
+        .assert_ok();
+    let (mut pty, mut conn) = socket.receive();
+    c.start().assert_ok();
+    conn.assert_closed_by_peer();
+    let seen = pty.read_to_hangup();
+    assert!(seen.contains("owner=1000:5"), "pty owner: {seen:?}");
+    c.wait_stopped();
+    c.finish();
+}
+
+fn running_sleeper(tag: &str, patch: impl FnOnce(&mut serde_json::Value)) -> Container {
+    let bundle = Bundle::busybox().args(&["sleep", "1000"]).with(patch);
+    let c = Container::new(&Runtime::new(), bundle, tag);
+    c.create_and_start();
+    c
+}
+
+/// `exec -t` without `--console-socket` in the foreground: berth holds the pty
+/// and copies it to its own stdio, as runc does (tty.bats "exec [tty ptsname]",
+/// "exec [tty owner]"). Detached, it needs a console socket.
+#[test]
+fn exec_tty_in_the_foreground_is_proxied() {
+    let c = running_sleeper("exec_tty", |c| {
+        c["process"]["user"]["uid"] = 1000.into();
+        c["process"]["user"]["gid"] = 100.into();
+    });
+    let out = c.invoke(&[
+        "exec",
+        "-t",
+        c.id(),
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; readlink /proc/self/fd/1; stat -c owner=%u:%g $(tty); exit 3",
+    ]);
+    out.assert_code(3);
+    let lines: Vec<&str> = out.stdout.lines().map(|l| l.trim_end()).collect();
+    assert!(
+        lines.len() >= 3 && lines[..2].iter().all(|l| l.starts_with("/dev/pts/")),
+        "stdio is the pty: {out}"
+    );
+    assert!(out.stdout.contains("owner=1000:5"), "{out}");
+    c.invoke(&["exec", "-t", "-d", c.id(), "true"])
+        .assert_fails_mentioning(&["--console-socket"]);
+    c.finish();
+}
+
+/// `exec -d -t --console-socket`: the exec'd process alone holds its pty and
+/// nothing on berth's side keeps the console socket open.
+#[test]
+fn exec_console_socket_is_not_kept_open() {
+    let c = running_sleeper("exec_console", |_| {});
+    let socket = ConsoleSocket::new();
+    c.invoke(&[
+        "exec",
+        "-d",
+        "-t",
+        "--console-socket",
+        &socket.path().to_string_lossy(),
+        c.id(),
+        "sh",
+        "-c",
+        "echo exec-$((20+1))",
+    ])
+    .assert_ok();
+    let (mut pty, mut conn) = socket.receive();
+    conn.assert_closed_by_peer();
+    assert!(pty.read_to_hangup().contains("exec-21"));
+    c.finish();
+}
+
+/// process.cwd is entered as root first (runc's order), so a cwd only root may
+/// enter works for another user (cwd.bats "create can chdir if runc has access"),
+/// and an `exec --user 0` whose root has no CAP_DAC_OVERRIDE can still enter the
+/// user's private cwd (cwd.bats "exec --user with no access to cwd").
+#[test]
+fn cwd_is_entered_before_the_user_switch() {
+    let bundle = Bundle::busybox_copy();
+    let rootfs = bundle.rootfs();
+    for (dir, owner) in [("private-root", 0), ("private-42", 42)] {
+        let d = rootfs.join(dir);
+        std::fs::create_dir(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(owner), Some(owner)).unwrap();
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let run = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().with(|c| {
+            c["root"]["path"] = rootfs.to_string_lossy().into_owned().into();
+            c["process"]["cwd"] = "/private-root".into();
+            c["process"]["user"]["uid"] = 1000.into();
+            c["process"]["args"] = json!(["pwd"]);
+        }),
+        "cwd_as_root",
+    );
+    let out = run.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, "/private-root\n", "{out}");
+    run.finish();
+
+    let c = running_sleeper("cwd_exec_user0", |c| {
+        c["root"]["path"] = rootfs.to_string_lossy().into_owned().into();
+        c["process"]["cwd"] = "/private-42".into();
+        c["process"]["user"]["uid"] = 42.into();
+    });
+    let out = c.invoke(&["exec", "--user", "0", c.id(), "pwd"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout, "/private-42\n", "{out}");
+    c.finish();
+    drop(bundle);
+}

@@ -394,3 +394,51 @@ fn cwd_through_a_leaked_fd_is_refused() {
         c.finish();
     }
 }
+
+/// proc and sysfs are never mounted through a symlink planted in the image
+/// (mask.bats "prohibit symlink /proc", "/sys"): create fails naming the rule,
+/// nothing is created at the link's target, nothing is left behind.
+#[test]
+fn proc_and_sys_through_a_symlink_are_refused() {
+    for dir in ["proc", "sys"] {
+        let bundle = Bundle::busybox_copy();
+        let rootfs = bundle.rootfs();
+        std::fs::remove_dir_all(rootfs.join(dir)).unwrap();
+        symlink("/elsewhere", rootfs.join(dir)).unwrap();
+        let c = Container::new(&Runtime::new(), bundle, &format!("symlink_{dir}"));
+        c.create()
+            .assert_fails_mentioning(&["must be mounted on ordinary directory", dir]);
+        assert!(
+            !rootfs.join("elsewhere").exists(),
+            "{dir}: something was made at the symlink's target"
+        );
+        c.assert_no_leftovers();
+    }
+}
+
+/// A `ro` /dev is still filled (devices, links, /dev/pts) and ends up read-only
+/// (mounts.bats "ro /dev mount").
+#[test]
+fn read_only_dev_is_filled_then_read_only() {
+    let bundle = Bundle::busybox()
+        .sh(
+            "grep '^tmpfs /dev ' /proc/mounts; ls /dev/null /dev/pts/ptmx; \
+             touch /dev/x; echo touch=$?",
+        )
+        .with(|c| {
+            for m in c["mounts"].as_array_mut().unwrap() {
+                if m["destination"] == "/dev" {
+                    m["options"].as_array_mut().unwrap().push("ro".into());
+                }
+            }
+        });
+    let c = Container::new(&Runtime::new(), bundle, "ro_dev");
+    let out = c.run();
+    out.assert_code(0);
+    let line = out.stdout.lines().next().unwrap_or_default();
+    let options = line.split(' ').nth(3).unwrap_or_default();
+    assert!(options.split(',').any(|o| o == "ro"), "/dev is ro: {out}");
+    assert!(out.stdout.contains("/dev/null\n/dev/pts/ptmx\n"), "{out}");
+    assert!(out.stdout.contains("touch=1"), "{out}");
+    c.finish();
+}

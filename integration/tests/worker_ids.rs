@@ -359,3 +359,52 @@ fn stored_image_shifted_copy_sits_next_to_it() {
     assert!(!dir.exists());
     env.assert_clean(&[]);
 }
+
+/// Where the kernel has idmapped layers but an input's or the image's filesystem cannot be
+/// idmapped (ramfs here; tmpfs before 6.3, NFS), that one tree gets a shifted copy and the run
+/// goes on.
+#[test]
+fn unidmappable_filesystem_gets_a_shifted_copy() {
+    let env = Env::with_idmap("auto");
+    let ram = env.path("ram");
+    std::fs::create_dir_all(&ram).unwrap();
+    sh(r#"mount -t ramfs ramfs "$1""#, &[&ram]);
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+    let _guard = Unmount(&ram);
+    sh(
+        r#"mkdir "$1/src" "$1/img"; echo hi > "$1/src/f"; cp -a "$2"/. "$1/img"/"#,
+        &[&ram, &busybox()],
+    );
+    let task = env.write(
+        "task.yml",
+        "platform: linux\ninputs: [{name: src}]\nrun: {path: sh, args: [-c, 'stat -c %u src/f /bin/busybox; echo more >> src/f && cat src/f']}\n",
+    );
+    let o = env.run(
+        &task,
+        &ram.join("img"),
+        &["-v", "-i", &format!("src={}", ram.join("src").display())],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o), "0\n0\nhi\nmore\n", "{}", text(&o));
+    let e = stderr(&o);
+    if e.contains("ids: idmapped mounts") {
+        assert!(
+            e.contains("input src: its filesystem cannot be idmapped"),
+            "{e}"
+        );
+        assert!(
+            e.contains("image: its filesystem cannot be idmapped"),
+            "{e}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(ram.join("src/f")).unwrap(), "hi\n");
+    env.assert_clean(&[]);
+}

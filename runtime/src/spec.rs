@@ -724,6 +724,9 @@ impl Spec {
         if let Some(r) = &linux.resources {
             validate_resources(r)?;
         }
+        for key in linux.sysctl.keys() {
+            check_sysctl(key, &seen).map_err(|msg| SpecError::new(sysctl_field(key), msg))?;
+        }
         for (i, d) in linux.devices.iter().enumerate() {
             if !matches!(d.typ.as_str(), "c" | "b" | "u" | "p") {
                 return Err(SpecError::new(
@@ -834,6 +837,115 @@ pub fn validate_resources(r: &Resources) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+/// How an error names a sysctl: `linux.sysctl["net.ipv4.ip_forward"]`.
+pub fn sysctl_field(key: &str) -> String {
+    format!("linux.sysctl[{key:?}]")
+}
+
+/// The file under `/proc/sys` a sysctl key names. Keys are dotted
+/// (`net.ipv4.ip_forward`); a key whose first separator is `/` is in the
+/// slash form and is read as runc reads it (`.` and `/` swapped), so in the
+/// dotted form a `/` stands for a dot inside one name
+/// (`net.ipv4.conf.eth0/100.forwarding` → `net/ipv4/conf/eth0.100/forwarding`).
+/// Empty, `.` and `..` components are refused: the key must name a file
+/// below `/proc/sys`, never climb out of it.
+pub fn sysctl_path(key: &str) -> Result<String, String> {
+    let slash_form = match (key.find('.'), key.find('/')) {
+        (Some(d), Some(s)) => s < d,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let parts: Vec<String> = if slash_form {
+        key.split('/').map(str::to_string).collect()
+    } else {
+        key.split('.').map(|p| p.replace('/', ".")).collect()
+    };
+    if parts.iter().any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err("not a sysctl name (want dotted names like net.ipv4.ip_forward)".into());
+    }
+    Ok(parts.join("/"))
+}
+
+/// Only sysctls that live in a namespace the container has its own copy of
+/// may be set — anything else would change the host (runc's rule,
+/// libcontainer/configs/validate): IPC sysctls need an IPC namespace, `net.*`
+/// a network namespace, `kernel.domainname` a UTS namespace. A network
+/// namespace joined by path is checked against the runtime's own on the
+/// host, in `create` (see [`sysctl_net_path_is_host`]).
+fn check_sysctl(key: &str, namespaces: &std::collections::BTreeSet<NsKind>) -> Result<(), String> {
+    let path = sysctl_path(key)?;
+    let dotted = path.replace('/', ".");
+    let ipc = matches!(
+        dotted.as_str(),
+        "kernel.msgmax"
+            | "kernel.msgmnb"
+            | "kernel.msgmni"
+            | "kernel.sem"
+            | "kernel.shmall"
+            | "kernel.shmmax"
+            | "kernel.shmmni"
+            | "kernel.shm_rmid_forced"
+    ) || dotted.starts_with("fs.mqueue.");
+    if ipc {
+        if namespaces.contains(&NsKind::Ipc) {
+            return Ok(());
+        }
+        return Err(format!(
+            "sysctl {dotted:?} is not allowed in the host's ipc namespace: \
+             linux.namespaces has no \"ipc\" entry, so it would change the host"
+        ));
+    }
+    if dotted.starts_with("net.") {
+        if namespaces.contains(&NsKind::Network) {
+            return Ok(());
+        }
+        return Err(format!(
+            "sysctl {dotted:?} not allowed in host network namespace: \
+             linux.namespaces has no \"network\" entry, so it would change the host"
+        ));
+    }
+    if namespaces.contains(&NsKind::Uts) {
+        match dotted.as_str() {
+            "kernel.domainname" => return Ok(()),
+            "kernel.hostname" => {
+                return Err(format!(
+                "sysctl {dotted:?} is not allowed as it conflicts with the OCI \"hostname\" field"
+            ))
+            }
+            _ => {}
+        }
+    }
+    Err(format!(
+        "sysctl {dotted:?} is not in a separate kernel namespace: setting it would change the host"
+    ))
+}
+
+/// `net.*` sysctls with a network namespace joined by path: refused when
+/// that path is the runtime's own network namespace (the host's), as runc
+/// does. Returns the offending key.
+pub fn sysctl_net_path_is_host(spec: &Spec) -> std::io::Result<Option<String>> {
+    let linux = spec.linux();
+    let Some(key) = linux
+        .sysctl
+        .keys()
+        .find(|k| sysctl_path(k).is_ok_and(|p| p.starts_with("net/")))
+    else {
+        return Ok(None);
+    };
+    let Some(path) = linux
+        .namespaces
+        .iter()
+        .find(|n| n.typ == "network")
+        .and_then(|n| n.path.as_ref())
+    else {
+        return Ok(None);
+    };
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/self/ns/net")?;
+    let theirs = std::fs::metadata(path)?;
+    Ok((own.dev() == theirs.dev() && own.ino() == theirs.ino()).then(|| key.clone()))
 }
 
 fn validate_process(p: &Process) -> Result<(), SpecError> {
@@ -1108,6 +1220,73 @@ mod tests {
             {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "mwr"}
         ]});
         Spec::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn sysctl_needs_the_namespace_it_lives_in() {
+        let with = |ns: serde_json::Value, key: &str| {
+            let mut v = base();
+            v["linux"]["namespaces"] = ns;
+            v["linux"]["sysctl"] = serde_json::json!({ key: "1" });
+            Spec::from_json(&serde_json::to_vec(&v).unwrap())
+        };
+        let none = serde_json::json!([{"type": "mount"}]);
+        for key in [
+            "net.ipv4.tcp_keepalive_time",
+            "net/ipv4/tcp_keepalive_time",
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "kernel.domainname",
+            "kernel.core_pattern",
+            "vm.swappiness",
+        ] {
+            let e = with(none.clone(), key).unwrap_err();
+            assert_eq!(e.field, format!("linux.sysctl[{key:?}]"), "{e}");
+        }
+        let e = with(none.clone(), "net.ipv4.ip_forward").unwrap_err();
+        assert!(
+            e.msg.contains("not allowed in host network namespace"),
+            "{e}"
+        );
+        let own = serde_json::json!([{"type": "network"}, {"type": "ipc"}, {"type": "uts"}]);
+        for key in [
+            "net.ipv4.ip_forward",
+            "net/ipv4/conf/all/forwarding",
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "kernel.domainname",
+        ] {
+            assert!(with(own.clone(), key).is_ok(), "{key}");
+        }
+        // Still refused with every namespace: not namespaced, or a conflicting field.
+        for key in ["kernel.core_pattern", "kernel.hostname", "vm.swappiness"] {
+            assert!(with(own.clone(), key).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn sysctl_keys_stay_below_proc_sys() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward").unwrap(),
+            "net/ipv4/ip_forward"
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/100.forwarding").unwrap(),
+            "net/ipv4/conf/eth0.100/forwarding"
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.100/forwarding").unwrap(),
+            "net/ipv4/conf/eth0.100/forwarding"
+        );
+        for bad in [
+            "net..ipv4",
+            "net.//.kernel.core_pattern",
+            "net/../kernel/core_pattern",
+            "net.ipv4.",
+            "",
+        ] {
+            assert!(sysctl_path(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

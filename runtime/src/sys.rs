@@ -158,6 +158,47 @@ pub fn open_in_root(root: RawFd, path: &Path, flags: libc::c_int) -> io::Result<
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
+/// [`open_in_root`] that also refuses any symlink on the way (ELOOP): for
+/// destinations that must be ordinary directories (proc, sysfs).
+pub fn open_in_root_no_symlinks(
+    root: RawFd,
+    path: &Path,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let c = cstr(rel.as_os_str())?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: as in open_in_root.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(last(format_args!(
+            "open {} inside the rootfs",
+            path.display()
+        )));
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 pub fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
     let c = cstr(path.as_os_str())?;
     // SAFETY: valid C string; the returned fd is owned by the OwnedFd.

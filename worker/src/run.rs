@@ -457,27 +457,43 @@ fn prepare(
 
     // Root filesystem: copy-on-write over the image (or over its shifted copy).
     let rootfs = run_dir.join("rootfs");
-    let lower = match &mode {
-        Some(IdsMode::Shifted { .. }) => {
-            let t = std::time::Instant::now();
-            let (p, made) = Store::new(&w.work_dir)
-                .shifted_rootfs(image, max)
-                .context("preparing the image for an unprivileged task")?;
-            header.push(if made {
-                format!(
-                    "image: made its shifted copy in {:.1}s: {}",
-                    t.elapsed().as_secs_f64(),
-                    p.display()
-                )
-            } else {
-                format!("image: shifted copy {}", p.display())
-            });
-            p
+    let rootfs_layers = run_dir.join("layers/rootfs");
+    let mut shifted_image = matches!(mode, Some(IdsMode::Shifted { .. }));
+    if mode == Some(IdsMode::Idmapped) {
+        match cow_mount(&image.rootfs, &rootfs_layers, &rootfs, ns.as_ref()) {
+            Ok(()) => {}
+            // The kernel has idmapped layers, but the image's filesystem cannot be idmapped
+            // (ramfs, NFS, tmpfs before 6.3…): this image gets a shifted copy instead.
+            Err(e) if sys::is_idmap_unsupported(&e) => {
+                sys::umount_all_under(&rootfs_layers)?;
+                header.push(format!(
+                    "image: its filesystem cannot be idmapped ({e:#}); using a shifted copy"
+                ));
+                shifted_image = true;
+            }
+            Err(e) => return Err(e.context("preparing the task's root filesystem")),
         }
-        _ => image.rootfs.clone(),
-    };
-    cow_mount(&lower, &run_dir.join("layers/rootfs"), &rootfs, ns.as_ref())
-        .context("preparing the task's root filesystem")?;
+    }
+    if shifted_image {
+        let t = std::time::Instant::now();
+        let (lower, made) = Store::new(&w.work_dir)
+            .shifted_rootfs(image, max)
+            .context("preparing the image for an unprivileged task")?;
+        header.push(if made {
+            format!(
+                "image: made its shifted copy in {:.1}s: {}",
+                t.elapsed().as_secs_f64(),
+                lower.display()
+            )
+        } else {
+            format!("image: shifted copy {}", lower.display())
+        });
+        cow_mount(&lower, &rootfs_layers, &rootfs, None)
+            .context("preparing the task's root filesystem")?;
+    } else if mode.is_none() {
+        cow_mount(&image.rootfs, &rootfs_layers, &rootfs, None)
+            .context("preparing the task's root filesystem")?;
+    }
 
     let mut binds: Vec<Bind> = Vec::new();
     let vol = run_dir.join("vol");
@@ -522,19 +538,27 @@ fn prepare(
             bail!("-i {}={}: not a directory", inp.name, src.display());
         }
         let target = run_dir.join(format!("inputs/{i}"));
-        if let Some(IdsMode::Shifted { .. }) = &mode {
+        let layers = run_dir.join(format!("layers/in-{i}"));
+        let shifted = match &mode {
+            Some(IdsMode::Shifted { .. }) => true,
+            _ => match cow_mount(&src, &layers, &target, ns.as_ref()) {
+                Ok(()) => false,
+                Err(e) if sys::is_idmap_unsupported(&e) => {
+                    sys::umount_all_under(&layers)?;
+                    header.push(format!(
+                        "input {}: its filesystem cannot be idmapped ({e:#}); using a shifted copy",
+                        inp.name
+                    ));
+                    true
+                }
+                Err(e) => return Err(e.context(format!("mounting input {}", inp.name))),
+            },
+        };
+        if shifted {
             // The run's own shifted copy: writable, and the caller's dir is only read.
             mkdir(&run_dir.join("inputs"))?;
             shift::copy_tree(&src, &target, Shift::ToNs(max))
                 .with_context(|| format!("copying input {} (shifted)", inp.name))?;
-        } else {
-            cow_mount(
-                &src,
-                &run_dir.join(format!("layers/in-{i}")),
-                &target,
-                ns.as_ref(),
-            )
-            .with_context(|| format!("mounting input {}", inp.name))?;
         }
         let dest = format!("{workdir}/{}", inp.mount_path().trim_matches('/'));
         binds.push(Bind {

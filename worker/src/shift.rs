@@ -505,6 +505,36 @@ mod tests {
         assert_eq!(Shift::None.map(0), 0);
     }
 
+    /// Runs as root (as the whole test suite does): chown needs it.
+    #[test]
+    fn in_place_shift_keeps_setid_bits_and_is_idempotent() {
+        let max = 4294967294;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("c");
+        fs::create_dir_all(r.join("d")).unwrap();
+        fs::write(r.join("d/suid"), "x").unwrap();
+        fs::write(r.join("user"), "x").unwrap();
+        std::os::unix::fs::symlink("d", r.join("sym")).unwrap();
+        lchown(&r.join("user"), 1000, 1000).unwrap();
+        fs::set_permissions(r.join("d/suid"), fs::Permissions::from_mode(0o6755)).unwrap();
+        let owner = |p: &str| {
+            let m = fs::symlink_metadata(r.join(p)).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(shift_in_place(&r, Shift::ToNs(max)).unwrap(), 4);
+        assert_eq!(owner("d/suid"), (max, max));
+        assert_eq!(owner("sym"), (max, max));
+        assert_eq!(owner("user"), (1000, 1000));
+        assert_eq!(
+            fs::metadata(r.join("d/suid")).unwrap().mode() & 0o7777,
+            0o6755
+        );
+        assert_eq!(shift_in_place(&r, Shift::ToNs(max)).unwrap(), 0);
+        assert_eq!(shift_in_place(&r, Shift::ToHost(max)).unwrap(), 4);
+        assert_eq!(owner("d/suid"), (0, 0));
+        assert_eq!(owner("user"), (1000, 1000));
+    }
+
     #[test]
     fn copy_keeps_links_modes_and_content() {
         let t = tempfile::tempdir().unwrap();

@@ -117,11 +117,11 @@ pub fn idmap_mount(src: &Path, target: &Path, userns: &OwnedFd) -> Result<()> {
         )
     };
     if rc != 0 {
-        bail!(
-            "mount_setattr({}, MOUNT_ATTR_IDMAP): {} (idmapped mounts need Linux >= 5.12, overlay >= 5.19)",
-            src.display(),
-            io::Error::last_os_error()
-        );
+        return Err(IdmapError {
+            path: src.to_path_buf(),
+            err: io::Error::last_os_error(),
+        }
+        .into());
     }
     // SAFETY: valid fd and C strings.
     let rc = unsafe {
@@ -174,6 +174,38 @@ pub fn probe_idmapped_overlay(parent: &Path, userns: &OwnedFd) -> Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
     });
     r.and(clean)
+}
+
+/// `mount_setattr(MOUNT_ATTR_IDMAP)` failed: the kernel (< 5.12) or the filesystem of `path`
+/// cannot do idmapped mounts.
+#[derive(Debug)]
+pub struct IdmapError {
+    pub path: PathBuf,
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for IdmapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "mount_setattr({}, MOUNT_ATTR_IDMAP): {} (idmapped mounts need Linux >= 5.12 and a filesystem that supports them; overlay layers >= 5.19)",
+            self.path.display(),
+            self.err
+        )
+    }
+}
+
+impl std::error::Error for IdmapError {}
+
+/// Whether `e` says that a path's filesystem (or the kernel) cannot be idmapped, as opposed
+/// to any other failure of building the mount.
+pub fn is_idmap_unsupported(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<IdmapError>().is_some_and(|i| {
+        matches!(
+            i.err.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EPERM)
+        )
+    })
 }
 
 /// Lazily unmount `target` (MNT_DETACH): it vanishes from the tree now, and the filesystem is

@@ -790,27 +790,50 @@ pub(crate) fn errno_text(e: &io::Error) -> String {
 /// The file is opened without O_CREAT: cgroup files are made by the
 /// kernel, and asking cgroupfs to create one is answered with an errno
 /// that varies by kernel (EACCES, EPERM…). A file the kernel does not
-/// offer is therefore always reported the same way: `… does not exist`.
+/// offer is therefore always reported the same way, `… does not exist`,
+/// with the Linux release that added it when known ([`added_in`]).
 pub(crate) fn write_field(field: &str, dir: &Path, file: &str, value: &str) -> Result<()> {
+    use std::io::Write;
     let path = dir.join(file);
-    let res = fs::OpenOptions::new()
+    fs::OpenOptions::new()
         .write(true)
         .truncate(true)
         .open(&path)
-        .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()));
-    res.map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            anyhow!(
-                "{field}: cannot write {value}: {} does not exist (this kernel or controller offers no such cgroup file)",
-                path.display()
-            )
-        } else {
-            anyhow!(
-                "{field}: writing {value} to {}: {}",
-                path.display(),
-                errno_text(&e)
-            )
-        }
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                let why = match added_in(file) {
+                    Some(v) => {
+                        format!("this kernel has no such cgroup file: {file} needs Linux >= {v}")
+                    }
+                    None => "this kernel or controller offers no such cgroup file".to_string(),
+                };
+                anyhow!(
+                    "{field}: cannot write {value}: {} does not exist ({why})",
+                    path.display()
+                )
+            } else {
+                anyhow!(
+                    "{field}: writing {value} to {}: {}",
+                    path.display(),
+                    errno_text(&e)
+                )
+            }
+        })
+}
+
+/// The Linux release that added a cgroup file berth may write, for the
+/// files younger than the oldest kernel berth is tested on (5.10, see
+/// docs/kernels.md).
+pub(crate) fn added_in(file: &str) -> Option<&'static str> {
+    Some(match file {
+        "cpu.idle" => "5.15",
+        "cpu.max.burst" | "cpu.cfs_burst_us" => "5.14",
+        "cgroup.kill" => "5.14",
+        "memory.peak" | "memory.swap.peak" => "5.19",
+        "memory.zswap.max" => "5.19",
+        "memory.swap.high" => "5.8",
+        _ => return None,
     })
 }
 

@@ -14,7 +14,7 @@ pub struct ExecArgs {
     /// A process.json (runtime-spec `process` object) to run instead of COMMAND.
     #[arg(short = 'p', long)]
     pub process: Option<PathBuf>,
-    /// Allocate a pseudo-TTY (needs --console-socket).
+    /// Allocate a pseudo-TTY (sent to --console-socket, or proxied by berth in the foreground).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Unix socket that receives the pty master.
@@ -126,8 +126,9 @@ fn process(root: &Root, a: &ExecArgs) -> Result<Process> {
 
 pub fn run(root: &Root, a: ExecArgs) -> Result<i32> {
     let p = process(root, &a)?;
-    if p.terminal && a.console_socket.is_none() {
-        bail!("--tty needs --console-socket (berth does not proxy a terminal for exec)");
+    if p.terminal && a.console_socket.is_none() && a.detach {
+        // runc's wording: only a foreground exec can hold the pty itself.
+        bail!("--tty: cannot allocate tty if runc will detach without setting console socket (pass --console-socket)");
     }
     exec::exec(
         root,

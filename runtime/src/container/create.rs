@@ -53,6 +53,26 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
             })?;
         }
     }
+    // A network namespace joined by path may be the host's own: its net.*
+    // sysctls are the host's then (runc refuses the same).
+    match crate::spec::sysctl_net_path_is_host(&spec) {
+        Ok(None) => {}
+        Ok(Some(key)) => {
+            return Err(SpecError::new(
+                crate::spec::sysctl_field(&key),
+                format!(
+                    "sysctl {key:?} not allowed in host network namespace: \
+                     linux.namespaces joins berth's own network namespace"
+                ),
+            )
+            .into())
+        }
+        Err(e) => {
+            return Err(
+                SpecError::new("linux.namespaces", format!("network namespace path: {e}")).into(),
+            )
+        }
+    }
     let rootfs_rel = spec
         .root
         .as_ref()

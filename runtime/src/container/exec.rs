@@ -60,9 +60,20 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         .ok_or_else(|| anyhow!("container has no init process"))?;
     let spec = container_spec(&c)?;
     let program = super::compile_seccomp(root, &spec, &o.process)?;
+    // `exec -t` in the foreground without --console-socket: like runc, berth
+    // receives the pty master itself and copies it to its own stdio.
+    let server = if o.process.terminal && o.console_socket.is_none() && !o.detach {
+        Some(super::console::ConsoleServer::new(&o.id)?)
+    } else {
+        None
+    };
+    let console_path = o
+        .console_socket
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.path()));
     let opts = Options {
         id: o.id.clone(),
-        console_socket: o.console_socket.is_some(),
+        console_socket: console_path.is_some(),
         preserve_fds: o.preserve_fds,
         ..Default::default()
     };
@@ -74,8 +85,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
 
     // The exec'd process must not see the fifo; give it a closed-off one.
     let devnull = sys::open(std::path::Path::new("/dev/null"), libc::O_PATH, 0)?;
-    let console = o
-        .console_socket
+    let console = console_path
         .as_deref()
         .map(super::create::connect_console)
         .transpose()?;
@@ -146,8 +156,19 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         }
         return Err(e).context("exec failed");
     }
+    // Only init and the process it became hold the socket connection: close
+    // ours so a console server sees EOF once the process has its pty.
+    drop(console);
     if o.detach {
         return Ok(0);
     }
-    super::wait::wait_forwarding(pid)
+    let proxy = match &server {
+        Some(s) => Some(super::console::proxy(s.master()?)?),
+        None => None,
+    };
+    let code = super::wait::wait_forwarding(pid);
+    if let Some(p) = proxy {
+        p.finish();
+    }
+    code
 }

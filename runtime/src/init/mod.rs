@@ -38,6 +38,8 @@ pub struct Ctx<'a> {
     pub exe: Option<CString>,
     /// The container state JSON (sent by the runtime), for init's hooks.
     pub state: Option<String>,
+    /// process.cwd is already the cwd (set by `ChdirAsRoot`).
+    pub cwd_done: bool,
 }
 
 /// Run stage 1, then exit. Never returns.
@@ -130,6 +132,7 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
         root: None,
         exe: None,
         state: None,
+        cwd_done: false,
     };
     // Files created while building the rootfs get exactly the modes asked
     // for; the process umask is set by its own step later.
@@ -198,6 +201,7 @@ fn run_step(ctx: &mut Ctx, step: &Step) -> std::io::Result<()> {
         | PivotRoot
         | ChrootNoPivot
         | MaskPath { .. }
+        | RemountReadonly { .. }
         | ReadonlyPath { .. }
         | ReadonlyRoot
         | Symlink { .. } => rootfs::run(ctx, step),

@@ -16,9 +16,12 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
         BringUpLoopback => loopback_up(),
         JoinSessionKeyring { name } => join_session_keyring(name),
         Sysctl { key, value } => {
-            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let field = crate::spec::sysctl_field(key);
+            let rel = crate::spec::sysctl_path(key)
+                .map_err(|e| io::Error::other(format!("{field}: {e}")))?;
+            let path = format!("/proc/sys/{rel}");
             std::fs::write(&path, value)
-                .map_err(|e| sys::err(format_args!("linux.sysctl[{key:?}]: write {path}"), e))
+                .map_err(|e| sys::err(format_args!("{field}: write {path}"), e))
         }
         SetHostname { name } => {
             nix::unistd::sethostname(name).map_err(|e| sys::err("sethostname", e.into()))
@@ -32,11 +35,8 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
             Ok(())
         }
         OpenConsole {
-            uid,
-            gid,
-            rows,
-            cols,
-        } => open_console(ctx, *uid, *gid, *rows, *cols),
+            uid, rows, cols, ..
+        } => open_console(ctx, *uid, *rows, *cols),
         Rlimit {
             name, soft, hard, ..
         } => set_rlimit(name, *soft, *hard),
@@ -63,7 +63,18 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
             unsafe { libc::umask(*mask as libc::mode_t) };
             Ok(())
         }
-        Chdir { cwd } => chdir(cwd),
+        ChdirAsRoot { cwd } => match chdir(cwd) {
+            Ok(()) => {
+                ctx.cwd_done = true;
+                Ok(())
+            }
+            // Denied to root (e.g. a root-squashed or idmapped volume): the
+            // user may be allowed, so `Chdir` tries again after setuid.
+            Err(e) if matches!(sys::errno(&e), Some(libc::EACCES | libc::EPERM)) => Ok(()),
+            Err(e) => Err(e),
+        },
+        Chdir { cwd } if !ctx.cwd_done => chdir(cwd),
+        Chdir { .. } => Ok(()),
         ResolveExecutable { arg0 } => {
             let env = match ctx.plan.steps.last() {
                 Some(Exec { env, .. }) => env.clone(),
@@ -108,7 +119,7 @@ fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-fn open_console(ctx: &Ctx, uid: u32, gid: u32, rows: u16, cols: u16) -> io::Result<()> {
+fn open_console(ctx: &Ctx, uid: u32, rows: u16, cols: u16) -> io::Result<()> {
     let sock = ctx
         .fds
         .console
@@ -129,7 +140,9 @@ fn open_console(ctx: &Ctx, uid: u32, gid: u32, rows: u16, cols: u16) -> io::Resu
     let slave = sys::open(Path::new(&slave_path), libc::O_RDWR | libc::O_NOCTTY, 0)?;
     // SAFETY: plain calls on fds we hold; winsize is a live struct.
     unsafe {
-        if libc::fchown(slave.as_raw_fd(), uid, gid) != 0 {
+        // Only the owner: the group is the one devpts gives new ptys (its
+        // gid= option, 5 = tty in runc's spec), as runc leaves it.
+        if libc::fchown(slave.as_raw_fd(), uid, u32::MAX) != 0 {
             return Err(sys::last(format_args!("chown {slave_path}")));
         }
         if rows > 0 || cols > 0 {

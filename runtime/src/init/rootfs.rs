@@ -40,6 +40,10 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
         Step::Symlink { target, link } => symlink(root(ctx)?, target, link),
         Step::PivotRoot => pivot_root(ctx),
         Step::ChrootNoPivot => chroot_no_pivot(ctx),
+        Step::RemountReadonly { path } => {
+            let fd = open_in_root(root(ctx)?.as_raw_fd(), path, libc::O_PATH)?;
+            remount_ro(&fd_path(&fd))
+        }
         Step::MaskPath { path } => mask(root(ctx)?, path),
         Step::ReadonlyPath { path } => readonly(root(ctx)?, path),
         Step::ReadonlyRoot => remount_ro(Path::new("/")),
@@ -202,7 +206,35 @@ fn remount_ro(path: &Path) -> io::Result<()> {
     remount(path, libc::MS_RDONLY)
 }
 
+/// proc and sysfs are mounted only on an ordinary directory of the image:
+/// never through a symlink (`/proc -> /symlink`), which has been an attack
+/// path (runc: "must be mounted on ordinary directory"). A missing
+/// destination is fine: it is created as a directory.
+fn check_ordinary_dir(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
+    let Some(fs @ ("proc" | "sysfs")) = m.fstype.as_deref() else {
+        return Ok(());
+    };
+    let refuse = |why: &str| {
+        io::Error::other(format!(
+            "filesystem {fs:?} must be mounted on ordinary directory: {} {why}",
+            m.destination.display()
+        ))
+    };
+    match sys::open_in_root_no_symlinks(root.as_raw_fd(), &m.destination, libc::O_PATH) {
+        Ok(fd) => {
+            if std::fs::metadata(fd_path(&fd)).is_ok_and(|md| !md.is_dir()) {
+                return Err(refuse("is not a directory"));
+            }
+            Ok(())
+        }
+        Err(e) if sys::errno(&e) == Some(libc::ELOOP) => Err(refuse("goes through a symlink")),
+        Err(e) if sys::errno(&e) == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn mount(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
+    check_ordinary_dir(root, m)?;
     let source_is_file = m.bind
         && m.source
             .as_ref()

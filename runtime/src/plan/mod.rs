@@ -157,6 +157,11 @@ pub enum Step {
     SetDomainname {
         name: String,
     },
+    /// Make an existing mount read-only in place (`/dev` with `ro`, once it
+    /// is filled).
+    RemountReadonly {
+        path: PathBuf,
+    },
     MaskPath {
         path: PathBuf,
     },
@@ -202,6 +207,11 @@ pub enum Step {
     NoNewPrivileges,
     Umask {
         mask: u32,
+    },
+    /// First try at process.cwd, as root with every capability (runc does
+    /// this too); a permission error leaves it to [`Step::Chdir`].
+    ChdirAsRoot {
+        cwd: String,
     },
     Chdir {
         cwd: String,
@@ -339,6 +349,7 @@ impl Step {
             Sysctl { key, value } => format!("sysctl {key}={value}"),
             SetHostname { name } => format!("sethostname {name}"),
             SetDomainname { name } => format!("setdomainname {name}"),
+            RemountReadonly { path } => format!("remount {} read-only", path.display()),
             MaskPath { path } => format!("mask {}", path.display()),
             ReadonlyPath { path } => format!("read-only {}", path.display()),
             ReadonlyRoot => "remount / read-only".into(),
@@ -372,7 +383,8 @@ impl Step {
             ),
             NoNewPrivileges => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Umask { mask } => format!("umask {mask:04o}"),
-            Chdir { cwd } => format!("chdir {cwd}"),
+            ChdirAsRoot { cwd } => format!("chdir {cwd} (as root; again as the user if denied)"),
+            Chdir { cwd } => format!("chdir {cwd} (unless done as root)"),
             ResolveExecutable { arg0 } => format!("find {arg0} in the container's PATH"),
             CloseHostFds { keep_up_to } => format!("close-on-exec every fd above {keep_up_to}"),
             ClearParentDeathSignal => "prctl(PR_SET_PDEATHSIG, 0)".into(),
@@ -411,6 +423,7 @@ impl Step {
             BringUpLoopback => "a new network namespace starts with lo down (runc brings it up too)",
             Sysctl { .. } => "before read-only paths: /proc/sys becomes read-only next",
             SetHostname { .. } | SetDomainname { .. } => "in the container's own UTS namespace",
+            RemountReadonly { .. } => "a read-only /dev is mounted writable first: devices, links and /dev/pts go in, then it turns read-only (runc does the same)",
             MaskPath { .. } => "hide host information and knobs (/proc/kcore, /proc/keys, …)",
             ReadonlyPath { .. } => "after sysctl writes, so the container cannot change kernel knobs",
             ReadonlyRoot => "root.readonly: last rootfs step, all mounts are in place",
@@ -424,7 +437,8 @@ impl Step {
             SetCapabilities { .. } => "after setuid; inheritable and ambient stay empty unless asked (CVE-2022-29162)",
             NoNewPrivileges => "setuid binaries and file caps can no longer raise privileges",
             Umask { .. } => "process.user.umask, or 0022 like runc",
-            Chdir { .. } => "after setuid (permission checks as the user); must resolve inside the container (CVE-2024-21626)",
+            ChdirAsRoot { .. } => "before caps drop: a cwd only root may enter still works for another user (runc, cwd.bats); must resolve inside the container (CVE-2024-21626)",
+            Chdir { .. } => "after setuid, when root was denied: a cwd owned by the user (e.g. a volume root cannot read) works too",
             ResolveExecutable { .. } => "fail `create`, not `start`, when the program does not exist",
             CloseHostFds { .. } => "no host fd may survive into the container (CVE-2024-21626)",
             ClearParentDeathSignal => "before the late seccomp filter (a profile may deny prctl) and before reporting created (the runtime exits right after); a runtime that dies before `Go` is still seen as EOF",
@@ -741,6 +755,9 @@ fn plan_process(
     if !process.no_new_privileges {
         s.extend(seccomp_step.clone());
     }
+    s.push(Step::ChdirAsRoot {
+        cwd: process.cwd.clone(),
+    });
     s.push(Step::DropBoundingCaps {
         keep: caps.bounding.clone(),
     });
@@ -806,6 +823,7 @@ fn plan_rootfs(
         rootfs: rootfs.to_path_buf(),
     });
     let mut dev_is_bind = false;
+    let mut dev_readonly = false;
     for (index, m) in spec.mounts.iter().enumerate() {
         let field = |f: &str| format!("mounts[{index}].{f}");
         let (flags, propagation, data, rro) = parse_options(&m.options);
@@ -840,6 +858,13 @@ fn plan_rootfs(
                 "required for a non-bind mount",
             ));
         }
+        // A read-only /dev is filled first and made read-only after pivot_root.
+        let flags = if !bind && m.destination == Path::new("/dev") && flags & libc::MS_RDONLY != 0 {
+            dev_readonly = true;
+            flags & !libc::MS_RDONLY
+        } else {
+            flags
+        };
         let (flags, remount_flags) = if bind {
             // A bind mount ignores every flag but MS_BIND|MS_REC; the others
             // take effect through a remount.
@@ -927,6 +952,11 @@ fn plan_rootfs(
     } else {
         Step::PivotRoot
     });
+    if dev_readonly {
+        s.push(Step::RemountReadonly {
+            path: PathBuf::from("/dev"),
+        });
+    }
     Ok(())
 }
 

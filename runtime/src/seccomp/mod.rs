@@ -171,6 +171,15 @@ impl Program {
                 flags &= !self.optional_flags;
                 continue;
             }
+            if err.raw_os_error() == Some(libc::EINVAL)
+                && flags & compile::FLAG_WAIT_KILLABLE_RECV != 0
+            {
+                // Asked for by the profile, so not optional: say why it failed.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "linux.seccomp.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs Linux >= 5.19 (this kernel refuses it: EINVAL)",
+                ));
+            }
             return Err(err);
         }
     }
