@@ -82,8 +82,7 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     )
 }
 
-/// Write one log line (without a log file, warnings go to stderr).
-/// Errors writing the log itself are ignored: the
+/// Write one log line. Errors writing the log itself are ignored: the
 /// message also goes to stderr for errors, and logging must never turn a
 /// success into a failure.
 pub fn log(level: Level, msg: &str) {
@@ -91,14 +90,6 @@ pub fn log(level: Level, msg: &str) {
     if level < l.min {
         return;
     }
-    let Some(path) = &l.file else {
-        // Without --log, runc's logrus writes to stderr. Errors are printed
-        // there by the dispatcher already; warnings must not be lost.
-        if level == Level::Warn {
-            eprintln!("berth: warning: {msg}");
-        }
-        return;
-    };
     let line = if l.json {
         serde_json::json!({"level": level.name(), "msg": msg, "time": now_rfc3339()}).to_string()
     } else {
@@ -109,8 +100,18 @@ pub fn log(level: Level, msg: &str) {
             msg
         )
     };
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{line}");
+    match &l.file {
+        Some(path) => {
+            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        // Without --log, runc's logrus writes to stderr. Errors are printed
+        // by main already ("berth: …"); warnings would otherwise be lost.
+        None if level == Level::Warn => {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+        None => {}
     }
 }
 

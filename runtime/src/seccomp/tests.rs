@@ -838,7 +838,8 @@ fn compile_errors() {
         &Context::default(),
     )
     .unwrap_err();
-    assert!(e.to_string().starts_with("config.json: linux.seccomp.syscalls[1].names[0]: adding SCMP_ACT_LOG rule for \"getppid\""), "{e}");
+    // berth names the earlier rule instead of libseccomp's text.
+    assert!(e.to_string().starts_with("config.json: linux.seccomp.syscalls[1].names[0]: SCMP_ACT_LOG for \"getppid\" conflicts with the earlier rule linux.seccomp.syscalls[0].names[0] (SCMP_ACT_ALLOW for \"getppid\")"), "{e}");
     // Disabled.
     assert!(compile(&profile(json!({})), &Context::default())
         .unwrap()
