@@ -180,11 +180,11 @@ pub fn normalize_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 /// last error line of the log back).
 pub fn dispatch(cli: Cli) -> i32 {
     crate::log::init(cli.log.clone(), cli.log_format == "json", cli.debug);
+    let mut fail_code = 1;
     if cli.version {
         info::print_version();
         return 0;
     }
-    let is_exec = matches!(cli.cmd, Some(Cmd::Exec(_)));
     let result = if cli.systemd_cgroup {
         Err(anyhow::anyhow!(
             "--systemd-cgroup: systemd is not available; berth manages cgroups with cgroupfs"
@@ -196,6 +196,11 @@ pub fn dispatch(cli: Cli) -> i32 {
         ))
     } else {
         let root = crate::state::Root::new(&cli.root);
+        // runc exits 255 when exec itself fails (not the process): clients
+        // tell the two apart by it.
+        if matches!(cli.cmd, Some(Cmd::Exec(_))) {
+            fail_code = 255;
+        }
         match cli.cmd {
             None => {
                 let _ = command().print_help();
@@ -226,13 +231,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Ok(code) => code,
         Err(e) => {
             report(&e);
-            // runc: `exec` fails with 255 (so a failure is told apart from
-            // the process's own exit status), everything else with 1.
-            if is_exec {
-                255
-            } else {
-                1
-            }
+            fail_code
         }
     }
 }
