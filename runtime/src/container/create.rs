@@ -183,8 +183,14 @@ pub fn effective_resources(spec: &Spec) -> Option<crate::spec::Resources> {
         access: Some(access.to_string()),
     };
     for d in &linux.devices {
+        // A FIFO (`p`) is no device to the cgroup; `u` (unbuffered) is a char device.
+        let typ = match d.typ.as_str() {
+            "p" => continue,
+            "u" => "c",
+            t => t,
+        };
         r.devices
-            .push(rule(&d.typ, Some(d.major), Some(d.minor), "rwm"));
+            .push(rule(typ, Some(d.major), Some(d.minor), "rwm"));
     }
     for (typ, major, minor, access) in ALWAYS_ALLOWED {
         r.devices.push(rule(typ, major, minor, access));
