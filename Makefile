@@ -8,7 +8,7 @@
 #   make bench     berth vs runc vs crun (bench/run.sh → bench/results.md)
 #   make test-kernels  the test binaries in VMs with Linux 5.10, 6.1, 6.12 ×
 #                  cgroup v2, v1, hybrid (docs/kernels.md); KERNELS=, CGROUPS=,
-#                  TESTS= pick rows and binaries
+#                  TESTS= pick rows and binaries, BATS= adds runc's bats files
 #   make install   berth and berth-worker into $(PREFIX)/bin
 #
 # Expects Debian 12 (or 11) as root; Rust comes from rustup and is never
@@ -211,6 +211,8 @@ VIRTME_NG    := virtme-ng==1.42
 KERNELS      ?= 5.10 6.1 6.12
 CGROUPS      ?= v2 v1 hybrid
 TESTS        ?=
+BATS         ?=
+CONFORMANCE  ?= $(CURDIR)/../shared/conformance
 KERNELS_DIR  := $(BUILD)/kernels
 
 .PHONY: deps-kernels test-kernels
@@ -230,6 +232,7 @@ test-kernels: deps deps-kernels fixtures build
 	           (.target.name + (if .target.kind[0] == "test" then "" else "." + .target.kind[0] end)) + " " + .executable' \
 	    > $(KERNELS_DIR).bins
 	$(TEST_ENV) KERNELS='$(KERNELS)' CGROUPS='$(CGROUPS)' TESTS='$(TESTS)' \
+	    BATS='$(BATS)' CONFORMANCE='$(CONFORMANCE)' \
 	    KERNELS_DIR=$(KERNELS_DIR) integration/kernels/run.sh $(KERNELS_DIR).bins
 
 # ------------------------------------------------------------- install

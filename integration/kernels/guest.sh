@@ -85,6 +85,12 @@ case $layout in
         ;;
 esac
 
+# The VM's root is 9p: give it one block device, as every real host has
+# (the blkio/io tests throttle one), a loop device on a small file.
+modprobe loop 2>/dev/null || true
+truncate -s 64M /tmp/berth-kernels-disk.img
+losetup -f /tmp/berth-kernels-disk.img || log "no loop device"
+
 {
     echo "kernel: $(uname -r)"
     echo "layout: $layout"
@@ -139,6 +145,22 @@ while read -r name bin; do
         "${ignored:-0}" "$skipped" "$secs" >>"$out/results.tsv"
     log "$name: $status (${passed:-0} passed, ${failed:-0} failed, $skipped skipped) in ${secs}s"
 done <"$binlist"
+# runc's own bats suite (/work/shared/conformance's runc-bats.sh) on this
+# kernel and layout, for runc and for berth, when the host asked for it
+# ($BERTH_KERNELS_BATS: the .bats files). Its cache (/var/tmp) is the VM's
+# copy-on-write view of the host's, its tables go to OUTDIR.
+if [[ -n ${BERTH_KERNELS_BATS:-} ]]; then
+    for rt in /usr/sbin/runc "$BERTH_BIN"; do
+        label=$(basename "$rt")-vm
+        log "runc-bats with $rt: $BERTH_KERNELS_BATS"
+        # shellcheck disable=SC2086 # a list of file names
+        RESULTS_DIR=$out BATS_TEST_TIMEOUT=$((30 * BERTH_TEST_TIME_SCALE)) \
+            BATS_FILE_TIMEOUT=$((300 * BERTH_TEST_TIME_SCALE)) \
+            bash "$BERTH_KERNELS_CONFORMANCE/runc-bats.sh" --label "$label" "$rt" \
+            $BERTH_KERNELS_BATS >"$out/runc-bats.$label.log" 2>&1 </dev/null
+        log "$(tail -1 "$out/runc-bats.$label.log")"
+    done
+fi
 # Leftovers the tests did not clean up would show here.
 {
     echo "leftover mounts under /run/berth: $(grep -c ' /run/berth' /proc/self/mountinfo)"

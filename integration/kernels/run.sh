@@ -14,6 +14,9 @@
 # KERNELS_DIR where kernels are cached and results are kept (default build/kernels)
 # VNG_ACCEL kvm | tcg (default: kvm when a KVM boot works, else tcg)
 # VNG_MEMORY, VNG_CPUS  the VM's size (default 4G, 2)
+# BATS      .bats files of runc's suite to run in each row as well, with runc
+#           and with berth (default none; TESTS=none runs only those), from
+# CONFORMANCE the conformance harness (default ../shared/conformance)
 #
 # Each row leaves $KERNELS_DIR/results/<kernel>-<layout>/ (results.tsv, one
 # log per binary, info.txt); the table of every row run so far is printed and
@@ -41,7 +44,16 @@ while read -r name bin; do
     [[ -n $bin ]] || continue
     if [[ -z $TESTS || " $TESTS " == *" $name "* ]]; then echo "$name $bin"; fi
 done <"$binlist" >"$sel"
-[[ -s $sel ]] || { echo "test-kernels: no test binary selected (TESTS=$TESTS)" >&2; exit 2; }
+BATS=${BATS:-}
+CONFORMANCE=$(realpath -m "${CONFORMANCE:-$repo/../shared/conformance}")
+if [[ -n $BATS && ! -e $CONFORMANCE/runc-bats.sh ]]; then
+    echo "test-kernels: BATS needs the conformance harness (CONFORMANCE=$CONFORMANCE)" >&2
+    exit 2
+fi
+if [[ ! -s $sel && -z $BATS ]]; then
+    echo "test-kernels: no test binary selected (TESTS=$TESTS)" >&2
+    exit 2
+fi
 
 
 # boot KERNEL_IMAGE ACCEL OUTDIR COMMAND: one VM, output on our stdout.
@@ -71,6 +83,7 @@ pick_accel() {
 
 status=0
 accel=
+ran=()
 for k in $KERNELS; do
     "$here/fetch.sh" "$k" "$KERNELS_DIR"
     kimg=$(ls "$KERNELS_DIR/$k"/boot/vmlinuz-* | head -1)
@@ -84,6 +97,10 @@ for k in $KERNELS; do
         echo "BERTH_WORKER_BIN=$(realpath "$BERTH_WORKER_BIN")"
         # Under TCG every instruction is emulated: stretch the tests' waits.
         echo "BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-$([[ $accel == kvm ]] && echo 2 || echo 10)}"
+        echo "BERTH_KERNELS_BATS='$BATS'"
+        echo "BERTH_KERNELS_CONFORMANCE=$CONFORMANCE"
+        # The harness builds nothing when its cache is there (see its README).
+        echo "RUNC_GIT=${RUNC_GIT:-}"
     } >"$envfile"
     for cg in $CGROUPS; do
         row=$KERNELS_DIR/results/$k-$cg
@@ -106,8 +123,12 @@ for k in $KERNELS; do
             status=1
         fi
         echo "== $k/$cg took ${secs}s"
+        ran+=("$row/results.tsv")
     done
 done
 
 "$here/table.sh" "$KERNELS_DIR/results" "$repo/docs/kernels.md"
+# One closing line for the rows of this run: tests, not binaries.
+cat "${ran[@]}" 2>/dev/null | awk -F'\t' '{ p += $3; f += $4; s += $6 }
+    END { printf "test-kernels: %d passed, %d failed, %d skipped\n", p - s, f, s }'
 exit $status

@@ -167,9 +167,17 @@ fn scan_processes(id: &str, found: &mut Vec<Leftover>) {
             continue;
         }
         // A process may exit between readdir and these reads: treat as absent.
-        let cmdline = std::fs::read(dir.join("cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
+        let Ok(raw) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        // An empty cmdline on a process in the container's cgroup: its memory is
+        // already released, it is inside exit(2) and about to be a zombie. On a
+        // slow machine (the emulated VMs of `make test-kernels`) a SIGKILLed
+        // task can sit in that window for a moment after `delete` returned.
+        if raw.is_empty() {
+            continue;
+        }
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
         let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
         if cmdline.contains(id) || cgroup.contains(id) {
             let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();

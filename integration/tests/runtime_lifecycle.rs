@@ -100,8 +100,11 @@ fn state_of_a_deleted_container_does_not_exist() {
     c.assert_no_leftovers();
 }
 
+/// runtime-spec: `delete` of a container that is not stopped MUST fail —
+/// `created` too (runc and crun remove it; runtime-tools `delete` checks it).
+/// `kill` then `delete` removes it, and the program never ran.
 #[test]
-fn delete_a_created_container_that_never_started() {
+fn delete_of_a_created_container_fails_until_it_is_stopped() {
     let c = Container::new(
         &Runtime::new(),
         Bundle::busybox().args(&["echo", "never"]),
@@ -109,6 +112,15 @@ fn delete_a_created_container_that_never_started() {
     );
     c.create().assert_ok();
     let pid = c.pid();
+    c.delete()
+        .assert_fails_mentioning(&["not stopped", "created"]);
+    assert_eq!(c.status(), "created", "a refused delete leaves it alone");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "init {pid} still waits on exec.fifo"
+    );
+    c.invoke(&["kill", c.id(), "KILL"]).assert_ok();
+    c.wait_stopped();
     c.delete().assert_ok();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}/status")).exists()

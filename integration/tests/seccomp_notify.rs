@@ -314,6 +314,44 @@ fn notify_without_listener_path_fails_create() {
     c.assert_no_leftovers();
 }
 
+/// No agent listening: create fails naming the field and the socket, with
+/// runc's "failed to connect with seccomp agent" (runc's seccomp-notify.bats
+/// greps it), and leaves nothing behind.
+#[test]
+fn notify_without_a_running_agent_fails_create_with_runcs_phrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("no-agent.sock");
+    let c = Container::new(
+        &Runtime::new(),
+        busybox_with_profile(notify_profile(&sock)),
+        "sc_notify_noagent",
+    );
+    c.create().assert_fails_mentioning(&[
+        "linux.seccomp.listenerPath",
+        "failed to connect with seccomp agent",
+        &sock.to_string_lossy(),
+    ]);
+    c.assert_no_leftovers();
+}
+
+/// NOTIFY on `write` is refused before anything is created: the field is
+/// named, and runc's phrase is there for runc's test-suite.
+#[test]
+fn notify_on_write_is_refused_with_runcs_phrase() {
+    let mut profile = notify_profile(std::path::Path::new("/unused.sock"));
+    profile["syscalls"] = json!([{ "names": ["getppid", "write"], "action": "SCMP_ACT_NOTIFY" }]);
+    let c = Container::new(
+        &Runtime::new(),
+        busybox_with_profile(profile),
+        "sc_notify_write",
+    );
+    c.create().assert_fails_mentioning(&[
+        "linux.seccomp.syscalls[0].names[1]",
+        "SCMP_ACT_NOTIFY cannot be used for the write syscall",
+    ]);
+    c.assert_no_leftovers();
+}
+
 #[test]
 fn notify_agent_gets_a_listener_for_each_exec() {
     let agent = Agent::start(2);

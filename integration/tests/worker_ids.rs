@@ -293,6 +293,7 @@ fn shifted_copy_of_a_directory_image_is_cached_and_faithful() {
         .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .map(|e| e.path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(shifted.len(), 1, "{shifted:?}");
     assert_eq!(
@@ -310,6 +311,11 @@ fn shifted_copy_of_a_directory_image_is_cached_and_faithful() {
             "file capability kept: {}",
             text(&caps)
         );
+        // ...and effective: nobody running it gets CAP_NET_RAW (bit 13).
+        let t = env.write("caps.yml", "platform: linux\nrun: {path: sh, args: [-c, 'ln -s /opt/capped /tmp/grep; /tmp/grep CapEff /proc/self/status'], user: nobody}\n");
+        let o = env.run(&t, &img, &[]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(stdout(&o), "CapEff:\t0000000000002000\n", "{}", text(&o));
     }
     // Second run: the cached copy.
     let o = env.run(&task, &img, &["-v"]);
@@ -326,6 +332,17 @@ fn shifted_copy_of_a_directory_image_is_cached_and_faithful() {
         text(&o)
     );
     assert!(!shifted[0].exists(), "the stale copy was removed");
+    // Once the directory is gone, `gc` removes its copies.
+    std::fs::remove_dir_all(&img).unwrap();
+    let o = env.worker(&["gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("removed shifted copy"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_dir(env.work_dir().join("shifted"))
+            .unwrap()
+            .count(),
+        0
+    );
     env.assert_clean(&[]);
 }
 

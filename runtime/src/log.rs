@@ -90,7 +90,6 @@ pub fn log(level: Level, msg: &str) {
     if level < l.min {
         return;
     }
-    let Some(path) = &l.file else { return };
     let line = if l.json {
         serde_json::json!({"level": level.name(), "msg": msg, "time": now_rfc3339()}).to_string()
     } else {
@@ -101,8 +100,18 @@ pub fn log(level: Level, msg: &str) {
             msg
         )
     };
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{line}");
+    match &l.file {
+        Some(path) => {
+            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        // Without --log, runc's logrus writes to stderr. Errors are printed
+        // by main already ("berth: …"); warnings would otherwise be lost.
+        None if level == Level::Warn => {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+        None => {}
     }
 }
 

@@ -18,6 +18,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -451,6 +452,14 @@ impl Store {
         }
         fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
         remove_dead_temps(&parent);
+        if parent.parent().is_some_and(|p| p.ends_with("shifted")) {
+            // For `gc`: which directory these copies are of.
+            fs::write(
+                parent.join("source"),
+                img.rootfs.as_os_str().as_encoded_bytes(),
+            )
+            .with_context(|| format!("writing {}", parent.join("source").display()))?;
+        }
         let tmp = parent.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
@@ -476,12 +485,39 @@ impl Store {
             for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
                 let p = e.path();
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n != name && !n.starts_with('.') && !mounts.contains(&*p.to_string_lossy()) {
+                if n != name
+                    && n != "source"
+                    && !n.starts_with('.')
+                    && !mounts.contains(&*p.to_string_lossy())
+                {
                     let _ = fs::remove_dir_all(&p);
                 }
             }
         }
         Ok((dst, true))
+    }
+
+    /// `gc`: remove shifted copies of rootfs directories that no longer exist, and copies
+    /// half-made by a crashed worker. Copies a run still mounts are kept. Returns what went.
+    pub fn gc_shifted(&self) -> Result<Vec<PathBuf>> {
+        let mut gone = Vec::new();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let shifted = self.root.parent().unwrap_or(&self.root).join("shifted");
+        for e in fs::read_dir(&shifted).into_iter().flatten().flatten() {
+            let dir = e.path();
+            remove_dead_temps(&dir);
+            let source = fs::read(dir.join("source"))
+                .map(|b| PathBuf::from(std::ffi::OsString::from_vec(b)))
+                .ok();
+            if source.is_some_and(|s| !s.is_dir()) && !mounts.contains(&*dir.to_string_lossy()) {
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                gone.push(dir);
+            }
+        }
+        for r in self.records()? {
+            remove_dead_temps(&self.root.join(&r.key));
+        }
+        Ok(gone)
     }
 
     /// Add `name` to the stored image `key` (moving it from any other image).

@@ -263,6 +263,12 @@ async fn real_main(cli: Cli) -> Result<i32> {
             for id in run::sweep(&w).await? {
                 println!("removed stale run {id}");
             }
+            for p in image::Store::new(&cli.work_dir).gc_shifted()? {
+                println!(
+                    "removed shifted copy {} (its directory is gone)",
+                    p.display()
+                );
+            }
             Ok(0)
         }
         Cmd::Images { cmd } => {

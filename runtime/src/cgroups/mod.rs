@@ -613,19 +613,48 @@ pub(crate) fn errno_text(e: &io::Error) -> String {
 /// Write `value` to `dir/file` for config field `field`; the error names
 /// all three: `linux.resources.memory.limit: writing 1048576 to
 /// /sys/fs/cgroup/memory/berth/x/memory.limit_in_bytes: Device or resource busy`.
+///
+/// The file is opened without O_CREAT: cgroupfs answers a create with
+/// EACCES, which would hide that an older kernel simply has no such file
+/// (the error then says which Linux added it, see [`added_in`]).
 pub(crate) fn write_field(field: &str, dir: &Path, file: &str, value: &str) -> Result<()> {
+    use std::io::Write;
     let path = dir.join(file);
-    fs::write(&path, value).map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::NotFound {
-            " (this kernel has no such cgroup file)"
-        } else {
-            ""
-        };
-        anyhow!(
-            "{field}: writing {value} to {}: {}{hint}",
-            path.display(),
-            errno_text(&e)
-        )
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::NotFound {
+                match added_in(file) {
+                    Some(v) => {
+                        format!(" (this kernel has no such cgroup file: {file} needs Linux >= {v})")
+                    }
+                    None => " (this kernel has no such cgroup file)".to_string(),
+                }
+            } else {
+                String::new()
+            };
+            anyhow!(
+                "{field}: writing {value} to {}: {}{hint}",
+                path.display(),
+                errno_text(&e)
+            )
+        })
+}
+
+/// The Linux release that added a cgroup file berth may write, for the
+/// files younger than the oldest kernel berth is tested on (5.10, see
+/// docs/kernels.md).
+pub(crate) fn added_in(file: &str) -> Option<&'static str> {
+    Some(match file {
+        "cpu.idle" => "5.15",
+        "cpu.max.burst" | "cpu.cfs_burst_us" => "5.14",
+        "cgroup.kill" => "5.14",
+        "memory.peak" | "memory.swap.peak" => "5.19",
+        "memory.zswap.max" => "5.19",
+        "memory.swap.high" => "5.8",
+        _ => return None,
     })
 }
 

@@ -14,7 +14,11 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     let status = c.status();
-    if !force && matches!(status, Status::Running | Status::Paused | Status::Creating) {
+    // runtime-spec (runtime.md §delete): deleting a container that is not
+    // stopped MUST fail — `created` included. runc and crun kill and remove a
+    // created container here; berth follows the spec (docs/conformance.md),
+    // `--force` still removes it.
+    if !force && status != Status::Stopped {
         bail!(
             "cannot delete container {id} that is not stopped: {}",
             status.as_str()
@@ -25,9 +29,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     destroy(&mut c)?;
     // Poststop hooks run after the container is gone; a failing one is
     // logged, not fatal (runtime-spec: "the runtime MUST log a warning").
-    if let Err(e) = crate::container::start::run_hooks("poststop", &hooks.poststop, &state_json) {
-        crate::log::warn(&format!("{e:#}"));
-    }
+    crate::hooks::run_warn(crate::hooks::Kind::Poststop, &hooks.poststop, &state_json);
     Ok(())
 }
 

@@ -78,6 +78,9 @@ pub fn compile_seccomp(
     let Some(profile) = &linux.seccomp else {
         return Ok(None);
     };
+    for w in crate::seccomp::create_warnings(profile) {
+        crate::log::warn(&w);
+    }
     let ctx = crate::seccomp::Context {
         caps: process
             .capabilities

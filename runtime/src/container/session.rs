@@ -59,7 +59,7 @@ impl<'a> Session<'a> {
     /// Wait for the next event; runtime steps are done on the way.
     pub fn next(&self) -> Result<Event> {
         loop {
-            match self.ch.recv().map_err(|e| anyhow!("container init: {e}"))? {
+            match self.ch.recv().map_err(|e| self.init_gone(e))? {
                 Msg::RuntimeTurn { .. } => {
                     self.runtime_steps()?;
                     self.go()?;
@@ -80,6 +80,26 @@ impl<'a> Session<'a> {
                 Msg::Go { .. } => bail!("unexpected message from container init"),
             }
         }
+    }
+
+    /// Init closed the socket without a word. With a seccomp filter that
+    /// kills syscalls init needs after loading it, that is the likely cause:
+    /// say so instead of only "the other side … is gone".
+    fn init_gone(&self, e: std::io::Error) -> anyhow::Error {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            if let Some(prog) = &self.plan.seccomp {
+                let killed = prog.kills_init_needs();
+                if !killed.is_empty() {
+                    return anyhow!(
+                        "container init: killed by the seccomp filter (bad system call): \
+                         linux.seccomp kills {}, which init needs after loading the filter, \
+                         before the program starts ({e})",
+                        killed.join(", ")
+                    );
+                }
+            }
+        }
+        anyhow!("container init: {e}")
     }
 
     pub fn go(&self) -> Result<()> {
@@ -111,8 +131,9 @@ impl<'a> Session<'a> {
                     create_runtime,
                 } => {
                     let state = self.state.borrow().clone().unwrap_or_default();
-                    crate::container::start::run_hooks("prestart", prestart, &state)?;
-                    crate::container::start::run_hooks("createRuntime", create_runtime, &state)?;
+                    use crate::hooks::{run, Kind};
+                    run(Kind::Prestart, prestart, &state, &mut |_| {})?;
+                    run(Kind::CreateRuntime, create_runtime, &state, &mut |_| {})?;
                 }
                 _ => {}
             }

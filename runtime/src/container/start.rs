@@ -1,13 +1,9 @@
-//! `start`: release init from exec.fifo; plus the hook runner.
+//! `start`: release init from exec.fifo, then run the poststart hooks.
 
 use super::Container;
-use crate::spec::Hook;
 use crate::state::{Root, Status};
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub fn start(root: &Root, id: &str) -> Result<()> {
     let mut c = Container::load_locked(root, id)?;
@@ -47,62 +43,11 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     c.state.status = Status::Running;
     c.state.save(&c.dir)?;
     let hooks = c.state.record.hooks.clone().unwrap_or_default();
-    let state_json = c.state.oci_json(&c.dir);
+    let mut state_json = c.state.oci_json(&c.dir);
+    // The program may already have exited; poststart hooks still see the
+    // container as it was started: running, with init's pid.
+    state_json["pid"] = init.pid.into();
     drop(c);
-    if let Err(e) = run_hooks("poststart", &hooks.poststart, &state_json) {
-        crate::log::warn(&format!("{e:#}"));
-    }
+    crate::hooks::run_warn(crate::hooks::Kind::Poststart, &hooks.poststart, &state_json);
     Ok(())
-}
-
-/// Run hooks in order, each with the container state on stdin, its own
-/// env and optional timeout (seconds). The first failure stops the list.
-pub fn run_hooks(kind: &str, hooks: &[Hook], state: &serde_json::Value) -> Result<()> {
-    for (i, h) in hooks.iter().enumerate() {
-        run_hook(h, state).with_context(|| format!("hooks.{kind}[{i}] ({})", h.path.display()))?;
-    }
-    Ok(())
-}
-
-fn run_hook(h: &Hook, state: &serde_json::Value) -> Result<()> {
-    let mut cmd = Command::new(&h.path);
-    if let Some((argv0, rest)) = h.args.split_first() {
-        std::os::unix::process::CommandExt::arg0(&mut cmd, argv0);
-        cmd.args(rest);
-    }
-    cmd.env_clear();
-    for kv in &h.env {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state.to_string().as_bytes());
-    }
-    let deadline = h
-        .timeout
-        .filter(|t| *t > 0)
-        .map(|t| Instant::now() + Duration::from_secs(t as u64));
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if status.success() {
-                return Ok(());
-            }
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            bail!("exited with {status}: {}", err.trim());
-        }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("timed out after {} s", h.timeout.unwrap_or(0));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

@@ -3,6 +3,7 @@
 //! the wait on exec.fifo and execve.
 
 use super::{Ctx, Msg};
+use crate::hooks::Kind;
 use crate::plan::Step;
 use crate::sys;
 use std::ffi::CString;
@@ -90,9 +91,9 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
             ctx.ch.expect_go(&mut ctx.state)
         }
         WaitExecFifo => wait_exec_fifo(ctx.fds.exec_fifo),
-        CreateContainerHooks { hooks } => init_hooks(ctx, "createContainer", hooks),
-        StartContainerHooks { hooks } => init_hooks(ctx, "startContainer", hooks),
-        Exec { args, env } => exec(ctx.exe.as_ref(), args, env),
+        CreateContainerHooks { hooks } => init_hooks(ctx, Kind::CreateContainer, hooks),
+        StartContainerHooks { hooks } => init_hooks(ctx, Kind::StartContainer, hooks),
+        Exec { args, env } => exec(ctx.exe.as_ref(), args, env, ctx.plan.seccomp.as_ref()),
         other => Err(io::Error::other(format!("not a process step: {other:?}"))),
     }
 }
@@ -468,7 +469,12 @@ fn reset_signals() {
     }
 }
 
-fn exec(exe: Option<&CString>, args: &[String], env: &[String]) -> io::Result<()> {
+fn exec(
+    exe: Option<&CString>,
+    args: &[String],
+    env: &[String],
+    seccomp: Option<&crate::seccomp::Program>,
+) -> io::Result<()> {
     let exe = exe.ok_or_else(|| io::Error::other("executable not resolved"))?;
     reset_signals();
     let argv: Vec<CString> = args.iter().map(sys::cstr).collect::<io::Result<_>>()?;
@@ -477,21 +483,53 @@ fn exec(exe: Option<&CString>, args: &[String], env: &[String]) -> io::Result<()
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_p.push(std::ptr::null());
+    if let Some(prog) = seccomp {
+        // The filter is loaded: ask it (berth's interpreter on the same
+        // bytes, with the same registers) what execve will get. A denial
+        // would otherwise be a bare EPERM, or a silent SIGSYS.
+        use crate::seccomp::bpf::Verdict;
+        let regs = [
+            exe.as_ptr() as u64,
+            argv_p.as_ptr() as u64,
+            envp_p.as_ptr() as u64,
+            0,
+            0,
+            0,
+        ];
+        let v = prog.verdict(libc::SYS_execve, regs);
+        if matches!(
+            v,
+            Verdict::KillThread | Verdict::KillProcess | Verdict::Trap(_) | Verdict::Errno(_)
+        ) {
+            return Err(io::Error::other(format!(
+                "the seccomp filter denied the container's execve ({}): linux.seccomp must allow \
+                 execve for the program to start",
+                crate::seccomp::action_name(v)
+            )));
+        }
+    }
     // SAFETY: NULL-terminated arrays of valid C strings that live until execve.
     unsafe { libc::execve(exe.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     Err(sys::last(format_args!("exec {}", exe.to_string_lossy())))
 }
 
 /// createContainer and startContainer hooks run in the container's
-/// namespaces, so init runs them (runtime-spec §hooks).
-fn init_hooks(ctx: &Ctx, kind: &str, hooks: &[crate::spec::Hook]) -> io::Result<()> {
+/// namespaces, so init runs them (runtime-spec §hooks). createContainer
+/// hooks run before pivot_root with the rootfs as their working directory,
+/// as runc does (`./lib/…` in a hook means the container's /lib).
+fn init_hooks(ctx: &Ctx, kind: Kind, hooks: &[crate::spec::Hook]) -> io::Result<()> {
     let state: serde_json::Value = ctx
         .state
         .as_deref()
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(serde_json::Value::Null);
-    crate::container::start::run_hooks(kind, hooks, &state)
-        .map_err(|e| io::Error::other(format!("{e:#}")))
+    if kind == Kind::CreateContainer {
+        if let Some(root) = &ctx.root {
+            nix::unistd::fchdir(root)
+                .map_err(|e| sys::err("chdir to the rootfs for createContainer hooks", e.into()))?;
+        }
+    }
+    crate::hooks::run(kind, hooks, &state, &mut |_| {}).map_err(io::Error::other)
 }
 
 /// keyctl(KEYCTL_JOIN_SESSION_KEYRING). Kernels without keys, or a user

@@ -188,7 +188,22 @@ pub fn run(cmd: SeccompCmd) -> anyhow::Result<i32> {
         SeccompCmd::Lint { profile, ctx } => {
             let c = context(&ctx, None)?;
             let p = profile::load_profile(&profile, &c)?;
-            let warnings = lint::lint(&p, &c);
+            let mut warnings = lint::lint(&p, &c);
+            // A Docker-format profile: duplicates are found in the source
+            // (resolving merges them away), with the source's field paths.
+            let text = std::fs::read_to_string(&profile)?;
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            if profile::is_docker_format(&v) {
+                let d: profile::DockerProfile = serde_json::from_value(v)?;
+                let mut dups = lint::docker_duplicates(&d);
+                // Both kinds of message start with the quoted name.
+                let name = |m: &str| m.split(' ').next().unwrap_or_default().to_string();
+                warnings.retain(|w| {
+                    w.code != "duplicate" || !dups.iter().any(|d| name(&d.msg) == name(&w.msg))
+                });
+                dups.append(&mut warnings);
+                warnings = dups;
+            }
             for w in &warnings {
                 writeln!(stdout, "{}: {w}", profile.display())?;
             }

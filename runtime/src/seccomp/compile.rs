@@ -198,7 +198,8 @@ fn libseccomp_program(
             redundant.push(i);
             continue;
         }
-        add_rule(&mut f, r, prefix)?;
+        add_rule(&mut f, r, prefix)
+            .map_err(|e| conflict(&checked.rules[..i], default, r, prefix).unwrap_or(e))?;
     }
     let fallback_safe = if runc || !denies(default) {
         Vec::new()
@@ -260,6 +261,9 @@ fn decide_clone3(rules: &mut [Rule], ctx: &Context, runc: bool, default: Action)
     if has_sys_admin(ctx) {
         return Clone3::AllowedSysAdmin;
     }
+    // Before the runc check on purpose: the annotation asks for runc's
+    // verdicts, and clone3 is allowed either way; the guard is not a
+    // verdict but protects the host, so it stays on (docs/seccomp.md).
     if ctx.own_userns {
         return Clone3::AllowedWithGuard;
     }
@@ -270,6 +274,37 @@ fn decide_clone3(rules: &mut [Rule], ctx: &Context, runc: bool, default: Action)
         r.action = Action::Errno(libc::ENOSYS as u16);
     }
     Clone3::Enosys
+}
+
+/// libseccomp refuses a rule whose syscall and argument conditions equal an
+/// earlier rule's but whose action differs (EEXIST, "Failure regarding the
+/// existence of argument"). Name the earlier rule instead.
+fn conflict(earlier: &[Rule], default: Action, r: &Rule, prefix: &str) -> Option<SpecError> {
+    let groups = r.cond_groups();
+    let first = earlier.iter().find(|o| {
+        o.name == r.name
+            && o.action != default
+            && o.action != r.action
+            && o.cond_groups().iter().any(|g| groups.contains(g))
+    })?;
+    let conds = if r.conds.is_empty() {
+        "no argument conditions".to_string()
+    } else {
+        let c: Vec<String> = r.conds.iter().map(|c| c.to_string()).collect();
+        format!("the same argument conditions ({})", c.join(", "))
+    };
+    Some(SpecError::new(
+        r.field(prefix),
+        format!(
+            "{} for {:?} conflicts with the earlier rule {} ({} for {:?}): same syscall, {conds}, \
+             different actions; remove or change one of them",
+            r.action,
+            r.name,
+            first.field(prefix),
+            first.action,
+            first.name
+        ),
+    ))
 }
 
 fn add_rule(f: &mut ScmpFilterContext, r: &Rule, prefix: &str) -> Result<(), SpecError> {
@@ -389,7 +424,7 @@ fn summary(b: &Built) -> String {
         Clone3::AllowedWithGuard => "; clone3 allowed (userns guard: max_user_namespaces=0)",
         Clone3::AllowedSysAdmin => "; clone3 allowed (CAP_SYS_ADMIN)",
         Clone3::Enosys => "; clone3 -> ENOSYS (host userns, no CAP_SYS_ADMIN)",
-        Clone3::AsProfile => "; clone3 allowed as the profile says (runc mode)",
+        Clone3::AsProfile => "; clone3 as the profile says (runc mode or permissive default)",
     });
     let mut fl = Vec::new();
     for (bit, name) in [

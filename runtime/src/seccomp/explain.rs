@@ -286,10 +286,21 @@ pub fn explain_profile(
             .flatten()
             .and_then(|rb| explain(&rb, arch, nr, args).ok())
     };
+    // The user-namespace guard is not a verdict: it stays on with the runc
+    // annotation too (it protects the host; runc's verdict for clone3 is
+    // the same allow). Say when it applies.
+    let guard = built.program.guard_user_namespaces;
     if json {
-        return Ok(ex.to_json(runc.as_ref()).to_string() + "\n");
+        let mut v = ex.to_json(runc.as_ref());
+        v["userns_guard"] = guard.into();
+        return Ok(v.to_string() + "\n");
     }
     let mut out = ex.render(&built);
+    if guard && ex.name.as_deref() == Some("clone3") {
+        out += "guard:      user-namespace guard on: init sets max_user_namespaces=0 inside the \
+                container's user namespace, so clone3(CLONE_NEWUSER) fails with ENOSPC \
+                (kept with the runc annotation: it protects the host)\n";
+    }
     if let Some(rx) = runc.filter(|rx| rx.ret != ex.ret) {
         out += &format!(
             "runc:       {} (with annotation {}: \"runc\")\n",

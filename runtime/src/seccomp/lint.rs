@@ -164,6 +164,79 @@ fn duplicates(rules: &[Rule], out: &mut Vec<Warning>) {
     }
 }
 
+/// Duplicate names in a Docker-format profile, found in the source: the
+/// resolved profile cannot show them, because resolving merges identical
+/// rules (so Concourse's double `utimes` would pass unnoticed). Two entries
+/// only count as duplicates when their `includes`/`excludes` are the same —
+/// entries that differ there are variants for different containers (Docker's
+/// `bpf` for CAP_SYS_ADMIN and for CAP_BPF), not repeats.
+pub fn docker_duplicates(d: &super::profile::DockerProfile) -> Vec<Warning> {
+    struct Seen<'a> {
+        field: String,
+        entry: &'a super::profile::DockerSyscall,
+        filters: String,
+    }
+    let filters = |s: &super::profile::DockerSyscall| {
+        serde_json::to_string(&(&s.includes, &s.excludes)).unwrap_or_default()
+    };
+    let mut seen: Vec<(String, Seen)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, e) in d.syscalls.iter().enumerate() {
+        let names: Vec<(String, &String)> = match &e.name {
+            Some(n) => vec![(format!("syscalls[{i}].name"), n)],
+            None => e
+                .names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| (format!("syscalls[{i}].names[{k}]"), n))
+                .collect(),
+        };
+        let f = filters(e);
+        for (field, name) in names {
+            let first = seen
+                .iter()
+                .find(|(n, s)| n == name && s.filters == f)
+                .map(|(_, s)| s);
+            if let Some(first) = first {
+                let same_args = first.entry.args.clone().unwrap_or_default()
+                    == e.args.clone().unwrap_or_default();
+                let same_action =
+                    first.entry.action == e.action && first.entry.errno_ret == e.errno_ret;
+                if same_args && same_action {
+                    out.push(w(
+                        field.clone(),
+                        "duplicate",
+                        format!(
+                            "{name:?} is already listed in {} with the same action",
+                            first.field
+                        ),
+                    ));
+                } else if same_args {
+                    out.push(w(
+                        field.clone(),
+                        "duplicate",
+                        format!(
+                            "{name:?} already has a rule with the same conditions in {} ({}); this \
+                             one ({}) conflicts with it",
+                            first.field, first.entry.action, e.action
+                        ),
+                    ));
+                }
+                continue;
+            }
+            seen.push((
+                name.clone(),
+                Seen {
+                    field,
+                    entry: e,
+                    filters: f.clone(),
+                },
+            ));
+        }
+    }
+    out
+}
+
 /// Fallback-sensitive syscalls the profile leaves unnamed *below* its
 /// highest named number: runc's stub misses them (the Concourse 7.13-rc
 /// incident). berth covers them; say so.

@@ -88,6 +88,85 @@ pub struct Program {
     pub summary: String,
 }
 
+/// Syscalls container init may make after it loaded the filter and before
+/// the program runs (caps, user switch, cwd, fd cleanup, the sync socket,
+/// exec.fifo, signal reset, execve). A profile that kills one of them kills
+/// init before it can say anything; [`Program::kills_init_needs`] names them.
+pub const INIT_SYSCALLS: &[(&str, libc::c_long)] = &[
+    ("execve", libc::SYS_execve),
+    ("prctl", libc::SYS_prctl),
+    ("capset", libc::SYS_capset),
+    ("capget", libc::SYS_capget),
+    ("setgroups", libc::SYS_setgroups),
+    ("setresuid", libc::SYS_setresuid),
+    ("setresgid", libc::SYS_setresgid),
+    ("umask", libc::SYS_umask),
+    ("chdir", libc::SYS_chdir),
+    ("getcwd", libc::SYS_getcwd),
+    ("access", libc::SYS_access),
+    ("faccessat", libc::SYS_faccessat),
+    ("newfstatat", libc::SYS_newfstatat),
+    ("statx", libc::SYS_statx),
+    ("openat", libc::SYS_openat),
+    ("close", libc::SYS_close),
+    ("close_range", libc::SYS_close_range),
+    ("fcntl", libc::SYS_fcntl),
+    ("getdents64", libc::SYS_getdents64),
+    ("read", libc::SYS_read),
+    ("write", libc::SYS_write),
+    ("rt_sigaction", libc::SYS_rt_sigaction),
+    ("rt_sigprocmask", libc::SYS_rt_sigprocmask),
+    ("exit_group", libc::SYS_exit_group),
+];
+
+impl Program {
+    /// What the filter answers for a native-ABI call (berth's cBPF
+    /// interpreter on the loaded bytes: the kernel's answer).
+    pub fn verdict(&self, nr: libc::c_long, args: [u64; 6]) -> bpf::Verdict {
+        let native = enosys::arch_info(libseccomp::ScmpArch::native()).audit;
+        let data = bpf::SeccompData {
+            nr: nr as u32,
+            arch: native,
+            instruction_pointer: 0,
+            args,
+        };
+        match bpf::run(&self.insns, &data) {
+            Ok(r) => bpf::Verdict::from_ret(r.ret),
+            Err(_) => bpf::Verdict::KillProcess,
+        }
+    }
+
+    /// The [`INIT_SYSCALLS`] this filter kills or traps (with zero
+    /// arguments), as `name (SCMP_ACT_…)`.
+    pub fn kills_init_needs(&self) -> Vec<String> {
+        INIT_SYSCALLS
+            .iter()
+            .filter_map(|(name, nr)| {
+                let v = self.verdict(*nr, [0; 6]);
+                matches!(
+                    v,
+                    bpf::Verdict::KillThread | bpf::Verdict::KillProcess | bpf::Verdict::Trap(_)
+                )
+                .then(|| format!("{name} ({})", action_name(v)))
+            })
+            .collect()
+    }
+}
+
+/// The profile action that produces a verdict, in the profile's spelling.
+pub fn action_name(v: bpf::Verdict) -> String {
+    match v {
+        bpf::Verdict::KillProcess => "SCMP_ACT_KILL_PROCESS".into(),
+        bpf::Verdict::KillThread => "SCMP_ACT_KILL".into(),
+        bpf::Verdict::Trap(_) => "SCMP_ACT_TRAP".into(),
+        bpf::Verdict::Errno(e) => format!("SCMP_ACT_ERRNO, {}", bpf::errno_name(e as i32)),
+        bpf::Verdict::Notify => "SCMP_ACT_NOTIFY".into(),
+        bpf::Verdict::Trace(_) => "SCMP_ACT_TRACE".into(),
+        bpf::Verdict::Log => "SCMP_ACT_LOG".into(),
+        bpf::Verdict::Allow => "SCMP_ACT_ALLOW".into(),
+    }
+}
+
 /// Compile errors name the profile field: `linux.seccomp.syscalls[3].action: …`.
 pub type Error = crate::spec::SpecError;
 
@@ -99,6 +178,27 @@ pub fn compile(profile: &spec::Seccomp, ctx: &Context) -> Result<Option<Program>
         Some(dir) => cache::compile_cached(profile, ctx, dir),
         None => Ok(compile::build(profile, ctx, "linux.seccomp.")?.map(|b| b.program)),
     }
+}
+
+/// What `create` (and `exec`) log as warnings about a profile, in runc's log
+/// format: names skipped because the installed libseccomp is too old for
+/// them, and an empty profile (`linux.seccomp: {}`), which disables seccomp
+/// as in runc. `seccomp lint` reports these and more; these are the ones that
+/// change what the container gets without failing it.
+pub fn create_warnings(p: &spec::Seccomp) -> Vec<String> {
+    if p.default_action.is_empty() && p.syscalls.is_empty() {
+        return vec![
+            "linux.seccomp: no defaultAction and no syscalls: seccomp is disabled for this \
+             container (as runc does)"
+                .into(),
+        ];
+    }
+    let (_, probs) = profile::check(p, "linux.seccomp.");
+    probs
+        .into_iter()
+        .filter(|p| !p.fatal)
+        .map(|p| format!("{}: {}", p.field, p.msg))
+        .collect()
 }
 
 /// berth's default profile (`profiles/default.json`, Docker format) as
@@ -170,6 +270,15 @@ impl Program {
                 // An older kernel without SPEC_ALLOW: runc only sets it "if supported".
                 flags &= !self.optional_flags;
                 continue;
+            }
+            if err.raw_os_error() == Some(libc::EINVAL)
+                && flags & compile::FLAG_WAIT_KILLABLE_RECV != 0
+            {
+                // Asked for by the profile, so not optional: say why it failed.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "linux.seccomp.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs Linux >= 5.19 (this kernel refuses it: EINVAL)",
+                ));
             }
             return Err(err);
         }

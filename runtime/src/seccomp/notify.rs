@@ -72,7 +72,14 @@ pub fn send_to_agent(
     )
     .map_err(|e| at("creating a socket for", e))?;
     let addr = UnixAddr::new(listener_path).map_err(|e| at("addressing", e))?;
-    connect(sock.as_raw_fd(), &addr).map_err(|e| at("connecting to", e))?;
+    // "failed to connect with seccomp agent" is runc's text, which runc's
+    // test-suite and log scrapers match.
+    connect(sock.as_raw_fd(), &addr).map_err(|e| {
+        format!(
+            "linux.seccomp.listenerPath: failed to connect with seccomp agent at {}: {e}",
+            listener_path.display()
+        )
+    })?;
     let body = serde_json::to_vec(msg).map_err(|e| format!("encoding the process state: {e}"))?;
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
@@ -152,7 +159,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.starts_with("linux.seccomp.listenerPath: connecting to seccomp agent at /nonexistent/agent.sock"),
+            e.starts_with(
+                "linux.seccomp.listenerPath: failed to connect with seccomp agent at /nonexistent/agent.sock"
+            ),
             "{e}"
         );
     }

@@ -514,8 +514,8 @@ fn check_syscalls(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> 
                 fatal(
                     probs,
                     format!("{field}.names[{n}]"),
-                    "SCMP_ACT_NOTIFY cannot be used for \"write\": init writes the listener fd \
-                     to the runtime with it (runc)"
+                    "SCMP_ACT_NOTIFY cannot be used for the write syscall: init writes the \
+                     listener fd to the runtime with it (runc's message)"
                         .into(),
                 );
                 continue;
@@ -863,7 +863,7 @@ mod tests {
             (
                 json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x", "syscalls": [
                     {"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
-                "linux.seccomp.syscalls[0].names[0]: SCMP_ACT_NOTIFY cannot be used for \"write\"",
+                "linux.seccomp.syscalls[0].names[0]: SCMP_ACT_NOTIFY cannot be used for the write syscall",
             ),
             (
                 json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}),
