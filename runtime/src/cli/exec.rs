@@ -59,9 +59,10 @@ pub struct ExecArgs {
     /// Accepted for runc compatibility (AppArmor is not supported).
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// Accepted for runc compatibility.
+    /// Join a sub-cgroup of the container's: PATH (every hierarchy) or
+    /// CTRL[,CTRL]:PATH (cgroup v1 hierarchies), repeatable.
     #[arg(long)]
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -139,6 +140,7 @@ pub fn run(root: &Root, a: ExecArgs) -> Result<i32> {
             detach: a.detach,
             preserve_fds: a.preserve_fds,
             ignore_paused: a.ignore_paused,
+            sub_cgroups: a.cgroup.clone(),
         },
     )
 }

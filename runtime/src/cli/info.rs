@@ -91,8 +91,16 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
         serde_json::json!({"type": "ipc"}),
         serde_json::json!({"type": "uts"}),
         serde_json::json!({"type": "mount"}),
-        serde_json::json!({"type": "cgroup"}),
     ];
+    // As runc's `spec`: a cgroup namespace only on a pure cgroup v2 host.
+    // On v1/hybrid hosts runc's suite (and clients) expect exec'd
+    // processes to see their full cgroup paths.
+    if matches!(
+        crate::cgroups::detect(),
+        Ok(crate::cgroups::Layout::V2 { .. })
+    ) {
+        namespaces.push(serde_json::json!({"type": "cgroup"}));
+    }
     let mut spec = serde_json::json!({
         "ociVersion": crate::state::OCI_VERSION,
         "process": {

@@ -100,6 +100,7 @@ pub fn normalize_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 /// last error line of the log back).
 pub fn dispatch(cli: Cli) -> i32 {
     crate::log::init(cli.log.clone(), cli.log_format == "json", cli.debug);
+    let mut fail_code = 1;
     if cli.version {
         info::print_version();
         return 0;
@@ -115,6 +116,11 @@ pub fn dispatch(cli: Cli) -> i32 {
         ))
     } else {
         let root = crate::state::Root::new(&cli.root);
+        // runc exits 255 when exec itself fails (not the process): clients
+        // tell the two apart by it.
+        if matches!(cli.cmd, Some(Cmd::Exec(_))) {
+            fail_code = 255;
+        }
         match cli.cmd {
             None => {
                 use clap::CommandFactory;
@@ -148,7 +154,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             let msg = format!("{e:#}");
             crate::log::error(&msg);
             eprintln!("berth: {msg}");
-            1
+            fail_code
         }
     }
 }

@@ -93,6 +93,9 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
     let cgroup_path = cgroups::resolve_path(linux.cgroups_path.as_deref(), &o.id)?;
     let layout = cgroups::detect()?;
     let cgroup = cgroups::Cgroup::new(layout, &cgroup_path);
+    if let Some(r) = &linux.resources {
+        cgroup.check(r)?;
+    }
     let process = spec.process.clone().unwrap_or_default();
     let program = super::compile_seccomp(root, &spec, &process)?;
     let opts = Options {
@@ -122,6 +125,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
 /// Create the container; returns its init pid. Init waits on exec.fifo.
 pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     let p = prepare(root, o)?;
+    check_cgroup_unused(&p.cgroup)?;
     let (dir, lock) = root.claim(&o.id)?;
     let mut state = State::new(&o.id, &p.bundle, &p.plan.rootfs);
     state.annotations = p.spec.annotations.clone();
@@ -149,51 +153,75 @@ pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     }
 }
 
+/// runc's checks of a pre-existing cgroup, before anything is claimed: a
+/// frozen one is refused (the container's processes would hang in it), a
+/// non-empty one is joined with a warning (runc 1.1's words, which its
+/// suite and clients match).
+fn check_cgroup_unused(cg: &cgroups::Cgroup) -> Result<()> {
+    let (pids, frozen) = cg.preexisting()?;
+    if let Some(dir) = frozen {
+        bail!(
+            "linux.cgroupsPath: container's cgroup unexpectedly frozen ({} is frozen; thaw it or use another cgroup)",
+            dir.display()
+        );
+    }
+    if !pids.is_empty() {
+        crate::log::warn(&format!(
+            "container's cgroup is not empty: {} process(es) found",
+            pids.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The devices every container may use whatever `resources.devices`
 /// says, appended after the spec's rules as runc's specconv does
 /// (`AllowedDevices`): mknod of anything, the default nodes, ptys, tun.
-const ALWAYS_ALLOWED: [(&str, Option<i64>, Option<i64>, &str); 11] = [
-    ("c", None, None, "m"),
-    ("b", None, None, "m"),
-    ("c", Some(1), Some(3), "rwm"),    // /dev/null
-    ("c", Some(1), Some(8), "rwm"),    // /dev/random
-    ("c", Some(1), Some(7), "rwm"),    // /dev/full
-    ("c", Some(5), Some(0), "rwm"),    // /dev/tty
-    ("c", Some(1), Some(5), "rwm"),    // /dev/zero
-    ("c", Some(1), Some(9), "rwm"),    // /dev/urandom
-    ("c", Some(136), None, "rwm"),     // /dev/pts/*
-    ("c", Some(5), Some(2), "rwm"),    // /dev/ptmx
-    ("c", Some(10), Some(200), "rwm"), // /dev/net/tun
+/// The last field is the node's path, for the default nodes.
+type AllowedDevice = (
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    &'static str,
+    &'static str,
+);
+const ALWAYS_ALLOWED: [AllowedDevice; 11] = [
+    ("c", None, None, "m", ""),
+    ("b", None, None, "m", ""),
+    ("c", Some(1), Some(3), "rwm", "/dev/null"),
+    ("c", Some(1), Some(8), "rwm", "/dev/random"),
+    ("c", Some(1), Some(7), "rwm", "/dev/full"),
+    ("c", Some(5), Some(0), "rwm", "/dev/tty"),
+    ("c", Some(1), Some(5), "rwm", "/dev/zero"),
+    ("c", Some(1), Some(9), "rwm", "/dev/urandom"),
+    ("c", Some(136), None, "rwm", ""),     // /dev/pts/*
+    ("c", Some(5), Some(2), "rwm", ""),    // /dev/ptmx
+    ("c", Some(10), Some(200), "rwm", ""), // /dev/net/tun
 ];
 
 /// `linux.resources` as the cgroup will enforce it: the spec's device
-/// rules, then an allow rule for each `linux.devices` node, then the
-/// always-allowed list.
+/// rules, then the always-allowed list. As in runc, `linux.devices`
+/// entries get *no* rule of their own (the node exists, access is what
+/// `resources.devices` says: runc's dev.bats "device cgroup deny"), and a
+/// default node the spec lists itself loses its default rule
+/// (`createDevices`: "the spec one takes priority").
 pub fn effective_resources(spec: &Spec) -> Option<crate::spec::Resources> {
     let linux = spec.linux();
     let mut r = linux.resources.clone()?;
     if r.devices.is_empty() {
         return Some(r);
     }
-    let rule = |typ: &str, major, minor, access: &str| crate::spec::DeviceRule {
-        allow: true,
-        typ: Some(typ.to_string()),
-        major,
-        minor,
-        access: Some(access.to_string()),
-    };
-    for d in &linux.devices {
-        // A FIFO (`p`) is no device to the cgroup; `u` (unbuffered) is a char device.
-        let typ = match d.typ.as_str() {
-            "p" => continue,
-            "u" => "c",
-            t => t,
-        };
-        r.devices
-            .push(rule(typ, Some(d.major), Some(d.minor), "rwm"));
-    }
-    for (typ, major, minor, access) in ALWAYS_ALLOWED {
-        r.devices.push(rule(typ, major, minor, access));
+    for (typ, major, minor, access, path) in ALWAYS_ALLOWED {
+        if !path.is_empty() && linux.devices.iter().any(|d| d.path == Path::new(path)) {
+            continue;
+        }
+        r.devices.push(crate::spec::DeviceRule {
+            allow: true,
+            typ: Some(typ.to_string()),
+            major,
+            minor,
+            access: Some(access.to_string()),
+        });
     }
     Some(r)
 }
@@ -205,7 +233,12 @@ fn create_cgroup(cg: &cgroups::Cgroup) -> Result<()> {
     let mut tries = 0;
     loop {
         match cg.create() {
-            Err(e) if tries < 5 && format!("{e:#}").contains("No such file or directory") => {
+            Err(e)
+                if tries < 5 && {
+                    let m = format!("{e:#}");
+                    m.contains("No such file or directory") || m.contains("does not exist")
+                } =>
+            {
                 tries += 1
             }
             other => return other,

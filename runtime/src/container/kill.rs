@@ -29,13 +29,13 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if all {
+        // Freeze, signal, thaw (or cgroup.kill): no process can fork
+        // between listing and signalling. A missing cgroup (a stopped
+        // container) has no processes: --all then succeeds, as with runc
+        // (kata-containers#5555).
         if let Some(cg) = c.cgroup()? {
-            for pid in cg.pids().unwrap_or_default() {
-                // SAFETY: kill(2) on members of the container's cgroup.
-                unsafe { libc::kill(pid, sig) };
-            }
+            cg.kill_all(sig)?;
         }
-        // --all on a stopped container succeeds (kata-containers#5555).
         return Ok(());
     }
     if matches!(status, Status::Stopped) {
