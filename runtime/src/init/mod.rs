@@ -240,6 +240,7 @@ fn run_step(ctx: &mut Ctx, step: &Step) -> std::io::Result<()> {
     use Step::*;
     match step {
         SetRootPropagation { .. }
+        | SetNewRootPropagation { .. }
         | BindRootfs { .. }
         | Mount(_)
         | MountCgroups { .. }
