@@ -763,14 +763,16 @@ fn plan_process(
     let seccomp_step = seccomp.map(|p| Step::LoadSeccomp {
         summary: p.summary.clone(),
     });
+    // Before any filter: its CVE-2024-21626 check calls getcwd, which a
+    // profile may deny (runtime-tools linux_seccomp denies exactly getcwd).
+    s.push(Step::ChdirAsRoot {
+        cwd: process.cwd.clone(),
+    });
     // runc: without no_new_privs the filter must be loaded while
     // CAP_SYS_ADMIN is still held; with it, as close to execve as possible.
     if !process.no_new_privileges {
         s.extend(seccomp_step.clone());
     }
-    s.push(Step::ChdirAsRoot {
-        cwd: process.cwd.clone(),
-    });
     s.push(Step::DropBoundingCaps {
         keep: caps.bounding.clone(),
     });
