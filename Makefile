@@ -52,11 +52,12 @@ RELEASE  := $(TARGET)/release
 # Fixtures: busybox-static, debootstrap. Tests: runc and crun (behaviour to
 # compare with), strace, iproute2, jq, uidmap (newuidmap for user namespace
 # tests), procps and util-linux (ps, unshare, findmnt for tests and bench),
-# docker-registry and skopeo (the worker's local registry tests).
+# docker-registry and skopeo (the worker's local registry tests), dnsmasq-base (the DNS
+# proxy bench compares against dnsmasq as a forwarder).
 DEPS := build-essential pkg-config libseccomp-dev gcc-multilib musl-tools \
         busybox-static debootstrap ca-certificates curl git \
         runc crun strace iproute2 jq uidmap procps util-linux \
-        docker-registry skopeo
+        docker-registry skopeo dnsmasq-base
 # The container engines that drive berth as their OCI runtime (issue 5).
 # Their useful Recommends are named explicitly (docker needs iptables;
 # podman slirp4netns, catatonit, fuse-overlayfs, CNI plugins) rather than

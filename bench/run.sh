@@ -3,7 +3,7 @@
 # measured in the same run on the same machine. Called by `make bench`.
 #
 #   bench/run.sh [SECTION...]     sections: start seccomp_build syscall_overhead
-#                                 clients worker (default: all)
+#                                 clients worker network (default: all)
 #
 # Writes bench/results.md (or $BENCH_OUT). A benchmark, not a test: nothing
 # here fails because a number is bad. A runtime that can't run the bundle
@@ -64,6 +64,10 @@ if ! [ -x "$rootfs/bin/true" ]; then
     echo "bench/run.sh: $rootfs missing; run make fixtures" >&2
     exit 1
 fi
+
+# Worker runs take no network unless a section says so (the network section
+# makes its own namespaces; nothing here touches the host's network stack).
+export BERTH_WORKER_NETWORK=none
 
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 sections=$work/sections
@@ -805,9 +809,102 @@ worker_unpack() {
     echo
 }
 
+# Network (issue 11): the DNS proxy's added latency and its throughput, against
+# the upstream directly and against dnsmasq as a plain forwarder (no cache);
+# then a task start on the bridge against none. Everything happens in two
+# network namespaces made here (TEST-NET-2 addresses): the upstream is the
+# test DNS server (berth-test-dns), the worker runs in the client namespace.
+bench_network() {
+    {
+        echo "## Network: DNS proxy and bridge start"
+        echo
+        network_dns_and_start
+    } > "$sections/60-network.md"
+}
+
+network_dns_and_start() {
+    local bindir testdns dnsbench
+    bindir=$(dirname "$worker")
+    testdns=$bindir/berth-test-dns dnsbench=$bindir/berth-dns-bench
+    if ! [ -x "$testdns" ] || ! [ -x "$dnsbench" ]; then
+        echo "Not measured: berth-test-dns / berth-dns-bench not built (make build)."
+        echo
+        return
+    fi
+    local c=$tag-netc u=$tag-netu n=${BENCH_DNS_QUERIES:-5000}
+    ip netns del "$c" 2>/dev/null; ip netns del "$u" 2>/dev/null
+    ip netns add "$c" && ip netns add "$u"
+    ip link add "${tag:0:6}c0" netns "$c" type veth peer name "${tag:0:6}u0" netns "$u"
+    ip -n "$c" addr add 198.51.100.1/24 dev "${tag:0:6}c0"
+    ip -n "$u" addr add 198.51.100.53/24 dev "${tag:0:6}u0"
+    local ns
+    for ns in "$c" "$u"; do ip -n "$ns" link set lo up; done
+    ip -n "$c" link set "${tag:0:6}c0" up && ip -n "$u" link set "${tag:0:6}u0" up
+    ip netns exec "$u" "$testdns" --listen 198.51.100.53:53 2>/dev/null & daemons+=($!)
+    ip netns exec "$c" "$worker" dns-proxy --listen 127.0.0.1 --upstream 198.51.100.53 \
+        2>"$work/dns-proxy.log" & daemons+=($!)
+    local have_dnsmasq=
+    if command -v dnsmasq >/dev/null; then
+        ip netns exec "$c" dnsmasq --keep-in-foreground --no-resolv --no-hosts --cache-size=0 \
+            --listen-address=127.0.0.2 --bind-interfaces --port=53 --user=root \
+            --server=198.51.100.53 --pid-file= 2>"$work/dnsmasq.log" & daemons+=($!)
+        have_dnsmasq=1
+    fi
+    sleep 0.5
+    echo "\`berth-dns-bench\`: $n sequential UDP queries (\`A a.test.\`) for latency, then $n with"
+    echo "64 in flight for throughput; client, proxy and dnsmasq in one namespace, the upstream"
+    echo "(berth-test-dns) behind a veth in another."
+    echo
+    echo "| path | p50 µs | p99 µs | queries/s | lost |"
+    echo "|---|---:|---:|---:|---:|"
+    local label target line
+    for target in 198.51.100.53 127.0.0.1 127.0.0.2; do
+        case $target in
+        198.*) label="upstream directly" ;;
+        127.0.0.1) label="through berth-worker dns-proxy" ;;
+        *) [ -n "$have_dnsmasq" ] || continue; label="through dnsmasq (forwarder, no cache)" ;;
+        esac
+        log "network: dns $label"
+        line=$(ip netns exec "$c" "$dnsbench" "$target:53" "$n" 64 2>&1) || line="failed: $line"
+        echo "| $label | $(kv p50_us "$line") | $(kv p99_us "$line") | $(kv qps "$line") | $(kv lost "$line") |"
+    done
+    [ -n "$have_dnsmasq" ] || echo "| dnsmasq | not installed (make deps) | | | |"
+    echo
+    # Task start: the worker in the client namespace (its bridge, NAT and
+    # rules are made there), the test server as the upstream.
+    cat > "$work/true.yml" <<'TASK'
+platform: linux
+run:
+  path: /bin/true
+TASK
+    chmod 0711 "$work"
+    echo "\`berth-worker run true.yml\` (busybox fixture, warm), $runs runs after $warmup warm-ups, medians:"
+    echo
+    echo "| --network | CPU ms | wall ms |"
+    echo "|---|---:|---:|"
+    local mode f
+    for mode in none bridge; do
+        f=$work/net-start-$mode.txt
+        log "network: task start --network $mode × $runs"
+        if "$measure" -n "$runs" -w "$warmup" -e "$work/net-start.err" -- \
+            nsenter --net="/run/netns/$c" "$worker" --work-dir "$work/worker-net" --runtime "$berth" \
+            run "$work/true.yml" --image "$rootfs" --network "$mode" --dns 198.51.100.53 > "$f"; then
+            echo "| $mode | $(ms "$(median cpu_us "$f")") | $(ms "$(median wall_us "$f")") |"
+        else
+            echo "| $mode | failed: $(tail -n1 "$work/net-start.err" | cut -c1-160) | |"
+        fi
+    done
+    echo
+    local p
+    for p in "${daemons[@]}"; do stop_daemon "$p"; done
+    ip netns del "$c" 2>/dev/null; ip netns del "$u" 2>/dev/null
+}
+
+kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
+
 # ------------------------------------------------------------------ main
 
-all_sections=(start seccomp_build syscall_overhead clients worker)
+all_sections=(start seccomp_build syscall_overhead clients worker network)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all_sections[@]}")
 for s in "${selected[@]}"; do

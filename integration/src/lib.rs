@@ -35,6 +35,7 @@ mod console;
 mod container;
 mod leftovers;
 mod runtime;
+pub mod testdns;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -142,3 +142,524 @@ fn cgroup_namespace_shows_the_container_cgroup_as_root() {
     }
     c.finish();
 }
+
+// ---- runc v1.1.5 cgroups.bats / exec.bats / dev.bats / update.bats behaviour ----
+
+/// The cgroup mounts of this host: (fstype, super options, mount point).
+fn cgroup_mounts() -> Vec<(String, String, std::path::PathBuf)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mount_point = left.split_whitespace().nth(4)?;
+            let mut r = right.split_whitespace();
+            let (fstype, _, opts) = (r.next()?, r.next()?, r.next()?);
+            matches!(fstype, "cgroup" | "cgroup2").then(|| {
+                (
+                    fstype.to_string(),
+                    opts.to_string(),
+                    std::path::PathBuf::from(mount_point),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The v1 hierarchy serving `controller`, if any.
+fn v1_mount(controller: &str) -> Option<std::path::PathBuf> {
+    cgroup_mounts()
+        .into_iter()
+        .find(|(t, o, _)| t == "cgroup" && o.split(',').any(|x| x == controller))
+        .map(|(_, _, p)| p)
+}
+
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    cgroup_mounts()
+        .into_iter()
+        .find(|(t, _, _)| t == "cgroup2")
+        .map(|(_, _, p)| p)
+}
+
+/// Every hierarchy's directory for the absolute cgroup path `path`.
+fn cgroup_dirs(path: &str) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = cgroup_mounts()
+        .into_iter()
+        .map(|(_, _, m)| m.join(path.trim_start_matches('/')))
+        .collect();
+    out.dedup();
+    out
+}
+
+fn sleeper(tag: &str, patch: impl FnOnce(&mut serde_json::Value)) -> Container {
+    let bundle = Bundle::busybox().args(&["sleep", "100"]).with(patch);
+    Container::new(&Runtime::new(), bundle, tag)
+}
+
+/// The spec berth writes has a cgroup namespace only on a pure cgroup v2 host,
+/// as `runc spec` (on v1/hybrid, runc's suite expects exec'd processes to see
+/// full cgroup paths: cgroups.bats "exec (cgroup v1+hybrid joins correct cgroup)").
+#[test]
+fn spec_has_a_cgroup_namespace_only_on_cgroup_v2() {
+    let rt = Runtime::new();
+    let bundle = Bundle::busybox();
+    bundle.remove_config();
+    rt.run(&["spec", "--bundle", &bundle.path_str()])
+        .assert_ok();
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.path().join("config.json")).unwrap())
+            .unwrap();
+    let has_cgroupns = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    let pure_v2 = cgroup_mounts().iter().all(|(t, _, _)| t == "cgroup2");
+    assert_eq!(has_cgroupns, pure_v2, "{spec}");
+}
+
+/// An exec'd process joins the same cgroup as init in every hierarchy,
+/// the cgroup2 one of a hybrid host included (without a cgroup namespace
+/// the full paths are visible).
+#[test]
+fn exec_joins_init_cgroup_in_every_hierarchy() {
+    let c = sleeper("cg_exec_same", |_| {});
+    c.create_and_start();
+    let init = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+    let out = c.invoke(&["exec", c.id(), "cat", "/proc/self/cgroup"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout, init, "exec vs init");
+    assert!(out.stdout.lines().all(|l| l.ends_with(c.id())), "{out}");
+    c.finish();
+}
+
+/// `unified` keys for controllers a v1 hierarchy serves: runc's "invalid
+/// configuration", refused before anything exists. On a pure v2 host the
+/// key is written.
+#[test]
+fn unified_on_cgroup_v1_is_refused_before_anything_exists() {
+    let c = sleeper("cg_unified", |c| {
+        c["linux"]["resources"]["unified"] = json!({ "memory.min": "131072" })
+    });
+    let out = c.create();
+    if v1_mount("memory").is_some() {
+        out.assert_fails_mentioning(&[
+            "linux.resources.unified[\"memory.min\"]",
+            "invalid configuration",
+        ]);
+        c.invoke(&["state", c.id()])
+            .assert_fails_mentioning(&["does not exist"]);
+        c.assert_no_leftovers();
+    } else {
+        out.assert_ok();
+        let f = cgroup_file(c.pid(), "memory", "memory.min", "memory.min");
+        assert_eq!(std::fs::read_to_string(&f.host).unwrap().trim(), "131072");
+        c.finish();
+    }
+}
+
+/// A pre-existing frozen cgroup is refused (runc: "container's cgroup
+/// unexpectedly frozen"): berth used to start init in it and hang.
+#[test]
+fn frozen_cgroup_is_refused_not_joined() {
+    let mut c = sleeper("cg_frozen", |_| {});
+    let path = format!("/{}", c.id());
+    let value = path.clone();
+    c.bundle_mut()
+        .patch(|config| config["linux"]["cgroupsPath"] = value.into());
+    let (dir, file, frozen, thawed) = match v1_mount("freezer") {
+        Some(m) => (m.join(c.id()), "freezer.state", "FROZEN", "THAWED"),
+        None => (
+            cgroup2_mount().unwrap().join(c.id()),
+            "cgroup.freeze",
+            "1",
+            "0",
+        ),
+    };
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(file), frozen).unwrap();
+    // If berth joined the frozen cgroup it would hang: thaw after a while so
+    // the test fails instead of hanging.
+    let watchdog = {
+        let f = dir.join(file);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(20));
+            let _ = std::fs::write(f, thawed);
+        })
+    };
+    let out = c.create();
+    out.assert_fails_mentioning(&[
+        "linux.cgroupsPath",
+        "container's cgroup unexpectedly frozen",
+    ]);
+    assert!(!c.rt().root().join(c.id()).exists(), "no state dir: {out}");
+    // The frozen cgroup is the caller's: berth neither joined nor removed it.
+    assert!(dir.is_dir());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
+        "",
+        "nothing was started in it"
+    );
+    std::fs::write(dir.join(file), thawed).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    c.assert_no_leftovers();
+    drop(watchdog);
+}
+
+/// A second container in the same cgroup is joined with runc's warning,
+/// in the log and (without --log) on stderr.
+#[test]
+fn non_empty_cgroup_warns() {
+    let parent = berth_integration::unique_id("cgshared");
+    let path = format!("/{parent}");
+    let set_path = |c: &mut serde_json::Value| c["linux"]["cgroupsPath"] = path.clone().into();
+    let first = sleeper("cg_shared1", set_path);
+    first.create_and_start();
+    let second = sleeper("cg_shared2", set_path);
+    second.create().assert_ok();
+    let warning = second
+        .log_lines()
+        .into_iter()
+        .find(|l| l["level"] == "warning")
+        .unwrap_or_else(|| panic!("no warning in {:?}", second.log_lines()));
+    assert_eq!(
+        warning["msg"],
+        "container's cgroup is not empty: 1 process(es) found"
+    );
+    // Without --log, runc's logrus writes the warning on stderr.
+    let third_id = berth_integration::unique_id("cg_shared3");
+    let third = Bundle::busybox().args(&["sleep", "100"]).with(set_path);
+    let out = Runtime::new().run(&["create", "--bundle", &third.path_str(), &third_id]);
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains("container's cgroup is not empty: 2 process(es) found"),
+        "{out}"
+    );
+    Runtime::new()
+        .run(&["delete", "--force", &third_id])
+        .assert_ok();
+    second.delete_force().assert_ok();
+    first.delete_force().assert_ok();
+    for c in [&first, &second] {
+        c.assert_no_leftovers();
+    }
+    berth_integration::leftovers(Runtime::new().root(), &third_id, third.path())
+        .assert_empty(&third_id);
+    for d in cgroup_dirs(&path) {
+        assert!(!d.exists(), "{} left", d.display());
+    }
+}
+
+/// `exec --cgroup`: sub-cgroups of the container's, never above it; a
+/// missing one fails (exit 255, runc's words) instead of hanging.
+#[test]
+fn exec_joins_sub_cgroups() {
+    let c = sleeper("cg_execsub", |_| {});
+    c.create_and_start();
+    let out = c.invoke(&["exec", "--cgroup", "..", c.id(), "true"]);
+    out.assert_code(255);
+    assert!(out.stderr.contains(" .. is not a sub cgroup path"), "{out}");
+    let out = c.invoke(&["exec", "--cgroup", "nonexistent", c.id(), "true"]);
+    out.assert_code(255);
+    assert!(
+        out.stderr
+            .contains("/nonexistent/cgroup.procs: no such file "),
+        "{out}"
+    );
+    let out = c.invoke(&["exec", "--cgroup", "whaaat:/", c.id(), "true"]);
+    out.assert_code(255);
+    assert!(out.stderr.contains("unknown controller whaaat"), "{out}");
+
+    // A sub-cgroup in every hierarchy, made from the host.
+    let init = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+    let own = init
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    for d in cgroup_dirs(&own) {
+        std::fs::create_dir(d.join("sub")).unwrap();
+        // A new v1 cpuset takes no task until it has cpus and mems.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(v) = std::fs::read_to_string(d.join(f)) {
+                std::fs::write(d.join("sub").join(f), v.trim()).unwrap();
+            }
+        }
+    }
+    let out = c.invoke(&[
+        "exec",
+        "--cgroup",
+        "sub",
+        c.id(),
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    out.assert_code(0);
+    assert!(
+        out.stdout
+            .lines()
+            .all(|l| l.ends_with(&format!("{own}/sub"))),
+        "{out}"
+    );
+    if v1_mount("memory").is_some() {
+        let out = c.invoke(&[
+            "exec",
+            "--cgroup",
+            "memory:sub",
+            c.id(),
+            "cat",
+            "/proc/self/cgroup",
+        ]);
+        out.assert_code(0);
+        for l in out.stdout.lines() {
+            let memory = l
+                .split(':')
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .any(|x| x == "memory");
+            assert_eq!(l.ends_with("/sub"), memory, "{l}\n{out}");
+        }
+    }
+    // A process left in a sub-cgroup is killed and the sub-cgroups removed
+    // by delete (runc's delete.bats "delete --force … with subcgroups").
+    c.invoke(&["exec", "-d", "--cgroup", "sub", c.id(), "sleep", "100"])
+        .assert_ok();
+    c.finish();
+}
+
+/// runc refuses exec into a paused container with exit 255.
+#[test]
+fn exec_in_a_paused_container_exits_255() {
+    let c = sleeper("cg_execpaused", |_| {});
+    c.create_and_start();
+    c.invoke(&["pause", c.id()]).assert_ok();
+    let out = c.invoke(&["exec", c.id(), "echo", "ok"]);
+    out.assert_code(255);
+    assert!(
+        out.stderr.contains("cannot exec in a paused container"),
+        "{out}"
+    );
+    c.invoke(&["resume", c.id()]).assert_ok();
+    c.finish();
+}
+
+/// `kill --all`: every process of the cgroup (sub-cgroups too) gets the
+/// signal; a paused container stays paused for a signal other than KILL.
+#[test]
+fn kill_all_reaches_every_process_and_keeps_pause() {
+    let c = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().sh("trap 'echo got-usr1' USR1; echo ready; while true; do sleep 1; done"),
+        "cg_killall",
+    );
+    c.create_and_start();
+    c.wait_output("ready");
+    c.invoke(&["exec", "-d", c.id(), "sleep", "100"])
+        .assert_ok();
+    c.invoke(&["pause", c.id()]).assert_ok();
+    c.invoke(&["kill", "--all", c.id(), "USR1"]).assert_ok();
+    assert_eq!(c.status(), "paused", "kill --all USR1 must not resume it");
+    c.invoke(&["resume", c.id()]).assert_ok();
+    c.wait_output("got-usr1");
+    let procs = cgroup_file(c.pid(), "pids", "cgroup.procs", "cgroup.procs");
+    c.invoke(&["kill", "--all", c.id(), "KILL"]).assert_ok();
+    poll_until("every process gone", PATIENCE, || {
+        let text = std::fs::read_to_string(&procs.host).ok()?;
+        text.trim().is_empty().then_some(())
+    });
+    c.wait_stopped();
+    c.finish();
+}
+
+/// As runc: a `linux.devices` node gets no device-cgroup rule of its own
+/// (dev.bats "device cgroup deny"); access strings may come in any order,
+/// and a deny rule may carry runc's stray `a` (update.bats "rwa").
+#[test]
+fn device_rules_follow_runc() {
+    let script = "echo x > /dev/kmsg && echo wrote; true";
+    let with = |extra: serde_json::Value| {
+        move |c: &mut serde_json::Value| {
+            c["linux"]["devices"] =
+                json!([{ "path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11 }]);
+            let rules = c["linux"]["resources"]["devices"].as_array_mut().unwrap();
+            rules.push(extra);
+        }
+    };
+    let denied = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().sh(script).with(with(
+            json!({ "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa" }),
+        )),
+        "cg_devdeny",
+    );
+    let out = denied.run();
+    assert!(!out.stdout.contains("wrote"), "{out}");
+    assert!(out.text().contains("Operation not permitted"), "{out}");
+    denied.finish();
+    let allowed = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().sh(script).with(with(
+            json!({ "allow": true, "type": "c", "major": 1, "minor": 11, "access": "mw" }),
+        )),
+        "cg_devallow",
+    );
+    let out = allowed.run();
+    assert!(out.stdout.contains("wrote"), "{out}");
+    allowed.finish();
+    // An allow rule with a letter the kernel does not know: refused at parse
+    // time, naming the field, leaving nothing.
+    let bad = Container::new(
+        &Runtime::new(),
+        Bundle::busybox().with(with(
+            json!({ "allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwa" }),
+        )),
+        "cg_devbad",
+    );
+    bad.create()
+        .assert_fails_mentioning(&["linux.resources.devices[1].access", "\"rwa\""]);
+    bad.assert_no_leftovers();
+}
+
+/// runc's update flags: negative values mean unlimited (`--memory-swap -1`,
+/// `--cpu-quota -1`, `--pids-limit -1`) and the shares flag is `--cpu-share`.
+#[test]
+fn update_takes_runc_flags_and_negative_values() {
+    let c = sleeper("cg_update_neg", |c| {
+        c["linux"]["resources"]["memory"] = json!({ "limit": 33_554_432 });
+        c["linux"]["resources"]["cpu"] = json!({ "quota": 500_000, "period": 1_000_000 });
+        c["linux"]["resources"]["pids"] = json!({ "limit": 20 });
+    });
+    c.create_and_start();
+    let pid = c.pid();
+    c.invoke(&[
+        "update",
+        c.id(),
+        "--cpu-quota",
+        "-1",
+        "--cpu-share",
+        "200",
+        "--pids-limit",
+        "-1",
+    ])
+    .assert_ok();
+    let read = |f: &berth_integration::CgroupFile| {
+        std::fs::read_to_string(&f.host).unwrap().trim().to_string()
+    };
+    let pids = cgroup_file(pid, "pids", "pids.max", "pids.max");
+    assert_eq!(read(&pids), "max");
+    let quota = cgroup_file(pid, "cpu", "cpu.cfs_quota_us", "cpu.max");
+    assert!(
+        matches!(read(&quota).as_str(), "-1" | "max 1000000"),
+        "{}",
+        read(&quota)
+    );
+    let shares = cgroup_file(pid, "cpu", "cpu.shares", "cpu.weight");
+    assert!(
+        matches!(read(&shares).as_str(), "200" | "8"),
+        "{}",
+        read(&shares)
+    );
+    let memsw = cgroup_file(
+        pid,
+        "memory",
+        "memory.memsw.limit_in_bytes",
+        "memory.swap.max",
+    );
+    if memsw.host.exists() {
+        c.invoke(&["update", c.id(), "--memory-swap", "-1"])
+            .assert_ok();
+        let v = read(&memsw);
+        assert!(v == "max" || v.parse::<u64>().unwrap() > 1 << 60, "{v}");
+    }
+    c.invoke(&["update", c.id(), "--memory", "-1"]).assert_ok();
+    let limit = cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max");
+    let v = read(&limit);
+    assert!(v == "max" || v.parse::<u64>().unwrap() > 1 << 60, "{v}");
+    c.finish();
+}
+
+/// `linux.resources.blockIO` from config.json reaches the cgroup (it was
+/// read as `blockIo` and silently ignored), and bad values are refused at
+/// parse time naming the field, leaving nothing.
+#[test]
+fn block_io_from_the_config_is_applied() {
+    // A whole disk of this machine (not a partition, loop or ram device).
+    let dev = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            !n.starts_with("loop") && !n.starts_with("ram")
+        })
+        .map(|e| {
+            std::fs::read_to_string(e.path().join("dev"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .next()
+        .expect("a block device");
+    let (major, minor) = dev.split_once(':').unwrap();
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let c = sleeper("cg_blkio", |c| {
+        c["linux"]["resources"]["blockIO"] = json!({
+            "throttleReadBpsDevice": [{ "major": major, "minor": minor, "rate": 1_048_576 }]
+        })
+    });
+    c.create().assert_ok();
+    let f = cgroup_file(c.pid(), "blkio", "blkio.throttle.read_bps_device", "io.max");
+    let text = std::fs::read_to_string(&f.host).unwrap();
+    assert!(
+        text.contains(&format!("{dev} 1048576")) || text.contains(&format!("{dev} rbps=1048576")),
+        "{}: {text:?}",
+        f.host.display()
+    );
+    c.finish();
+
+    let bad = sleeper("cg_blkio_bad", |c| {
+        c["linux"]["resources"]["blockIO"] = json!({ "weight": 5000 })
+    });
+    bad.create()
+        .assert_fails_mentioning(&["linux.resources.blockIO.weight", "5000"]);
+    bad.invoke(&["state", bad.id()])
+        .assert_fails_mentioning(&["does not exist"]);
+    bad.assert_no_leftovers();
+}
+
+/// `linux.resources.network` needs net_cls / net_prio v1 hierarchies: where
+/// the host has none, create fails naming the field and leaves nothing;
+/// where it has them, the class id is written.
+#[test]
+fn network_class_id_or_a_clear_refusal() {
+    let c = sleeper("cg_netcls", |c| {
+        c["linux"]["resources"]["network"] = json!({ "classID": 1_048_577 })
+    });
+    let out = c.create();
+    if v1_mount("net_cls").is_some() {
+        out.assert_ok();
+        let f = cgroup_file(c.pid(), "net_cls", "net_cls.classid", "-");
+        assert_eq!(std::fs::read_to_string(&f.host).unwrap().trim(), "1048577");
+        c.finish();
+    } else {
+        out.assert_fails_mentioning(&["linux.resources.network.classID", "net_cls"]);
+        c.invoke(&["state", c.id()])
+            .assert_fails_mentioning(&["does not exist"]);
+        c.assert_no_leftovers();
+    }
+    let bad =
+        sleeper(
+            "cg_netbad",
+            |c| {
+                c["linux"]["resources"]["network"] =
+                    json!({ "priorities": [{ "name": "eth0 7\nlo", "priority": 1 }] })
+            },
+        );
+    bad.create()
+        .assert_fails_mentioning(&["linux.resources.network.priorities[0].name"]);
+    bad.assert_no_leftovers();
+}

@@ -442,3 +442,38 @@ fn read_only_dev_is_filled_then_read_only() {
     assert!(out.stdout.contains("touch=1"), "{out}");
     c.finish();
 }
+
+/// A `p` entry in linux.devices is a FIFO (runtime-tools linux_devices); it is
+/// no device to the cgroup, so the device rules do not refuse it.
+#[test]
+fn fifo_device_is_made() {
+    let bundle = Bundle::busybox()
+        .sh("test -p /dev/berth-fifo && stat -c %a /dev/berth-fifo")
+        .with(|c| {
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/berth-fifo", "type": "p", "major": 0, "minor": 0, "fileMode": 0o640}
+            ]);
+        });
+    let c = Container::new(&Runtime::new(), bundle, "fifo_dev");
+    let out = c.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout, "640\n", "{out}");
+    c.finish();
+}
+
+/// rootfsPropagation applies to the container's own `/` after pivot_root
+/// (runtime-tools linux_rootfs_propagation): "unbindable" used to make the rootfs
+/// bind itself fail, "shared" pivot_root.
+#[test]
+fn root_propagation_is_set_on_the_new_root() {
+    for (prop, tag) in [("unbindable", "unbindable"), ("shared", "shared:")] {
+        let bundle = Bundle::busybox()
+            .sh("awk '$5 == \"/\"' /proc/self/mountinfo")
+            .with(|c| c["linux"]["rootfsPropagation"] = prop.into());
+        let c = Container::new(&Runtime::new(), bundle, &format!("prop_{prop}"));
+        let out = c.run();
+        out.assert_code(0);
+        assert!(out.stdout.contains(tag), "{prop}: {out}");
+        c.finish();
+    }
+}

@@ -79,17 +79,17 @@ fn denied_execve_names_the_filter_and_the_action() {
     }
 }
 
-/// (b) A filter that kills a syscall init needs after loading it (here getcwd,
+/// (b) A filter that kills a syscall init needs after loading it (here capset,
 /// loaded early because noNewPrivileges is false): init dies without a word;
 /// create says the filter killed it and which syscall.
 #[test]
 fn filter_that_kills_init_is_named_at_create() {
-    let profile = allow_but(json!([{"names": ["getcwd"], "action": "SCMP_ACT_KILL"}]));
+    let profile = allow_but(json!([{"names": ["capset"], "action": "SCMP_ACT_KILL"}]));
     let bundle =
         busybox_with_profile(profile).with(|c| c["process"]["noNewPrivileges"] = false.into());
     let c = Container::new(&Runtime::new(), bundle, "sc_init_killed");
     c.create()
-        .assert_fails_mentioning(&["killed by the seccomp filter", "getcwd (SCMP_ACT_KILL)"]);
+        .assert_fails_mentioning(&["killed by the seccomp filter", "capset (SCMP_ACT_KILL)"]);
     c.assert_no_leftovers();
 }
 
@@ -228,4 +228,21 @@ fn userns_guard_stays_on_under_the_runc_annotation() {
     assert_errno(&out.stdout, "newuser", libc::ENOSPC);
     assert_eq!(tagged(&out.stdout, "max")["value"], "0", "{out}");
     c.finish();
+}
+
+/// A profile that denies getcwd (runtime-tools `linux_seccomp`) does not stop
+/// the container from starting: init enters and checks process.cwd before it
+/// loads the filter, also when noNewPrivileges is false (filter loaded early).
+#[test]
+fn a_profile_denying_getcwd_still_starts_the_container() {
+    for nnp in [false, true] {
+        let profile = allow_but(json!([{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]));
+        let bundle = busybox_with_profile(profile)
+            .args(&["true"])
+            .with(|c| c["process"]["noNewPrivileges"] = nnp.into());
+        let c = Container::new(&Runtime::new(), bundle, "sc_getcwd");
+        let out = c.run();
+        out.assert_code(0);
+        c.finish();
+    }
 }

@@ -8,6 +8,7 @@
 pub mod cgroups;
 pub mod cli;
 pub mod container;
+pub mod error;
 pub mod hooks;
 pub mod init;
 pub mod log;

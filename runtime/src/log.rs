@@ -3,9 +3,15 @@
 //! with `--log-format json`, or logrus's text form
 //! `time="…" level=error msg="…"` otherwise. The log file is appended to,
 //! never truncated (containerd reuses `<bundle>/log.json`).
+//!
+//! Without `--log`, `--debug` lines go to stderr, as runc's do. The
+//! destination is opened once, close-on-exec, and inherited by stage 1 and
+//! init across fork: they log to it after pivot_root (where the log path no
+//! longer resolves) and after their stdio became the container's.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -29,13 +35,18 @@ impl Level {
 }
 
 struct Logger {
-    file: Option<PathBuf>,
+    /// The `--log` file (O_APPEND), or a copy of stderr with `--debug` and
+    /// no `--log`; None: nothing is logged (errors still reach stderr).
+    out: Option<File>,
+    /// `out` is the `--log` file (not stderr).
+    is_file: bool,
     json: bool,
     min: Level,
 }
 
 static LOGGER: Mutex<Logger> = Mutex::new(Logger {
-    file: None,
+    out: None,
+    is_file: false,
     json: false,
     min: Level::Info,
 });
@@ -43,13 +54,43 @@ static LOGGER: Mutex<Logger> = Mutex::new(Logger {
 /// Configure from the global flags. The file is created at once, so a
 /// client finds it even when berth fails before logging anything.
 pub fn init(file: Option<PathBuf>, json: bool, debug: bool) {
-    if let Some(f) = &file {
-        let _ = OpenOptions::new().create(true).append(true).open(f);
-    }
+    let out = match &file {
+        Some(f) => OpenOptions::new().create(true).append(true).open(f).ok(),
+        // A close-on-exec copy of stderr (fd >= 3, like any fd berth opens),
+        // so init still reaches the caller's stderr once fd 2 is the
+        // container's.
+        // SAFETY: F_DUPFD_CLOEXEC returns a new fd we own, or -1.
+        None if debug => match unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) } {
+            -1 => None,
+            // SAFETY: a fresh fd nobody else owns.
+            fd => Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) })),
+        },
+        None => None,
+    };
     let mut l = LOGGER.lock().unwrap_or_else(|e| e.into_inner());
-    l.file = file;
+    l.out = out;
+    l.is_file = file.is_some();
     l.json = json;
     l.min = if debug { Level::Debug } else { Level::Info };
+}
+
+/// Is `fd` the logger's own fd (the log file or the copy of stderr)?
+pub fn owns_fd(fd: std::os::fd::RawFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let l = LOGGER.lock().unwrap_or_else(|e| e.into_inner());
+    l.out.as_ref().is_some_and(|f| f.as_raw_fd() == fd)
+}
+
+/// Does the log go to stderr (`--debug` without `--log`)?
+pub fn to_stderr() -> bool {
+    let l = LOGGER.lock().unwrap_or_else(|e| e.into_inner());
+    l.out.is_some() && !l.is_file
+}
+
+/// Is `--debug` on (so a caller can skip building a costly message)?
+pub fn debug_enabled() -> bool {
+    let l = LOGGER.lock().unwrap_or_else(|e| e.into_inner());
+    l.out.is_some() && l.min == Level::Debug
 }
 
 /// RFC 3339 time with nanoseconds, UTC, computed without a date crate.
@@ -90,28 +131,28 @@ pub fn log(level: Level, msg: &str) {
     if level < l.min {
         return;
     }
-    let line = if l.json {
-        serde_json::json!({"level": level.name(), "msg": msg, "time": now_rfc3339()}).to_string()
-    } else {
-        format!(
-            "time={:?} level={} msg={:?}",
-            now_rfc3339(),
-            level.name(),
-            msg
-        )
-    };
-    match &l.file {
-        Some(path) => {
-            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-                let _ = writeln!(f, "{line}");
-            }
-        }
+    let mut line = format_line(l.json, level, msg, &now_rfc3339());
+    let Some(mut out) = l.out.as_ref() else {
         // Without --log, runc's logrus writes to stderr. Errors are printed
         // by main already ("berth: …"); warnings would otherwise be lost.
-        None if level == Level::Warn => {
+        if level == Level::Warn {
             let _ = writeln!(std::io::stderr(), "{line}");
         }
-        None => {}
+        return;
+    };
+    line.push('\n');
+    // One write(2) per line: with O_APPEND, lines from the runtime, stage 1
+    // and init never interleave.
+    let _ = out.write_all(line.as_bytes());
+}
+
+/// One log line without its newline: runc's JSON
+/// `{"level":…,"msg":…,"time":…}` or logrus's text form.
+fn format_line(json: bool, level: Level, msg: &str, time: &str) -> String {
+    if json {
+        serde_json::json!({"level": level.name(), "msg": msg, "time": time}).to_string()
+    } else {
+        format!("time={time:?} level={} msg={msg:?}", level.name())
     }
 }
 
@@ -127,6 +168,20 @@ pub fn error(msg: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn line_formats() {
+        use super::{format_line, Level};
+        let t = "2026-01-02T03:04:05.000000006Z";
+        assert_eq!(
+            format_line(true, Level::Debug, "a \"b\"", t),
+            r#"{"level":"debug","msg":"a \"b\"","time":"2026-01-02T03:04:05.000000006Z"}"#
+        );
+        assert_eq!(
+            format_line(false, Level::Warn, "x y", t),
+            r#"time="2026-01-02T03:04:05.000000006Z" level=warning msg="x y""#
+        );
+    }
+
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");

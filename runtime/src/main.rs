@@ -1,10 +1,9 @@
 //! The `berth` command: parse runc's command line and dispatch. Nothing else.
 
-use berth::cli::{self, Cli};
-use clap::Parser;
+use berth::cli;
 
 fn main() {
-    let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
+    let cli = cli::parse(cli::normalize_args(std::env::args_os()));
     let code = cli::dispatch(cli);
     std::process::exit(code);
 }

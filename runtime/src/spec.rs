@@ -268,12 +268,13 @@ pub struct Resources {
     pub cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<Pids>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub block_io: Option<serde_json::Value>,
+    /// `blockIO` (not serde's camelCase `blockIo`).
+    #[serde(default, rename = "blockIO", skip_serializing_if = "Option::is_none")]
+    pub block_io: Option<BlockIo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hugepage_limits: Vec<HugepageLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<serde_json::Value>,
+    pub network: Option<Network>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unified: BTreeMap<String, String>,
 }
@@ -290,6 +291,61 @@ pub struct DeviceRule {
     pub minor: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
+}
+
+/// Device access bits, as cgroup v2's device programs number them
+/// (`BPF_DEVCG_ACC_*`).
+pub mod access {
+    pub const MKNOD: u32 = 1;
+    pub const READ: u32 = 2;
+    pub const WRITE: u32 = 4;
+    pub const ALL: u32 = MKNOD | READ | WRITE;
+}
+
+impl DeviceRule {
+    /// The access the rule names, as [`access`] bits. Absent or empty
+    /// means `rwm`. Any order and repetition of `r`, `w`, `m` is fine
+    /// (`mrw`, `rr`). Another letter is an error in an allow rule; in a
+    /// deny rule it is ignored, as runc does (its device emulator keeps
+    /// only r/w/m, so `rwa` denies `rw`): a deny cannot grant anything.
+    pub fn access_bits(&self) -> Result<u32, String> {
+        let a = self.access.as_deref().filter(|a| !a.is_empty());
+        let Some(a) = a else {
+            return Ok(access::ALL);
+        };
+        let mut bits = 0;
+        for c in a.chars() {
+            bits |= match c {
+                'r' => access::READ,
+                'w' => access::WRITE,
+                'm' => access::MKNOD,
+                _ if !self.allow => 0,
+                c => {
+                    return Err(format!(
+                        "{a:?}: unknown access {c:?} (an allow rule may only name r, w and m)"
+                    ))
+                }
+            };
+        }
+        Ok(bits)
+    }
+
+    /// The access as the kernel's v1 files want it: `rwm` order, only
+    /// known letters (may be empty for a deny rule naming none).
+    pub fn access_string(&self) -> Result<String, String> {
+        let bits = self.access_bits()?;
+        let mut s = String::new();
+        for (bit, c) in [
+            (access::READ, 'r'),
+            (access::WRITE, 'w'),
+            (access::MKNOD, 'm'),
+        ] {
+            if bits & bit != 0 {
+                s.push(c);
+            }
+        }
+        Ok(s)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -352,6 +408,73 @@ pub struct Pids {
 pub struct HugepageLimit {
     pub page_size: String,
     pub limit: u64,
+}
+
+/// `linux.resources.blockIO` (cgroup v1 blkio / v2 io). Weights are
+/// 1..=1000 (0 means "not set", as in runc); checked in [`Spec::validate`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockIo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<WeightDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle_read_bps_device: Vec<ThrottleDevice>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle_write_bps_device: Vec<ThrottleDevice>,
+    #[serde(
+        default,
+        rename = "throttleReadIOPSDevice",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub throttle_read_iops_device: Vec<ThrottleDevice>,
+    #[serde(
+        default,
+        rename = "throttleWriteIOPSDevice",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub throttle_write_iops_device: Vec<ThrottleDevice>,
+}
+
+/// One entry of `blockIO.weightDevice`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightDevice {
+    pub major: i64,
+    pub minor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_weight: Option<u16>,
+}
+
+/// One entry of a `blockIO.throttle*Device` list (bytes or I/Os per second).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleDevice {
+    pub major: i64,
+    pub minor: i64,
+    pub rate: u64,
+}
+
+/// `linux.resources.network`: net_cls class id and net_prio priorities
+/// (cgroup v1 controllers only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    #[serde(default, rename = "classID", skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priorities: Vec<InterfacePriority>,
+}
+
+/// One entry of `network.priorities`: written as `<name> <priority>` to
+/// net_prio.ifpriomap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfacePriority {
+    pub name: String,
+    pub priority: u32,
 }
 
 /// `linux.seccomp`, exactly as the runtime-spec defines it.
@@ -598,6 +721,9 @@ impl Spec {
                 ));
             }
         }
+        if let Some(r) = &linux.resources {
+            validate_resources(r)?;
+        }
         for key in linux.sysctl.keys() {
             check_sysctl(key, &seen).map_err(|msg| SpecError::new(sysctl_field(key), msg))?;
         }
@@ -621,6 +747,96 @@ impl Spec {
     pub fn linux(&self) -> Linux {
         self.linux.clone().unwrap_or_default()
     }
+}
+
+/// `linux.resources` values that are wrong whatever the host (what the
+/// host lacks is checked by the cgroup code before anything is created).
+/// Also used by `update`.
+pub fn validate_resources(r: &Resources) -> Result<(), SpecError> {
+    let dev_num = |field: String, n: Option<i64>| match n {
+        Some(n) if n < -1 => Err(SpecError::new(
+            field,
+            format!("{n} is not a device number (-1 or absent means any)"),
+        )),
+        _ => Ok(()),
+    };
+    for (i, d) in r.devices.iter().enumerate() {
+        let field = format!("linux.resources.devices[{i}]");
+        if let Some(t) = d.typ.as_deref() {
+            if !matches!(t, "a" | "b" | "c") {
+                return Err(SpecError::new(
+                    format!("{field}.type"),
+                    format!("unknown device type {t:?} (want a, b or c)"),
+                ));
+            }
+        }
+        dev_num(format!("{field}.major"), d.major)?;
+        dev_num(format!("{field}.minor"), d.minor)?;
+        d.access_bits()
+            .map_err(|e| SpecError::new(format!("{field}.access"), e))?;
+    }
+    if let Some(b) = &r.block_io {
+        let weight = |field: String, w: Option<u16>| match w {
+            Some(w) if w > 1000 => Err(SpecError::new(
+                field,
+                format!("{w} is outside 1..1000 (0 means not set)"),
+            )),
+            _ => Ok(()),
+        };
+        let device = |field: &str, major: i64, minor: i64| {
+            if major < 0 || minor < 0 {
+                return Err(SpecError::new(
+                    field,
+                    format!("{major}:{minor} is not a block device number"),
+                ));
+            }
+            Ok(())
+        };
+        weight("linux.resources.blockIO.weight".into(), b.weight)?;
+        weight("linux.resources.blockIO.leafWeight".into(), b.leaf_weight)?;
+        for (i, d) in b.weight_device.iter().enumerate() {
+            let field = format!("linux.resources.blockIO.weightDevice[{i}]");
+            device(&field, d.major, d.minor)?;
+            weight(format!("{field}.weight"), d.weight)?;
+            weight(format!("{field}.leafWeight"), d.leaf_weight)?;
+        }
+        for (name, list) in [
+            ("throttleReadBpsDevice", &b.throttle_read_bps_device),
+            ("throttleWriteBpsDevice", &b.throttle_write_bps_device),
+            ("throttleReadIOPSDevice", &b.throttle_read_iops_device),
+            ("throttleWriteIOPSDevice", &b.throttle_write_iops_device),
+        ] {
+            for (i, t) in list.iter().enumerate() {
+                device(
+                    &format!("linux.resources.blockIO.{name}[{i}]"),
+                    t.major,
+                    t.minor,
+                )?;
+            }
+        }
+    }
+    for (i, h) in r.hugepage_limits.iter().enumerate() {
+        let p = &h.page_size;
+        if p.is_empty() || p.contains('/') || p.contains(char::is_whitespace) {
+            return Err(SpecError::new(
+                format!("linux.resources.hugepageLimits[{i}].pageSize"),
+                format!("{p:?} is not a page size (like \"2MB\")"),
+            ));
+        }
+    }
+    if let Some(n) = &r.network {
+        for (i, p) in n.priorities.iter().enumerate() {
+            // Written as "<name> <priority>" to net_prio.ifpriomap: a name
+            // with a blank or newline would be another entry.
+            if p.name.is_empty() || p.name.contains(char::is_whitespace) || p.name.contains('/') {
+                return Err(SpecError::new(
+                    format!("linux.resources.network.priorities[{i}].name"),
+                    format!("{:?} is not an interface name", p.name),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How an error names a sysctl: `linux.sysctl["net.ipv4.ip_forward"]`.
@@ -922,6 +1138,88 @@ mod tests {
             err(v),
             "config.json: linux.uidMappings[1]: overlaps linux.uidMappings[0]"
         );
+    }
+
+    /// `blockIO` is read under its real name (serde's camelCase would have
+    /// made it `blockIo` and silently ignored every block I/O limit).
+    #[test]
+    fn block_io_and_network_are_typed() {
+        let mut v = base();
+        v["linux"]["resources"] = serde_json::json!({
+            "blockIO": {"weight": 500, "leafWeight": 300,
+                        "weightDevice": [{"major": 8, "minor": 0, "weight": 500}],
+                        "throttleReadIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}]},
+            "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}
+        });
+        let s = Spec::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let r = s.linux().resources.unwrap();
+        let b = r.block_io.unwrap();
+        assert_eq!((b.weight, b.leaf_weight), (Some(500), Some(300)));
+        assert_eq!(b.weight_device[0].weight, Some(500));
+        assert_eq!(b.throttle_read_iops_device[0].rate, 100);
+        let n = r.network.unwrap();
+        assert_eq!(n.class_id, Some(1048577));
+        assert_eq!(n.priorities[0].name, "eth0");
+        // And written back under the same names (state.json keeps the config).
+        let back = serde_json::to_value(s.linux().resources.unwrap()).unwrap();
+        assert_eq!(back["blockIO"]["throttleReadIOPSDevice"][0]["rate"], 100);
+        assert_eq!(back["network"]["classID"], 1048577);
+    }
+
+    #[test]
+    fn bad_block_io_and_network_name_the_field() {
+        let cases = [
+            (serde_json::json!({"blockIO": {"weight": "heavy"}}), "config.json: linux.resources.blockIO.weight: "),
+            (serde_json::json!({"blockIO": {"weight": 70000}}), "config.json: linux.resources.blockIO.weight: "),
+            (serde_json::json!({"blockIO": {"weight": 1001}}), "config.json: linux.resources.blockIO.weight: 1001 is outside 1..1000"),
+            (serde_json::json!({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "leafWeight": 2000}]}}),
+             "config.json: linux.resources.blockIO.weightDevice[0].leafWeight: 2000 is outside"),
+            (serde_json::json!({"blockIO": {"throttleWriteBpsDevice": [{"major": -8, "minor": 0, "rate": 1}]}}),
+             "config.json: linux.resources.blockIO.throttleWriteBpsDevice[0]: -8:0 is not a block device number"),
+            (serde_json::json!({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0}]}}),
+             "config.json: linux.resources.blockIO.throttleReadBpsDevice[0]: missing field `rate`"),
+            (serde_json::json!({"network": {"classID": -1}}), "config.json: linux.resources.network.classID: "),
+            (serde_json::json!({"network": {"priorities": [{"name": "eth0 1\nlo", "priority": 1}]}}),
+             "config.json: linux.resources.network.priorities[0].name: \"eth0 1\\nlo\" is not an interface name"),
+            (serde_json::json!({"network": {"priorities": [{"name": "eth0"}]}}),
+             "config.json: linux.resources.network.priorities[0]: missing field `priority`"),
+            (serde_json::json!({"hugepageLimits": [{"pageSize": "../2MB", "limit": 1}]}),
+             "config.json: linux.resources.hugepageLimits[0].pageSize: \"../2MB\" is not a page size"),
+            (serde_json::json!({"devices": [{"allow": true, "access": "rwa"}]}),
+             "config.json: linux.resources.devices[0].access: \"rwa\": unknown access 'a'"),
+            (serde_json::json!({"devices": [{"allow": false, "type": "u"}]}),
+             "config.json: linux.resources.devices[0].type: unknown device type \"u\""),
+        ];
+        for (resources, want) in cases {
+            let mut v = base();
+            v["linux"]["resources"] = resources.clone();
+            let e = err(v);
+            assert!(e.starts_with(want), "{resources}: {e}");
+        }
+    }
+
+    /// runc's access strings: any order, repeats; other letters only in a
+    /// deny rule (ignored there, as runc's device emulator does).
+    #[test]
+    fn device_access_strings() {
+        let r = |allow: bool, a: &str| DeviceRule {
+            allow,
+            access: Some(a.into()),
+            ..Default::default()
+        };
+        assert_eq!(r(true, "mrw").access_string().unwrap(), "rwm");
+        assert_eq!(r(true, "wr").access_string().unwrap(), "rw");
+        assert_eq!(r(true, "").access_string().unwrap(), "rwm", "empty = rwm");
+        assert_eq!(r(false, "rwa").access_string().unwrap(), "rw");
+        assert_eq!(r(false, "a").access_bits().unwrap(), 0);
+        assert!(r(true, "rwa").access_bits().is_err());
+        let mut v = base();
+        v["linux"]["resources"] = serde_json::json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "mwr"}
+        ]});
+        Spec::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
     }
 
     #[test]

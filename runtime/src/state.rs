@@ -159,7 +159,7 @@ impl Root {
         match fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                bail!("container with id {id:?} already exists")
+                return Err(crate::error::Error::AlreadyExists(id.to_string()).into())
             }
             Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
         }
@@ -167,8 +167,9 @@ impl Root {
         Ok((dir, lock))
     }
 
-    /// Load a container's state; the error text contains "does not exist"
-    /// when there is none (containerd's shim relies on that wording).
+    /// Load a container's state; [`crate::error::Error::NotFound`] when
+    /// there is none (its text says "does not exist": containerd's shim
+    /// relies on that wording).
     pub fn load(&self, id: &str) -> Result<State> {
         validate_id(id)?;
         let path = self.container_dir(id).join("state.json");
@@ -182,7 +183,7 @@ impl Root {
                     // in "creating" with nothing recorded yet.
                     Ok(State::new(id, Path::new(""), Path::new("")))
                 } else {
-                    bail!("container {id:?} does not exist")
+                    Err(crate::error::Error::NotFound(id.to_string()).into())
                 }
             }
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -288,6 +289,28 @@ impl State {
     }
 
     /// The OCI state object as `berth state` prints it.
+    /// What `state` and `list --format json` print: runc's `containerState`,
+    /// fields in runc's order (ociVersion, id, pid, status, bundle, rootfs,
+    /// created, annotations, owner) — some clients match the text, not the JSON.
+    pub fn runc_state(&self, dir: &Path) -> RuncState {
+        let status = self.status(dir);
+        RuncState {
+            oci_version: self.oci_version.clone(),
+            id: self.id.clone(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
+            status: status.as_str(),
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            annotations: self.annotations.clone(),
+            owner: self.owner.clone(),
+        }
+    }
+
     pub fn oci_json(&self, dir: &Path) -> serde_json::Value {
         let status = self.status(dir);
         let pid = if status == Status::Stopped {
@@ -307,6 +330,22 @@ impl State {
             "annotations": self.annotations,
         })
     }
+}
+
+/// runc's `containerState` (list.go), field for field and in its order.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuncState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: &'static str,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    pub owner: String,
 }
 
 /// An exclusive flock on a container directory, released on drop (and by

@@ -106,6 +106,9 @@ pub struct Bind {
 /// Network mode of the task container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Network {
+    /// A new network namespace on the worker's bridge, set up by the CNI plugins: egress
+    /// through NAT, DNS through the worker's proxy (see net.rs).
+    Bridge,
     /// A new network namespace with only loopback (no network at all).
     None,
     /// The host's network namespace.
@@ -180,7 +183,9 @@ pub fn config_json(p: &ContainerPlan) -> Value {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if p.network == Network::None {
+    if p.network != Network::Host {
+        // Bridge too: the runtime makes the namespace (owned by the task's user namespace, so
+        // the task can mount sysfs), and the worker puts it on the bridge before `start`.
         namespaces.push(json!({"type": "network"}));
     }
     let mut mounts = vec![
@@ -190,7 +195,7 @@ pub fn config_json(p: &ContainerPlan) -> Value {
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
     ];
-    if p.network == Network::None || p.privileged {
+    if p.network != Network::Host || p.privileged {
         // sysfs can only be mounted by a process owning the network namespace; an unprivileged
         // task on the host network gets none (as rootless runc does).
         let ro = if p.privileged { "rw" } else { "ro" };

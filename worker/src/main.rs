@@ -4,6 +4,7 @@
 mod bundle;
 mod dns;
 mod image;
+mod net;
 mod registry;
 mod run;
 mod runtime;
@@ -116,9 +117,26 @@ struct RunArgs {
     /// file's name without extension.
     #[arg(long)]
     name: Option<String>,
-    /// Network: none (loopback only) or host.
-    #[arg(long, value_enum, default_value = "none")]
+    /// Network: bridge (own namespace, NAT to the outside, DNS through the worker's proxy),
+    /// none (loopback only) or host (the host's network namespace).
+    #[arg(
+        long,
+        value_enum,
+        env = "BERTH_WORKER_NETWORK",
+        default_value = "bridge"
+    )]
     network: Network,
+    /// Bridge network: let the task reach the host's own addresses (the default blocks all but
+    /// the DNS proxy).
+    #[arg(long)]
+    allow_host_access: bool,
+    /// Upstream resolver for the task's DNS proxy (repeatable). Default: the nameservers of
+    /// the host's /etc/resolv.conf, loopback ones included.
+    #[arg(long = "dns", value_parser = dns::parse_addr)]
+    dns: Vec<std::net::SocketAddr>,
+    /// Pass AAAA NXDOMAIN through to the task unchanged (no NODATA repair for musl).
+    #[arg(long)]
+    no_dns_rewrite: bool,
     /// seccomp profile (a linux.seccomp JSON object) for unprivileged tasks.
     #[arg(long, env = "BERTH_SECCOMP_PROFILE")]
     seccomp_profile: Option<PathBuf>,
@@ -320,6 +338,9 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 params: a.params.clone(),
                 step_name: a.name.clone(),
                 network: a.network,
+                allow_host_access: a.allow_host_access,
+                dns: a.dns.clone(),
+                dns_rewrite: !a.no_dns_rewrite,
                 seccomp_profile: a.seccomp_profile.clone(),
                 annotations: a.annotations.clone(),
                 verbose: a.verbose,

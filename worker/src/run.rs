@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bundle::{self, Bind, ContainerPlan, Network};
 use crate::image::{Image, Store};
+use crate::net;
 use crate::runtime::Runtime;
 use crate::shift::{self, Shift};
 use crate::sys;
@@ -66,6 +67,12 @@ pub struct RunOptions {
     pub params: Vec<(String, String)>,
     pub step_name: Option<String>,
     pub network: Network,
+    /// Bridge network: the task may reach the host's addresses.
+    pub allow_host_access: bool,
+    /// Upstreams for the task's DNS proxy; empty: the host's nameservers.
+    pub dns: Vec<std::net::SocketAddr>,
+    /// The proxy's AAAA NXDOMAIN → NODATA repair.
+    pub dns_rewrite: bool,
     pub seccomp_profile: Option<PathBuf>,
     pub annotations: Vec<(String, String)>,
     /// Print the run header (what the run is made of) even when stderr is not a terminal.
@@ -619,13 +626,15 @@ fn prepare(
     mkdir(&etc)?;
     let hostname = format!("berth-{}", &rec.id[..8.min(rec.id.len())]);
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(etc.join("resolv.conf"), bundle::resolv_conf(&host_resolv))?;
-    std::fs::write(
-        etc.join("hosts"),
-        format!(
-            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n127.0.1.1 {hostname}\n"
-        ),
-    )?;
+    // Bridge and host tasks resolve through the worker's DNS proxy (its address: the bridge
+    // gateway, or a loopback address the host-network task shares); `none` has no network.
+    let resolv = match dns_proxy_addr(opts) {
+        Some(a) => net::proxied_resolv_conf(&host_resolv, a.ip()),
+        None => bundle::resolv_conf(&host_resolv),
+    };
+    std::fs::write(etc.join("resolv.conf"), resolv)?;
+    // The task's own address replaces 127.0.1.1 once the bridge plugin has given it one.
+    std::fs::write(etc.join("hosts"), net::hosts(None, &hostname))?;
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
     let (root_uid, root_gid) = host_owner(idmap.as_deref(), 0, 0);
     for f in ["resolv.conf", "hosts", "hostname"] {
@@ -868,6 +877,27 @@ async fn execute(
     let pid = rt.create(id, bundle_dir, out_w, err_w).await?;
     // The runtime has exited; our pipe write ends are closed, only the container holds them now.
     let mut waiter = tokio::task::spawn_blocking(move || sys::wait_pid(pid));
+    // Between create and start: the task's namespace exists, its process has not run yet.
+    let run_dir = w.runs_dir().join(&rec.id);
+    if opts.network == Network::Bridge {
+        let bridge = if opts.allow_host_access {
+            net::HOST_ACCESS
+        } else {
+            net::ISOLATED
+        };
+        let a = net::attach(&w.work_dir, &run_dir, id, pid, &bridge)
+            .await
+            .context("setting up the task's network")?;
+        let hostname = std::fs::read_to_string(run_dir.join("etc/hostname"))?;
+        std::fs::write(
+            run_dir.join("etc/hosts"),
+            net::hosts(Some(a.ip), hostname.trim()),
+        )?;
+    }
+    let _dns = match dns_proxy_addr(opts) {
+        Some(addr) => Some(start_dns_proxy(opts, addr)?),
+        None => None,
+    };
     rt.start(id).await?;
 
     let deadline = async {
@@ -1020,6 +1050,8 @@ pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
         root: rec.runtime_root.clone(),
     };
     let del = rt.delete(&rec.container_id).await;
+    // CNI DEL for every plugin, whatever state the run died in (it is a no-op without one).
+    let net_del = net::detach(&run_dir).await;
     sys::umount_all_under(&run_dir)?;
     // Never recurse into a mounted directory (an input's lower dir is the caller's data).
     if !sys::mounts_under(&run_dir)?.is_empty() {
@@ -1033,7 +1065,64 @@ pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
         _ => {}
     }
     remove_cgroup_parents();
-    del
+    del.and(net_del)
+}
+
+/// Where the task's DNS proxy listens, if the task has one.
+fn dns_proxy_addr(opts: &RunOptions) -> Option<std::net::SocketAddr> {
+    let gw = |b: net::Bridge| std::net::SocketAddr::new(b.gateway.into(), 53);
+    match opts.network {
+        Network::Bridge if opts.allow_host_access => Some(gw(net::HOST_ACCESS)),
+        Network::Bridge => Some(gw(net::ISOLATED)),
+        Network::Host => Some(net::HOST_MODE_DNS),
+        Network::None => None,
+    }
+}
+
+/// A running DNS proxy; dropping it stops it.
+struct DnsProxy {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serve the task's DNS on `addr` for as long as the returned handle lives. Every worker serves
+/// its own task on the same address (SO_REUSEPORT): they are all alike.
+fn start_dns_proxy(opts: &RunOptions, addr: std::net::SocketAddr) -> Result<DnsProxy> {
+    let upstreams = if opts.dns.is_empty() {
+        crate::dns::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+    } else {
+        opts.dns.clone()
+    };
+    if upstreams.is_empty() {
+        bail!("the task's DNS proxy has no upstream: /etc/resolv.conf names no nameserver; pass --dns ADDR (or --network none)");
+    }
+    let proxy = crate::dns::Proxy::new(crate::dns::Config {
+        upstreams: upstreams.clone(),
+        timeout: Duration::from_secs(2),
+        rewrite: opts.dns_rewrite,
+        debug: std::env::var("BERTH_WORKER_LOG").is_ok_and(|l| l == "debug"),
+    })?;
+    let l = crate::dns::bind(addr, true).map_err(|e| {
+        let loopback: Vec<String> = upstreams
+            .iter()
+            .filter(|u| u.ip().is_loopback())
+            .map(|u| u.ip().to_string())
+            .collect();
+        if opts.network == Network::Host && !loopback.is_empty() {
+            anyhow!("{e:#}: the host's resolv.conf names loopback nameserver(s) {} that the task reaches only through berth-worker's DNS proxy; pass --dns ADDR with a resolver the task can reach directly", loopback.join(", "))
+        } else {
+            e
+        }
+    })?;
+    crate::dns::sys_raise_nofile();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        proxy
+            .serve(vec![l], async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(DnsProxy { _stop: tx })
 }
 
 /// rmdir `<controller>/berth-worker` where empty (the runtime removes the container's own cgroup).

@@ -367,6 +367,30 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Bind-mount `src` onto `target` (an existing file or directory).
+pub fn bind_mount(src: &Path, target: &Path) -> Result<()> {
+    let (s, t) = (cstr(src)?, cstr(target)?);
+    // SAFETY: valid C strings; a bind mount takes no fstype or data.
+    let r = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            t.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        bail!(
+            "bind-mounting {} on {}: {}",
+            src.display(),
+            target.display(),
+            io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,7 +100,11 @@ impl Env {
         let mut c = Command::new(worker_bin());
         c.arg("--work-dir")
             .arg(self.work_dir())
-            .env("BERTH_BIN", runtime_bin());
+            .env("BERTH_BIN", runtime_bin())
+            // These tests need no network: keep them off the host's network stack (no bridge
+            // or iptables rules on the test machine). worker_net.rs tests the bridge inside
+            // namespaces of its own.
+            .env("BERTH_WORKER_NETWORK", "none");
         match &self.idmap {
             Some(m) => c.env("BERTH_WORKER_IDMAP", m),
             None => c.env_remove("BERTH_WORKER_IDMAP"),

@@ -68,19 +68,6 @@ fn prologue() -> Vec<Insn> {
     ]
 }
 
-fn access_bits(access: &str) -> Result<i32> {
-    let mut bits = 0;
-    for c in access.chars() {
-        bits |= match c {
-            'r' => ACC_READ,
-            'w' => ACC_WRITE,
-            'm' => ACC_MKNOD,
-            _ => bail!("access {access:?} may only contain r, w and m"),
-        };
-    }
-    Ok(bits)
-}
-
 /// Compile `rules` (v1 semantics, see the module comment) to eBPF.
 pub fn compile(rules: &[DeviceRule]) -> Result<Vec<Insn>> {
     let mut prog = prologue();
@@ -92,13 +79,14 @@ pub fn compile(rules: &[DeviceRule]) -> Result<Vec<Insn>> {
             "b" => Some(DEV_BLOCK),
             t => bail!("{field}.type: unknown device type {t:?} (want a, b or c)"),
         };
-        let access = access_bits(
-            r.access
-                .as_deref()
-                .filter(|a| !a.is_empty())
-                .unwrap_or("rwm"),
-        )
-        .map_err(|e| anyhow!("{field}.access: {e}"))?;
+        let access = r
+            .access_bits()
+            .map(|b| b as i32)
+            .map_err(|e| anyhow!("{field}.access: {e}"))?;
+        if access == 0 {
+            // A deny rule naming no known access (runc's `a`) denies nothing.
+            continue;
+        }
         let num = |n: Option<i64>, what: &str| -> Result<Option<i32>> {
             match n {
                 None | Some(-1) => Ok(None),

@@ -30,8 +30,7 @@ pub use resources::{BlockIo, Network};
 pub use stats::Stats;
 
 use crate::spec::{Resources, SpecError};
-use anyhow::{anyhow, Context};
-use nix::sys::signal::Signal;
+use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -125,6 +124,10 @@ pub struct Cgroup {
     /// from /proc/self/cgroup when the `Cgroup` was made.
     #[serde(default)]
     own: BTreeMap<PathBuf, String>,
+    /// `exec --cgroup`: per mount point, the sub-cgroup (relative to the
+    /// container's directory) that [`Cgroup::add_pid`] joins instead.
+    #[serde(skip)]
+    join_sub: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl Cgroup {
@@ -166,7 +169,55 @@ impl Cgroup {
             layout,
             path: path.to_string(),
             own,
+            join_sub: BTreeMap::new(),
         }
+    }
+
+    /// The same cgroup, with `exec --cgroup` arguments applied: `PATH`
+    /// (every hierarchy) or `CTRL[,CTRL…]:PATH` (those v1 hierarchies; the
+    /// flag repeats), each PATH relative to the container's cgroup and
+    /// never above it. runc's syntax and messages (`.. is not a sub cgroup
+    /// path`, `unknown controller X`); on cgroup v2 only the plain form
+    /// exists (one hierarchy), as in runc. A missing sub-cgroup is
+    /// reported when the process is added.
+    pub fn with_sub_cgroups(&self, args: &[String]) -> Result<Cgroup> {
+        let mut cg = self.clone();
+        cg.join_sub.clear();
+        for arg in args {
+            let (ctrls, sub) = match arg.split_once(':') {
+                None if args.len() == 1 => (None, arg.as_str()),
+                None => bail!(
+                    "--cgroup {arg}: a controller prefix (CTRL:PATH) is needed when --cgroup is given more than once"
+                ),
+                Some((_, rest)) if rest.contains(':') => {
+                    bail!("--cgroup {arg}: invalid --cgroup argument (want PATH or CTRL[,CTRL]:PATH)")
+                }
+                Some((c, rest)) => (Some(c), rest),
+            };
+            let sub = sub_cgroup_path(sub)
+                .ok_or_else(|| anyhow!("--cgroup {arg}: {sub} is not a sub cgroup path"))?;
+            match ctrls {
+                None => {
+                    for m in self.layout.mounts() {
+                        cg.join_sub.insert(m, sub.clone());
+                    }
+                }
+                Some(list) => {
+                    for ctrl in list.split(',') {
+                        let m = self.layout.v1_mount(ctrl).ok_or_else(|| {
+                            let why = if matches!(self.layout, Layout::V2 { .. }) {
+                                " (cgroup v2 has one hierarchy: use --cgroup PATH)"
+                            } else {
+                                ""
+                            };
+                            anyhow!("--cgroup {arg}: unknown controller {ctrl}{why}")
+                        })?;
+                        cg.join_sub.insert(m.to_path_buf(), sub.clone());
+                    }
+                }
+            }
+        }
+        Ok(cg)
     }
 
     /// The container's directory under the hierarchy mounted at `mount`.
@@ -270,6 +321,7 @@ impl Cgroup {
     }
 
     fn set(&self, r: &Resources, with_devices: bool) -> Result<()> {
+        self.check(r)?;
         let need = |ctrl: &str, field: &str| -> Result<Placement> {
             self.placement(ctrl).ok_or_else(|| {
                 anyhow!(
@@ -323,13 +375,11 @@ impl Cgroup {
                 write_field("linux.resources.pids.limit", &d, "pids.max", &v)?;
             }
         }
-        if let Some(v) = &r.block_io {
-            let b: BlockIo = serde_json::from_value(v.clone())
-                .map_err(|e| anyhow!("linux.resources.blockIO: {e}"))?;
+        if let Some(b) = &r.block_io {
             if b.is_requested() {
                 match self.placement("blkio").or_else(|| self.placement("io")) {
-                    Some(Placement::V1(d)) => v1::set_blkio(&d, &b)?,
-                    Some(Placement::V2(d)) => v2::set_io(&d, &b)?,
+                    Some(Placement::V1(d)) => v1::set_blkio(&d, b)?,
+                    Some(Placement::V2(d)) => v2::set_io(&d, b)?,
                     None => {
                         need("blkio", "linux.resources.blockIO")?;
                     }
@@ -343,10 +393,8 @@ impl Cgroup {
                 Placement::V2(d) => v2::set_hugetlb(&d, &field, h)?,
             }
         }
-        if let Some(v) = &r.network {
-            let n: Network = serde_json::from_value(v.clone())
-                .map_err(|e| anyhow!("linux.resources.network: {e}"))?;
-            v1::set_network(self, &n)?;
+        if let Some(n) = &r.network {
+            v1::set_network(self, n)?;
         }
         if with_devices && !r.devices.is_empty() {
             match need("devices", "linux.resources.devices") {
@@ -372,11 +420,36 @@ impl Cgroup {
     }
 
     /// Move `pid` (all its threads) into the cgroup in every hierarchy.
+    /// With [`Cgroup::with_sub_cgroups`], the chosen sub-cgroups instead.
     pub fn add_pid(&self, pid: i32) -> Result<()> {
-        for dir in self.leaves() {
+        let mut done = Vec::new();
+        for mount in self.layout.mounts() {
+            let mut dir = self.dir_in(&mount);
+            if let Some(sub) = self.join_sub.get(&mount) {
+                dir.push(sub);
+            }
+            if done.contains(&dir) {
+                continue;
+            }
             let f = dir.join("cgroup.procs");
-            fs::write(&f, pid.to_string())
-                .map_err(|e| anyhow!("adding pid {pid} to {}: {}", f.display(), errno_text(&e)))?;
+            // Opened without O_CREAT: a missing cgroup is ENOENT, never a
+            // create attempt the kernel answers with another errno.
+            let res = fs::OpenOptions::new()
+                .write(true)
+                .open(&f)
+                .and_then(|mut file| io::Write::write_all(&mut file, pid.to_string().as_bytes()));
+            res.map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    // runc's wording (its suite matches it).
+                    anyhow!(
+                        "adding pid {pid} to {}: no such file or directory (no such cgroup)",
+                        f.display()
+                    )
+                } else {
+                    anyhow!("adding pid {pid} to {}: {}", f.display(), errno_text(&e))
+                }
+            })?;
+            done.push(dir);
         }
         Ok(())
     }
@@ -439,12 +512,16 @@ impl Cgroup {
         }
     }
 
-    /// Send `signal` to every process in the cgroup. For SIGKILL with a
-    /// cgroup2 `cgroup.kill` (Linux 5.14+) the kernel does it atomically;
+    /// Send `signal` (a number: real-time signals too) to every process in
+    /// the cgroup and its sub-cgroups. For SIGKILL with a cgroup2
+    /// `cgroup.kill` (Linux 5.14+) the kernel does it atomically;
     /// otherwise, like runc, freeze, signal each process, thaw, so nothing
-    /// can fork between listing and signalling.
-    pub fn kill_all(&self, signal: Signal) -> Result<()> {
-        if signal == Signal::SIGKILL {
+    /// can fork between listing and signalling. Unlike runc, a cgroup that
+    /// was frozen before stays frozen (`kill --all` must not resume a
+    /// paused container), except for SIGKILL: a task frozen by the v1
+    /// freezer cannot die until thawed.
+    pub fn kill_all(&self, signal: i32) -> Result<()> {
+        if signal == libc::SIGKILL {
             if let Some(d) = self.v2_dir() {
                 let f = d.join("cgroup.kill");
                 if f.exists() {
@@ -453,19 +530,98 @@ impl Cgroup {
                 }
             }
         }
+        let was_thawed = matches!(self.freezer_state(), Ok(FreezerState::Thawed));
         let frozen = self.freeze().is_ok();
         let mut res = Ok(());
         for pid in self.pids()? {
-            if let Err(e) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
-                if e != nix::errno::Errno::ESRCH {
-                    res = Err(anyhow!("sending {signal} to pid {pid}: {}", e.desc()));
+            // SAFETY: kill(2) on members of this cgroup, which cannot fork
+            // or exit-and-be-reused while it is frozen.
+            if unsafe { libc::kill(pid, signal) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    res = Err(anyhow!(
+                        "sending signal {signal} to pid {pid}: {}",
+                        errno_text(&e)
+                    ));
                 }
             }
         }
-        if frozen {
+        if frozen && (was_thawed || signal == libc::SIGKILL) {
             self.thaw()?;
         }
         res
+    }
+
+    /// Checks of `r` against this host that need no change to it, so a
+    /// config the host cannot honour fails before the container's state
+    /// directory exists: `unified` on cgroup v1 (runc: "invalid
+    /// configuration: cannot use unified on cgroup v1"; on a hybrid host
+    /// only keys of controllers a v1 hierarchy serves), and `network` where
+    /// net_cls / net_prio are not mounted as v1 hierarchies.
+    pub fn check(&self, r: &Resources) -> Result<()> {
+        for key in r.unified.keys() {
+            let field = format!("linux.resources.unified[{key:?}]");
+            let ctrl = key.split('.').next().unwrap_or("");
+            match &self.layout {
+                Layout::V1 { .. } => bail!(
+                    "{field}: invalid configuration: cannot use unified on cgroup v1 (this host has no cgroup2 mount)"
+                ),
+                Layout::Hybrid { .. } => {
+                    if let Some(m) = self.layout.v1_mount(ctrl) {
+                        bail!(
+                            "{field}: invalid configuration: cannot use unified on cgroup v1: the {ctrl} controller is a cgroup v1 hierarchy on this host ({})",
+                            m.display()
+                        );
+                    }
+                }
+                Layout::V2 { .. } => {}
+            }
+        }
+        if let Some(n) = &r.network {
+            if n.class_id.is_some() {
+                v1::network_dir(self, "net_cls", "linux.resources.network.classID")?;
+            }
+            if !n.priorities.is_empty() {
+                v1::network_dir(self, "net_prio", "linux.resources.network.priorities")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before a container takes this cgroup: the processes already in it
+    /// (runc warns "container's cgroup is not empty") and whether it is
+    /// frozen — its own directory, or, when that does not exist yet, the
+    /// closest existing ancestor a new directory would inherit the freeze
+    /// from. A process started in a frozen cgroup hangs; runc refuses
+    /// ("container's cgroup unexpectedly frozen").
+    pub fn preexisting(&self) -> Result<(Vec<i32>, Option<PathBuf>)> {
+        let pids = self.pids()?;
+        let Ok(freezer) = self.freezer() else {
+            return Ok((pids, None));
+        };
+        let (mut dir, mount, v1) = match freezer {
+            Placement::V1(d) => {
+                let m = self.layout.v1_mount("freezer").map(Path::to_path_buf);
+                (d, m, true)
+            }
+            Placement::V2(d) => (d, self.layout.unified_root().map(Path::to_path_buf), false),
+        };
+        let mount = mount.unwrap_or_default();
+        while !dir.exists() && dir.starts_with(&mount) && dir != mount {
+            if !dir.pop() {
+                break;
+            }
+        }
+        // The root has no freezer files: it cannot be frozen.
+        let state = if dir == mount {
+            FreezerState::Thawed
+        } else if v1 {
+            v1::freezer_state(&dir).unwrap_or(FreezerState::Thawed)
+        } else {
+            v2::freezer_state(&dir).unwrap_or(FreezerState::Thawed)
+        };
+        let frozen = (state != FreezerState::Thawed).then_some(dir);
+        Ok((pids, frozen))
     }
 
     /// Remove the directory in every hierarchy, children first. The caller
@@ -524,6 +680,23 @@ impl Cgroup {
         }
         out
     }
+}
+
+/// `exec --cgroup` PATH, relative to the container's cgroup: `.` and
+/// empty parts dropped, `..` resolved; `None` if it climbs above it.
+/// ("/" and "" are the container's cgroup itself.)
+fn sub_cgroup_path(p: &str) -> Option<PathBuf> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.iter().collect())
 }
 
 fn memory_requested(m: &crate::spec::Memory) -> bool {
@@ -614,32 +787,38 @@ pub(crate) fn errno_text(e: &io::Error) -> String {
 /// all three: `linux.resources.memory.limit: writing 1048576 to
 /// /sys/fs/cgroup/memory/berth/x/memory.limit_in_bytes: Device or resource busy`.
 ///
-/// The file is opened without O_CREAT: cgroupfs answers a create with
-/// EACCES, which would hide that an older kernel simply has no such file
-/// (the error then says which Linux added it, see [`added_in`]).
+/// The file is opened without O_CREAT: cgroup files are made by the
+/// kernel, and asking cgroupfs to create one is answered with an errno
+/// that varies by kernel (EACCES, EPERM…). A file the kernel does not
+/// offer is therefore always reported the same way, `… does not exist`,
+/// with the Linux release that added it when known ([`added_in`]).
 pub(crate) fn write_field(field: &str, dir: &Path, file: &str, value: &str) -> Result<()> {
     use std::io::Write;
     let path = dir.join(file);
     fs::OpenOptions::new()
         .write(true)
+        .truncate(true)
         .open(&path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
         .map_err(|e| {
-            let hint = if e.kind() == io::ErrorKind::NotFound {
-                match added_in(file) {
+            if e.kind() == io::ErrorKind::NotFound {
+                let why = match added_in(file) {
                     Some(v) => {
-                        format!(" (this kernel has no such cgroup file: {file} needs Linux >= {v})")
+                        format!("this kernel has no such cgroup file: {file} needs Linux >= {v}")
                     }
-                    None => " (this kernel has no such cgroup file)".to_string(),
-                }
+                    None => "this kernel or controller offers no such cgroup file".to_string(),
+                };
+                anyhow!(
+                    "{field}: cannot write {value}: {} does not exist ({why})",
+                    path.display()
+                )
             } else {
-                String::new()
-            };
-            anyhow!(
-                "{field}: writing {value} to {}: {}{hint}",
-                path.display(),
-                errno_text(&e)
-            )
+                anyhow!(
+                    "{field}: writing {value} to {}: {}",
+                    path.display(),
+                    errno_text(&e)
+                )
+            }
         })
 }
 

@@ -1,27 +1,7 @@
-//! The parts of `linux.resources` that `spec.rs` keeps as raw JSON
-//! (`blockIO`, `network`), typed here.
+//! Where the typed `linux.resources.blockIO` ([`BlockIo`], defined with the
+//! other config types in `spec.rs`) goes in the cgroup files.
 
-use serde::{Deserialize, Serialize};
-
-/// `linux.resources.blockIO`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BlockIo {
-    #[serde(default)]
-    pub weight: Option<u16>,
-    #[serde(default)]
-    pub leaf_weight: Option<u16>,
-    #[serde(default)]
-    pub weight_device: Vec<WeightDevice>,
-    #[serde(default)]
-    pub throttle_read_bps_device: Vec<ThrottleDevice>,
-    #[serde(default)]
-    pub throttle_write_bps_device: Vec<ThrottleDevice>,
-    #[serde(default, rename = "throttleReadIOPSDevice")]
-    pub throttle_read_iops_device: Vec<ThrottleDevice>,
-    #[serde(default, rename = "throttleWriteIOPSDevice")]
-    pub throttle_write_iops_device: Vec<ThrottleDevice>,
-}
+pub use crate::spec::{BlockIo, InterfacePriority, Network, ThrottleDevice, WeightDevice};
 
 impl BlockIo {
     /// Does it ask for anything? (An empty `blockIO: {}` needs no controller.)
@@ -65,37 +45,4 @@ impl BlockIo {
             ),
         ]
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WeightDevice {
-    pub major: i64,
-    pub minor: i64,
-    #[serde(default)]
-    pub weight: Option<u16>,
-    #[serde(default)]
-    pub leaf_weight: Option<u16>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ThrottleDevice {
-    pub major: i64,
-    pub minor: i64,
-    pub rate: u64,
-}
-
-/// `linux.resources.network` (net_cls / net_prio, cgroup v1 only).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Network {
-    #[serde(default, rename = "classID")]
-    pub class_id: Option<u32>,
-    #[serde(default)]
-    pub priorities: Vec<InterfacePriority>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InterfacePriority {
-    pub name: String,
-    pub priority: u32,
 }

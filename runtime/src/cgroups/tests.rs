@@ -402,7 +402,7 @@ fn v2_apply_converts_oci_values() {
         }),
         pids: Some(Pids { limit: -1 }),
         block_io: Some(
-            serde_json::json!({"weight": 1000, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]}),
+            serde_json::from_value(serde_json::json!({"weight": 1000, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]})).unwrap(),
         ),
         hugepage_limits: vec![HugepageLimit {
             page_size: "2MB".into(),
@@ -472,7 +472,7 @@ fn v2_refusals_name_the_field() {
         "{e}"
     );
     let e = err(Resources {
-        network: Some(serde_json::json!({"classID": 7})),
+        network: Some(serde_json::from_value(serde_json::json!({"classID": 7})).unwrap()),
         ..Default::default()
     });
     assert!(
@@ -606,10 +606,184 @@ fn v1_errors_name_field_file_and_errno() {
         })
         .unwrap_err();
     assert!(
-        e.to_string()
-            .starts_with("linux.resources.unified: this host has no cgroup2"),
+        e.to_string().starts_with(
+            "linux.resources.unified[\"memory.high\"]: invalid configuration: cannot use unified on cgroup v1"
+        ),
         "{e}"
     );
+}
+
+/// A file the kernel does not offer is reported as missing, naming field,
+/// value and file — never with an errno a host picks for a create attempt.
+#[test]
+fn missing_cgroup_file_is_named_not_created() {
+    let t = tempfile::tempdir().unwrap();
+    let (cg, md, _) = fake_v1(t.path());
+    fs::remove_file(md.join("memory.swappiness")).unwrap();
+    let e = cg
+        .apply(&Resources {
+            memory: Some(Memory {
+                swappiness: Some(10),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "linux.resources.memory.swappiness: cannot write 10: {} does not exist (this kernel or controller offers no such cgroup file)",
+            md.join("memory.swappiness").display()
+        )
+    );
+    assert!(
+        !md.join("memory.swappiness").exists(),
+        "berth must not create it"
+    );
+}
+
+/// `unified` on a cgroup v1 / hybrid host, and `network` where net_cls /
+/// net_prio are not mounted: refused by `check` (no host change needed,
+/// so `create` refuses before its state directory exists).
+#[test]
+fn check_refuses_what_the_layout_cannot_do() {
+    let unified = |k: &str| Resources {
+        unified: [(k.to_string(), "1".to_string())].into(),
+        ..Default::default()
+    };
+    let hybrid = Cgroup::with_own_cgroups(parse_mountinfo(HYBRID).unwrap(), "/x", "");
+    let e = hybrid
+        .check(&unified("memory.min"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "linux.resources.unified[\"memory.min\"]: invalid configuration: cannot use unified on cgroup v1: \
+         the memory controller is a cgroup v1 hierarchy on this host (/sys/fs/cgroup/memory)"
+    );
+    // hugetlb is served by cgroup2 on a hybrid host: its keys are fine.
+    hybrid.check(&unified("hugetlb.2MB.max")).unwrap();
+    let v1 = Cgroup::with_own_cgroups(parse_mountinfo(V1).unwrap(), "/x", "");
+    let e = v1.check(&unified("pids.max")).unwrap_err().to_string();
+    assert!(
+        e.starts_with("linux.resources.unified[\"pids.max\"]: invalid configuration: cannot use unified on cgroup v1"),
+        "{e}"
+    );
+    let v2 = Cgroup::with_own_cgroups(parse_mountinfo(V2).unwrap(), "/x", "");
+    v2.check(&unified("memory.min")).unwrap();
+
+    let net = |class: Option<u32>, prio: bool| Resources {
+        network: Some(crate::spec::Network {
+            class_id: class,
+            priorities: if prio {
+                vec![crate::spec::InterfacePriority {
+                    name: "eth0".into(),
+                    priority: 5,
+                }]
+            } else {
+                vec![]
+            },
+        }),
+        ..Default::default()
+    };
+    let e = hybrid.check(&net(Some(7), false)).unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "linux.resources.network.classID: the net_cls cgroup controller is not mounted"
+        ),
+        "{e}"
+    );
+    let e = hybrid.check(&net(None, true)).unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "linux.resources.network.priorities: the net_prio cgroup controller is not mounted"
+        ),
+        "{e}"
+    );
+    // The V1 sample mounts net_cls,net_prio.
+    v1.check(&net(Some(7), true)).unwrap();
+    let e = v2.check(&net(Some(7), false)).unwrap_err().to_string();
+    assert!(e.starts_with("linux.resources.network.classID: "), "{e}");
+}
+
+/// `exec --cgroup`: runc's syntax, and a sub-cgroup never above the
+/// container's.
+#[test]
+fn exec_sub_cgroups_parse_like_runc() {
+    let hybrid = Cgroup::with_own_cgroups(parse_mountinfo(HYBRID).unwrap(), "/x/c1", "");
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let err = |cg: &Cgroup, a: &[&str]| cg.with_sub_cgroups(&args(a)).unwrap_err().to_string();
+    assert_eq!(
+        err(&hybrid, &[".."]),
+        "--cgroup ..: .. is not a sub cgroup path"
+    );
+    assert_eq!(
+        err(&hybrid, &["memory:a/../../b"]),
+        "--cgroup memory:a/../../b: a/../../b is not a sub cgroup path"
+    );
+    assert_eq!(
+        err(&hybrid, &["whaaat:/"]),
+        "--cgroup whaaat:/: unknown controller whaaat"
+    );
+    assert!(err(&hybrid, &["a", "b"]).contains("a controller prefix"));
+    assert!(err(&hybrid, &["a:b:c"]).contains("invalid --cgroup argument"));
+    let v2 = Cgroup::with_own_cgroups(parse_mountinfo(V2).unwrap(), "/x/c1", "");
+    assert!(err(&v2, &["memory:sub"])
+        .starts_with("--cgroup memory:sub: unknown controller memory (cgroup v2"));
+
+    let cg = hybrid
+        .with_sub_cgroups(&args(&["memory:sub/./m", "cpu,cpuacct:/subcpu"]))
+        .unwrap();
+    let m = |p: &str| PathBuf::from(p);
+    assert_eq!(
+        cg.join_sub.get(&m("/sys/fs/cgroup/memory")),
+        Some(&m("sub/m"))
+    );
+    assert_eq!(
+        cg.join_sub.get(&m("/sys/fs/cgroup/cpu")),
+        Some(&m("subcpu"))
+    );
+    assert_eq!(
+        cg.join_sub.get(&m("/sys/fs/cgroup/cpuacct")),
+        Some(&m("subcpu"))
+    );
+    assert_eq!(cg.join_sub.get(&m("/sys/fs/cgroup/unified")), None);
+    let cg = hybrid.with_sub_cgroups(&args(&["/"])).unwrap();
+    assert!(cg.join_sub.values().all(|p| p == &m("")));
+    assert_eq!(cg.join_sub.len(), hybrid.layout.mounts().len());
+    // The sub-cgroups are not recorded: they belong to one exec only.
+    let json = serde_json::to_value(&cg).unwrap();
+    assert!(json.get("join_sub").is_none(), "{json}");
+}
+
+/// A fake v1 freezer: a frozen directory — or a frozen ancestor of a
+/// directory not made yet — is reported; processes are counted.
+#[test]
+fn preexisting_reports_frozen_and_processes() {
+    let t = tempfile::tempdir().unwrap();
+    let fr = t.path().join("freezer");
+    let layout = Layout::V1 {
+        hierarchies: vec![("freezer".into(), fr.clone())],
+    };
+    let cg = Cgroup::with_own_cgroups(layout, "/a/b", "");
+    assert_eq!(
+        cg.preexisting().unwrap(),
+        (vec![], None),
+        "nothing exists yet"
+    );
+    touch(&fr.join("a"), &[("freezer.state", "FROZEN\n")]);
+    assert_eq!(
+        cg.preexisting().unwrap(),
+        (vec![], Some(fr.join("a"))),
+        "the ancestor b would be made under"
+    );
+    touch(
+        &fr.join("a/b"),
+        &[("freezer.state", "THAWED\n"), ("cgroup.procs", "12\n34\n")],
+    );
+    assert_eq!(cg.preexisting().unwrap(), (vec![12, 34], None));
+    touch(&fr.join("a/b"), &[("freezer.state", "FROZEN\n")]);
+    assert_eq!(cg.preexisting().unwrap().1, Some(fr.join("a/b")));
 }
 
 #[test]
@@ -667,6 +841,57 @@ fn device_rules_v1_syntax_and_order() {
     let e = v1::set_devices(d, &[bad]).unwrap_err().to_string();
     assert!(
         e.starts_with("linux.resources.devices[0]: unknown device type"),
+        "{e}"
+    );
+}
+
+/// runc accepts any order of r, w, m, and ignores other letters in a deny
+/// rule (runc's update.bats uses `rwa`); berth writes the kernel's order.
+#[test]
+fn device_access_any_order_and_runc_deny_letters() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    touch(d, &[("devices.allow", ""), ("devices.deny", "")]);
+    assert_eq!(
+        v1::device_rule_line(&rule(true, "c", Some(1), Some(3), "mwr")).unwrap(),
+        "c 1:3 rwm"
+    );
+    assert_eq!(
+        v1::device_rule_line(&rule(true, "b", Some(8), None, "mm")).unwrap(),
+        "b 8:* m"
+    );
+    let rules = vec![
+        rule(false, "a", None, None, "rwm"),
+        rule(false, "c", Some(1), Some(11), "rwa"),
+    ];
+    v1::set_devices(d, &rules).unwrap();
+    assert_eq!(read(d, "devices.deny"), "c 1:11 rw");
+    // A deny naming nothing known denies nothing: not written at all.
+    v1::set_devices(d, &[rule(false, "c", Some(1), Some(12), "a")]).unwrap();
+    assert_eq!(read(d, "devices.allow"), "a *:* rwm", "reset, then nothing");
+    assert_eq!(read(d, "devices.deny"), "c 1:11 rw", "unchanged");
+    // The same rules compile to the same eBPF program as their clean form.
+    let clean = vec![
+        rule(false, "a", None, None, "rwm"),
+        rule(false, "c", Some(1), Some(11), "rw"),
+    ];
+    let a = devices::compile(&rules).unwrap();
+    let b = devices::compile(&clean).unwrap();
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    // An allow rule may not carry an unknown letter (the kernel would
+    // refuse it on v1; runc's v2 filter refuses it too).
+    let e = v1::set_devices(d, &[rule(true, "c", Some(1), Some(3), "rwa")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("linux.resources.devices[0]: access \"rwa\": unknown access 'a'"),
+        "{e}"
+    );
+    let e = devices::compile(&[rule(true, "c", Some(1), Some(3), "rx")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("linux.resources.devices[0].access: \"rx\": unknown access 'x'"),
         "{e}"
     );
 }

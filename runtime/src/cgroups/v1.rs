@@ -329,21 +329,24 @@ pub fn set_hugetlb(dir: &Path, field: &str, h: &HugepageLimit) -> Result<()> {
     Ok(())
 }
 
+/// The container's directory in the v1 hierarchy of `ctrl` (net_cls or
+/// net_prio), or an error naming `field` when the host has none.
+pub fn network_dir(cg: &Cgroup, ctrl: &str, field: &str) -> Result<std::path::PathBuf> {
+    match cg.placement(ctrl) {
+        Some(Placement::V1(d)) => Ok(d),
+        Some(Placement::V2(_)) => Err(anyhow!(
+            "{field}: {ctrl} is a cgroup v1 controller; cgroup v2 has no equivalent"
+        )),
+        None => Err(anyhow!(
+            "{field}: the {ctrl} cgroup controller is not mounted on this host (it needs a cgroup v1 {ctrl} hierarchy)"
+        )),
+    }
+}
+
 /// net_cls.classid and net_prio.ifpriomap: v1-only controllers.
 pub fn set_network(cg: &Cgroup, n: &Network) -> Result<()> {
-    let v1_dir = |ctrl: &str, field: &str| -> Result<std::path::PathBuf> {
-        match cg.placement(ctrl) {
-            Some(Placement::V1(d)) => Ok(d),
-            Some(Placement::V2(_)) => Err(anyhow!(
-                "{field}: {ctrl} is a cgroup v1 controller; cgroup v2 has no equivalent"
-            )),
-            None => Err(anyhow!(
-                "{field}: the {ctrl} cgroup controller is not mounted on this host"
-            )),
-        }
-    };
     if let Some(id) = n.class_id {
-        let d = v1_dir("net_cls", "linux.resources.network.classID")?;
+        let d = network_dir(cg, "net_cls", "linux.resources.network.classID")?;
         write_field(
             "linux.resources.network.classID",
             &d,
@@ -353,7 +356,7 @@ pub fn set_network(cg: &Cgroup, n: &Network) -> Result<()> {
     }
     for (i, p) in n.priorities.iter().enumerate() {
         let field = format!("linux.resources.network.priorities[{i}]");
-        let d = v1_dir("net_prio", &field)?;
+        let d = network_dir(cg, "net_prio", &field)?;
         write_field(
             &field,
             &d,
@@ -374,14 +377,7 @@ pub fn device_rule_line(r: &DeviceRule) -> Result<String> {
         None | Some(-1) => "*".to_string(),
         Some(n) => n.to_string(),
     };
-    let access = r
-        .access
-        .as_deref()
-        .filter(|a| !a.is_empty())
-        .unwrap_or("rwm");
-    if !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
-        bail!("access {access:?} may only contain r, w and m");
-    }
+    let access = r.access_string().map_err(|e| anyhow!("access {e}"))?;
     Ok(format!("{typ} {}:{} {access}", num(r.major), num(r.minor)))
 }
 
@@ -404,6 +400,10 @@ pub fn set_devices(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
     }
     for (i, r) in rules.iter().enumerate() {
         let field = format!("linux.resources.devices[{i}]");
+        if r.access_bits() == Ok(0) {
+            // A deny rule naming no known access (runc's `a`): nothing to deny.
+            continue;
+        }
         let line = device_rule_line(r).map_err(|e| anyhow!("{field}: {e}"))?;
         let file = if r.allow {
             "devices.allow"

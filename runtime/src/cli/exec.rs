@@ -20,7 +20,8 @@ pub struct ExecArgs {
     /// Unix socket that receives the pty master.
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    /// Unix socket for a pidfd (accepted, not used yet).
+    /// Unix socket that receives a pidfd of the process (runc 1.2's
+    /// message "setns" with the fd in SCM_RIGHTS).
     #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
     /// Working directory inside the container.
@@ -59,9 +60,10 @@ pub struct ExecArgs {
     /// Accepted for runc compatibility (AppArmor is not supported).
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// Accepted for runc compatibility.
+    /// Join a sub-cgroup of the container's: PATH (every hierarchy) or
+    /// CTRL[,CTRL]:PATH (cgroup v1 hierarchies), repeatable.
     #[arg(long)]
-    pub cgroup: Option<String>,
+    pub cgroup: Vec<String>,
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -135,10 +137,12 @@ pub fn run(root: &Root, a: ExecArgs) -> Result<i32> {
             id: a.id.clone(),
             process: p,
             console_socket: a.console_socket.clone(),
+            pidfd_socket: a.pidfd_socket.clone(),
             pid_file: a.pid_file.clone(),
             detach: a.detach,
             preserve_fds: a.preserve_fds,
             ignore_paused: a.ignore_paused,
+            sub_cgroups: a.cgroup.clone(),
         },
     )
 }

@@ -42,41 +42,63 @@ pub fn list(root: &Root, a: ListArgs) -> Result<i32> {
     for id in root.ids()? {
         // A container being deleted right now may vanish between the two reads.
         if let Ok(s) = root.load(&id) {
-            rows.push(s.oci_json(&root.container_dir(&id)));
+            rows.push(s.runc_state(&root.container_dir(&id)));
         }
     }
     if a.quiet {
         for r in &rows {
-            super::out(format_args!("{}", r["id"].as_str().unwrap_or("")));
+            super::out(&r.id);
         }
         return Ok(0);
     }
     match a.format.as_str() {
-        "json" => super::out(format_args!("{}", serde_json::Value::Array(rows))),
+        "json" => super::out(serde_json::to_string(&rows)?),
         "table" => {
-            super::out(format_args!(
-                "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
-                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-            ));
+            let mut table =
+                vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
             for r in &rows {
-                super::out(format_args!(
-                    "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
-                    r["id"].as_str().unwrap_or(""),
-                    r["pid"],
-                    r["status"].as_str().unwrap_or(""),
-                    r["bundle"].as_str().unwrap_or(""),
-                    r["created"].as_str().unwrap_or(""),
-                    if r["owner"].as_str().unwrap_or("").is_empty() {
-                        "root"
-                    } else {
-                        r["owner"].as_str().unwrap_or("")
-                    }
-                ));
+                let owner = if r.owner.is_empty() { "root" } else { &r.owner };
+                table.push([
+                    r.id.clone(),
+                    r.pid.to_string(),
+                    r.status.to_string(),
+                    r.bundle.display().to_string(),
+                    r.created.clone(),
+                    owner.to_string(),
+                ]);
+            }
+            for line in tabulate(&table) {
+                super::out(line);
             }
         }
         other => bail!("--format: unknown format {other:?} (table or json)"),
     }
     Ok(0)
+}
+
+/// Align columns like runc's `tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)`:
+/// each column but the last is as wide as its widest cell plus 3 spaces,
+/// at least 12; the last column is not padded.
+pub fn tabulate<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count() + 3).max(12);
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<width$}", width = widths[i]));
+                }
+            }
+            line
+        })
+        .collect()
 }
 
 /// The capabilities runc's default spec grants.
@@ -91,8 +113,16 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
         serde_json::json!({"type": "ipc"}),
         serde_json::json!({"type": "uts"}),
         serde_json::json!({"type": "mount"}),
-        serde_json::json!({"type": "cgroup"}),
     ];
+    // As runc's `spec`: a cgroup namespace only on a pure cgroup v2 host.
+    // On v1/hybrid hosts runc's suite (and clients) expect exec'd
+    // processes to see their full cgroup paths.
+    if matches!(
+        crate::cgroups::detect(),
+        Ok(crate::cgroups::Layout::V2 { .. })
+    ) {
+        namespaces.push(serde_json::json!({"type": "cgroup"}));
+    }
     let mut spec = serde_json::json!({
         "ociVersion": crate::state::OCI_VERSION,
         "process": {
@@ -212,19 +242,20 @@ pub fn plan(root: &Root, a: PlanArgs) -> Result<i32> {
 }
 
 pub fn print_version() {
-    // go-runc parses the first line ("runc version X"), Docker the
-    // "commit:" line; berth names itself right after.
+    // runc's three lines first, in runc's order: go-runc parses the first
+    // ("runc version X"), Docker and runc's own suite (version.bats) expect
+    // "commit:" on the second and "spec:" on the third. berth names itself last.
     super::out(format_args!(
         "runc version 1.1.5+berth.{}",
         env!("CARGO_PKG_VERSION")
     ));
-    super::out(format_args!("berth version {}", env!("CARGO_PKG_VERSION")));
     super::out(format_args!(
         "commit: {}",
         option_env!("BERTH_COMMIT").unwrap_or("unknown")
     ));
     super::out(format_args!("spec: {}", crate::state::OCI_VERSION));
     super::out(format_args!("libseccomp: {}", libseccomp_version()));
+    super::out(format_args!("berth version {}", env!("CARGO_PKG_VERSION")));
 }
 
 fn libseccomp_version() -> String {

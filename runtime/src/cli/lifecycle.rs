@@ -23,7 +23,8 @@ pub struct CreateArgs {
     /// Unix socket that receives the pty master when process.terminal is set.
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    /// Unix socket that receives a pidfd of init (accepted, not used yet).
+    /// Unix socket that receives a pidfd of init (runc 1.2's message
+    /// "standard" with the fd in SCM_RIGHTS).
     #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
     /// Use MS_MOVE + chroot instead of pivot_root (ramdisk roots).
@@ -45,7 +46,8 @@ pub struct RunArgs {
     /// Return after start instead of waiting for the container.
     #[arg(short = 'd', long)]
     pub detach: bool,
-    /// Accepted for runc compatibility.
+    /// Do not delete the container after it exits (it stays "stopped",
+    /// cgroup included, until `delete`).
     #[arg(long = "keep")]
     pub keep: bool,
 }
@@ -83,6 +85,7 @@ fn opts(a: &CreateArgs) -> Result<CreateOpts> {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
+        pidfd_socket: a.pidfd_socket.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
@@ -128,16 +131,18 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     };
     let mut c = match container::create::create(root, &o) {
         Ok(c) => c,
-        // runc's convention for a program that cannot be executed.
         Err(e) if interrupted(&e).is_some() => return aborted(e),
-        Err(e) if format!("{e:#}").contains("executable file not found") => return fail(e, 127),
-        Err(e) if format!("{e:#}").contains("permission denied") => return fail(e, 126),
-        Err(e) => return Err(e),
+        // A program that cannot be run: 127 or 126, chosen from the kind
+        // init reported (see crate::error::start_exit_code).
+        Err(e) => return fail(e, crate::error::start_exit_code),
     };
     let pid = c.state.pid;
     c.lock = None;
     if let Err(e) = container::start::start(root, &o.id) {
-        let _ = container::delete::destroy(&mut c);
+        // runc's --keep keeps a container whose start failed too.
+        if !a.keep {
+            let _ = container::delete::destroy(&mut c);
+        }
         if interrupted(&e).is_some() {
             return aborted(e);
         }
@@ -154,8 +159,11 @@ pub fn run(root: &Root, a: RunArgs) -> Result<i32> {
     if let Some(p) = proxy {
         p.finish();
     }
-    // Like runc, a foreground run removes the container (poststop hooks included).
-    container::delete::delete(root, &o.id, true)?;
+    // Like runc, a foreground run removes the container (poststop hooks
+    // included) unless --keep asks to leave it stopped for inspection.
+    if !a.keep {
+        container::delete::delete(root, &o.id, true)?;
+    }
     Ok(code)
 }
 
@@ -170,13 +178,14 @@ fn interrupted(e: &anyhow::Error) -> Option<container::wait::Interrupted> {
 /// cleaned up): exit like a process killed by that signal.
 fn aborted(e: anyhow::Error) -> Result<i32> {
     let code = 128 + interrupted(&e).map_or(0, |i| i.0 as i32);
-    fail(e, code)
+    super::report(&e);
+    Ok(code)
 }
 
-fn fail(e: anyhow::Error, code: i32) -> Result<i32> {
-    let msg = format!("{e:#}");
-    crate::log::error(&msg);
-    eprintln!("berth: {msg}");
+/// Report `e` like [`super::dispatch`] does, with the exit code `code` picks.
+fn fail(e: anyhow::Error, code: fn(&anyhow::Error) -> i32) -> Result<i32> {
+    let code = code(&e);
+    super::report(&e);
     Ok(code)
 }
 
@@ -194,7 +203,7 @@ pub fn state(root: &Root, a: IdArg) -> Result<i32> {
     let c = Container::load(root, &a.id)?;
     super::out(format_args!(
         "{}",
-        serde_json::to_string_pretty(&c.state.oci_json(&c.dir))?
+        serde_json::to_string_pretty(&c.state.runc_state(&c.dir))?
     ));
     Ok(0)
 }

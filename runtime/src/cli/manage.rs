@@ -20,7 +20,11 @@ pub struct PsArgs {
     pub ps_args: Vec<String>,
 }
 
+/// runc's update flags. Numbers may be negative (`--memory-swap -1`,
+/// `--cpu-quota -1`, `--pids-limit -1` mean unlimited), hence
+/// `allow_negative_numbers`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct UpdateArgs {
     /// LinuxResources JSON from a file, or `-` for stdin.
     #[arg(short = 'r', long)]
@@ -35,7 +39,8 @@ pub struct UpdateArgs {
     pub kernel_memory: Option<String>,
     #[arg(long = "kernel-memory-tcp")]
     pub kernel_memory_tcp: Option<String>,
-    #[arg(long = "cpu-shares")]
+    /// CPU shares (runc spells it `--cpu-share`; `--cpu-shares` also works).
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
     pub cpu_shares: Option<u64>,
     #[arg(long = "cpu-quota")]
     pub cpu_quota: Option<i64>,
@@ -157,16 +162,24 @@ pub fn parse_bytes(flag: &str, s: &str) -> Result<i64> {
 }
 
 fn resources(a: &UpdateArgs) -> Result<Resources> {
+    let parse = |what: &str, s: &str| -> Result<Resources> {
+        let de = &mut serde_json::Deserializer::from_str(s);
+        let r: Resources = serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow::anyhow!("--resources {what}: {}: {}", e.path(), e.inner()))?;
+        crate::spec::validate_resources(&r)
+            .map_err(|e| anyhow::anyhow!("--resources {what}: {}: {}", e.field, e.msg))?;
+        Ok(r)
+    };
     let mut r = match a.resources.as_deref() {
         Some("-") => {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s)?;
-            serde_json::from_str(&s).context("--resources (stdin)")?
+            parse("(stdin)", &s)?
         }
         Some(path) => {
             let s = std::fs::read_to_string(PathBuf::from(path))
                 .with_context(|| format!("--resources {path}"))?;
-            serde_json::from_str(&s).with_context(|| format!("--resources {path}"))?
+            parse(path, &s)?
         }
         None => Resources::default(),
     };
@@ -212,7 +225,13 @@ fn resources(a: &UpdateArgs) -> Result<Resources> {
         r.pids = Some(crate::spec::Pids { limit: p });
     }
     if let Some(w) = a.blkio_weight {
-        r.block_io = Some(serde_json::json!({"weight": w}));
+        if w > 1000 {
+            bail!("--blkio-weight: {w} is outside 1..1000");
+        }
+        r.block_io = Some(crate::spec::BlockIo {
+            weight: Some(w),
+            ..Default::default()
+        });
     }
     Ok(r)
 }
@@ -255,10 +274,11 @@ pub fn events(root: &Root, a: EventsArgs) -> Result<i32> {
         match oom.as_mut() {
             Some(w) => {
                 if w.wait(every).unwrap_or(0) > 0 {
-                    super::out(format_args!(
-                        "{}",
-                        serde_json::json!({"type": "oom", "id": a.id})
-                    ));
+                    super::out(manage::Event {
+                        kind: "oom",
+                        id: a.id.clone(),
+                        data: None,
+                    });
                 }
             }
             None => std::thread::sleep(every),

@@ -42,31 +42,111 @@ pub struct Cli {
     pub cmd: Option<Cmd>,
 }
 
+/// The commands. Their one-line help is runc's `Usage` text, so `-h`
+/// reads like runc's (runc's suite and some scripts match it).
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
+    /// create a container
     Create(Box<lifecycle::CreateArgs>),
+    /// executes the user defined process in a created container
     Start(lifecycle::IdArg),
+    /// create and run a container
     Run(Box<lifecycle::RunArgs>),
+    /// execute new process inside the container
     Exec(Box<exec::ExecArgs>),
+    /// kill sends the specified signal (default: SIGTERM) to the container's init process
     Kill(lifecycle::KillArgs),
+    /// delete any resources held by the container often used with detached container
     Delete(lifecycle::DeleteArgs),
+    /// output the state of a container
     State(lifecycle::IdArg),
+    /// lists containers started by runc with the given root
     List(info::ListArgs),
+    /// create a new specification file
     Spec(info::SpecArgs),
+    /// show the enabled features
     Features,
+    /// ps displays the processes running inside a container
     Ps(manage::PsArgs),
+    /// pause suspends all processes inside the container
     Pause(lifecycle::IdArg),
+    /// resumes all processes that have been previously paused
     Resume(lifecycle::IdArg),
+    /// update container resource constraints
     Update(Box<manage::UpdateArgs>),
+    /// display container events such as OOM notifications, cpu, memory, and IO usage statistics
     Events(manage::EventsArgs),
-    /// Not supported (no CRIU): exits 1 with a clear message.
+    /// checkpoint a running container (not supported: berth has no CRIU; exits 1)
     Checkpoint(manage::CheckpointArgs),
-    /// Not supported (no CRIU): exits 1 with a clear message.
+    /// restore a container from a previous checkpoint (not supported: berth has no CRIU; exits 1)
     Restore(manage::CheckpointArgs),
+    /// print every step a start of this bundle would take, and why (berth only)
     Plan(info::PlanArgs),
     /// Compile, explain and lint seccomp profiles.
     #[command(subcommand)]
     Seccomp(crate::seccomp::cli::SeccompCmd),
+}
+
+/// runc's help layout (urfave/cli): `NAME:` then `   runc - …` or
+/// `   runc <command> - …`. runc's suite (help.bats) and scripts match
+/// these two lines; clap renders the rest.
+const TOP_HELP: &str = "NAME:
+   runc - Open Container Initiative runtime
+
+   berth: a small, fast OCI container runtime, a drop-in for runc.
+
+USAGE:
+   {usage}
+
+COMMANDS:
+{subcommands}
+
+GLOBAL OPTIONS:
+{options}";
+
+const COMMAND_HELP: &str = "NAME:
+   runc <command> - {about}
+
+USAGE:
+   {usage}
+
+{all-args}";
+
+/// The clap command with runc's help layout on it and on each command.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().help_template(TOP_HELP).mut_subcommands(|c| {
+        // clap's {name} is the display name ("berth-list"): spell it out.
+        let t = COMMAND_HELP.replace("<command>", c.get_name());
+        c.help_template(t)
+    })
+}
+
+/// Parse argv like runc: `-h` shows runc-shaped help, and `-h` after a
+/// command that does not exist says so as runc does ("No help topic for
+/// 'foo'", exit 3) instead of clap's usage error.
+pub fn parse(args: Vec<OsString>) -> Cli {
+    use clap::FromArgMatches;
+    let wants_help = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-h" || a == "--help");
+    let matches = command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match matches {
+        Ok(cli) => cli,
+        Err(e) if wants_help && e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+            let topic = e
+                .get(clap::error::ContextKind::InvalidSubcommand)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            eprintln!("No help topic for '{topic}'");
+            std::process::exit(3)
+        }
+        Err(e) => e.exit(),
+    }
 }
 
 /// Print a line on stdout; a reader that went away (`berth list | head`)
@@ -100,6 +180,7 @@ pub fn normalize_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 /// last error line of the log back).
 pub fn dispatch(cli: Cli) -> i32 {
     crate::log::init(cli.log.clone(), cli.log_format == "json", cli.debug);
+    let mut fail_code = 1;
     if cli.version {
         info::print_version();
         return 0;
@@ -115,10 +196,14 @@ pub fn dispatch(cli: Cli) -> i32 {
         ))
     } else {
         let root = crate::state::Root::new(&cli.root);
+        // runc exits 255 when exec itself fails (not the process): clients
+        // tell the two apart by it.
+        if matches!(cli.cmd, Some(Cmd::Exec(_))) {
+            fail_code = 255;
+        }
         match cli.cmd {
             None => {
-                use clap::CommandFactory;
-                let _ = Cli::command().print_help();
+                let _ = command().print_help();
                 Ok(0)
             }
             Some(Cmd::Create(a)) => lifecycle::create(&root, *a),
@@ -145,10 +230,19 @@ pub fn dispatch(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            crate::log::error(&msg);
-            eprintln!("berth: {msg}");
-            1
+            report(&e);
+            fail_code
         }
     }
+}
+
+/// Print an error on stderr and log it at level error (containerd reads
+/// the last error line of the log back).
+pub fn report(e: &anyhow::Error) {
+    let msg = format!("{e:#}");
+    // With --debug and no --log the log *is* stderr: say it once.
+    if !crate::log::to_stderr() {
+        crate::log::error(&msg);
+    }
+    eprintln!("berth: {msg}");
 }

@@ -25,6 +25,8 @@ pub struct CreateOpts {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// `--pidfd-socket`: receives a pidfd of init (see [`super::pidfd`]).
+    pub pidfd_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
@@ -93,6 +95,9 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
     let cgroup_path = cgroups::resolve_path(linux.cgroups_path.as_deref(), &o.id)?;
     let layout = cgroups::detect()?;
     let cgroup = cgroups::Cgroup::new(layout, &cgroup_path);
+    if let Some(r) = &linux.resources {
+        cgroup.check(r)?;
+    }
     let process = spec.process.clone().unwrap_or_default();
     let program = super::compile_seccomp(root, &spec, &process)?;
     let opts = Options {
@@ -109,7 +114,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
     };
     let plan = Plan::new(&spec, &opts, program)?;
     if root.container_dir(&o.id).exists() {
-        bail!("container with id {:?} already exists", o.id);
+        return Err(crate::error::Error::AlreadyExists(o.id.clone()).into());
     }
     Ok(Prepared {
         bundle,
@@ -122,6 +127,7 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
 /// Create the container; returns its init pid. Init waits on exec.fifo.
 pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     let p = prepare(root, o)?;
+    check_cgroup_unused(&p.cgroup)?;
     let (dir, lock) = root.claim(&o.id)?;
     let mut state = State::new(&o.id, &p.bundle, &p.plan.rootfs);
     state.annotations = p.spec.annotations.clone();
@@ -149,45 +155,75 @@ pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     }
 }
 
+/// runc's checks of a pre-existing cgroup, before anything is claimed: a
+/// frozen one is refused (the container's processes would hang in it), a
+/// non-empty one is joined with a warning (runc 1.1's words, which its
+/// suite and clients match).
+fn check_cgroup_unused(cg: &cgroups::Cgroup) -> Result<()> {
+    let (pids, frozen) = cg.preexisting()?;
+    if let Some(dir) = frozen {
+        bail!(
+            "linux.cgroupsPath: container's cgroup unexpectedly frozen ({} is frozen; thaw it or use another cgroup)",
+            dir.display()
+        );
+    }
+    if !pids.is_empty() {
+        crate::log::warn(&format!(
+            "container's cgroup is not empty: {} process(es) found",
+            pids.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The devices every container may use whatever `resources.devices`
 /// says, appended after the spec's rules as runc's specconv does
 /// (`AllowedDevices`): mknod of anything, the default nodes, ptys, tun.
-const ALWAYS_ALLOWED: [(&str, Option<i64>, Option<i64>, &str); 11] = [
-    ("c", None, None, "m"),
-    ("b", None, None, "m"),
-    ("c", Some(1), Some(3), "rwm"),    // /dev/null
-    ("c", Some(1), Some(8), "rwm"),    // /dev/random
-    ("c", Some(1), Some(7), "rwm"),    // /dev/full
-    ("c", Some(5), Some(0), "rwm"),    // /dev/tty
-    ("c", Some(1), Some(5), "rwm"),    // /dev/zero
-    ("c", Some(1), Some(9), "rwm"),    // /dev/urandom
-    ("c", Some(136), None, "rwm"),     // /dev/pts/*
-    ("c", Some(5), Some(2), "rwm"),    // /dev/ptmx
-    ("c", Some(10), Some(200), "rwm"), // /dev/net/tun
+/// The last field is the node's path, for the default nodes.
+type AllowedDevice = (
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    &'static str,
+    &'static str,
+);
+const ALWAYS_ALLOWED: [AllowedDevice; 11] = [
+    ("c", None, None, "m", ""),
+    ("b", None, None, "m", ""),
+    ("c", Some(1), Some(3), "rwm", "/dev/null"),
+    ("c", Some(1), Some(8), "rwm", "/dev/random"),
+    ("c", Some(1), Some(7), "rwm", "/dev/full"),
+    ("c", Some(5), Some(0), "rwm", "/dev/tty"),
+    ("c", Some(1), Some(5), "rwm", "/dev/zero"),
+    ("c", Some(1), Some(9), "rwm", "/dev/urandom"),
+    ("c", Some(136), None, "rwm", ""),     // /dev/pts/*
+    ("c", Some(5), Some(2), "rwm", ""),    // /dev/ptmx
+    ("c", Some(10), Some(200), "rwm", ""), // /dev/net/tun
 ];
 
 /// `linux.resources` as the cgroup will enforce it: the spec's device
-/// rules, then an allow rule for each `linux.devices` node, then the
-/// always-allowed list.
+/// rules, then the always-allowed list. As in runc, `linux.devices`
+/// entries get *no* rule of their own (the node exists, access is what
+/// `resources.devices` says: runc's dev.bats "device cgroup deny"), and a
+/// default node the spec lists itself loses its default rule
+/// (`createDevices`: "the spec one takes priority").
 pub fn effective_resources(spec: &Spec) -> Option<crate::spec::Resources> {
     let linux = spec.linux();
     let mut r = linux.resources.clone()?;
     if r.devices.is_empty() {
         return Some(r);
     }
-    let rule = |typ: &str, major, minor, access: &str| crate::spec::DeviceRule {
-        allow: true,
-        typ: Some(typ.to_string()),
-        major,
-        minor,
-        access: Some(access.to_string()),
-    };
-    for d in &linux.devices {
-        r.devices
-            .push(rule(&d.typ, Some(d.major), Some(d.minor), "rwm"));
-    }
-    for (typ, major, minor, access) in ALWAYS_ALLOWED {
-        r.devices.push(rule(typ, major, minor, access));
+    for (typ, major, minor, access, path) in ALWAYS_ALLOWED {
+        if !path.is_empty() && linux.devices.iter().any(|d| d.path == Path::new(path)) {
+            continue;
+        }
+        r.devices.push(crate::spec::DeviceRule {
+            allow: true,
+            typ: Some(typ.to_string()),
+            major,
+            minor,
+            access: Some(access.to_string()),
+        });
     }
     Some(r)
 }
@@ -199,7 +235,12 @@ fn create_cgroup(cg: &cgroups::Cgroup) -> Result<()> {
     let mut tries = 0;
     loop {
         match cg.create() {
-            Err(e) if tries < 5 && format!("{e:#}").contains("No such file or directory") => {
+            Err(e)
+                if tries < 5 && {
+                    let m = format!("{e:#}");
+                    m.contains("No such file or directory") || m.contains("does not exist")
+                } =>
+            {
                 tries += 1
             }
             other => return other,
@@ -232,6 +273,11 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
         .as_deref()
         .map(connect_console)
         .transpose()?;
+    let pidfd_socket = o
+        .pidfd_socket
+        .as_deref()
+        .map(super::pidfd::connect)
+        .transpose()?;
     let (parent, child) = Channel::pair()?;
     let fds = Fds {
         exec_fifo: fifo_fd.as_raw_fd(),
@@ -254,7 +300,7 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
         c.state.record.helpers.push(h);
         c.state.save(&c.dir)?;
     }
-    let result = drive(c, p, o, &parent, pid);
+    let result = drive(c, p, o, &parent, pid, pidfd_socket.as_ref());
     // Reap stage 1 whatever happened.
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     c.state.record.helpers.clear();
@@ -265,7 +311,14 @@ fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
 }
 
 /// Answer the children's messages until init reports `created`.
-fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: i32) -> Result<()> {
+fn drive(
+    c: &mut Container,
+    p: &Prepared,
+    o: &CreateOpts,
+    ch: &Channel,
+    stage1: i32,
+    pidfd_socket: Option<&OwnedFd>,
+) -> Result<()> {
     let session = Session::new(ch, &p.plan, &p.cgroup, stage1)?;
     loop {
         match session.next()? {
@@ -290,6 +343,9 @@ fn drive(c: &mut Container, p: &Prepared, o: &CreateOpts, ch: &Channel, stage1: 
                 c.state.save(&c.dir)?;
                 if let Some(pf) = &o.pid_file {
                     write_pid_file(pf, c.state.pid)?;
+                }
+                if let (Some(sock), Some(path)) = (pidfd_socket, &o.pidfd_socket) {
+                    super::pidfd::send(sock, path, c.state.pid, "standard")?;
                 }
                 return session.go();
             }
@@ -338,8 +394,9 @@ fn seccomp_agent(c: &Container, p: &Prepared, fd: &OwnedFd) -> Result<()> {
     crate::seccomp::notify::send_to_agent(path, fd.as_raw_fd(), &msg).map_err(|e| anyhow!(e))
 }
 
-/// Is `fd` open? (Used to check --preserve-fds.)
+/// Is `fd` open by the caller? (Used to check --preserve-fds; berth's own
+/// log fd, opened before the check, does not count.)
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 && !crate::log::owns_fd(fd) }
 }

@@ -10,7 +10,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     let mut c = match Container::load_locked(root, id) {
         Ok(c) => c,
         // `delete --force` of a missing container succeeds, as with runc.
-        Err(e) if force && e.to_string().contains("does not exist") => return Ok(()),
+        Err(e) if force && crate::error::is_not_found(&e) => return Ok(()),
         Err(e) => return Err(e),
     };
     let status = c.status();
@@ -50,7 +50,8 @@ pub fn destroy(c: &mut Container) -> Result<()> {
         }
     }
     // Without its own pid namespace, init's death does not take the other
-    // processes with it: kill everything in the cgroup.
+    // processes with it: kill everything in the cgroup and its sub-cgroups
+    // (frozen while listing, so nothing forks past us), until it is empty.
     let deadline = Instant::now() + Duration::from_secs(10);
     if let Some(cg) = &cgroup {
         loop {
@@ -58,10 +59,7 @@ pub fn destroy(c: &mut Container) -> Result<()> {
             if pids.is_empty() || Instant::now() > deadline {
                 break;
             }
-            for pid in pids {
-                // SAFETY: kill(2); these pids are members of our cgroup.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+            let _ = cg.kill_all(libc::SIGKILL);
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -22,10 +22,15 @@ pub struct ExecOpts {
     pub id: String,
     pub process: Process,
     pub console_socket: Option<PathBuf>,
+    /// `--pidfd-socket`: receives a pidfd of the process (see [`super::pidfd`]).
+    pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: i32,
     pub ignore_paused: bool,
+    /// `--cgroup` arguments: sub-cgroups to join (see
+    /// [`crate::cgroups::Cgroup::with_sub_cgroups`]).
+    pub sub_cgroups: Vec<String>,
 }
 
 /// The container's config as recorded at create.
@@ -77,13 +82,19 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     let plan = Plan::for_exec(&spec, &o.process, init.pid, &opts, program)?;
     let cgroup = c
         .cgroup()?
-        .ok_or_else(|| anyhow!("container {} has no cgroup", o.id))?;
+        .ok_or_else(|| anyhow!("container {} has no cgroup", o.id))?
+        .with_sub_cgroups(&o.sub_cgroups)?;
 
     // The exec'd process must not see the fifo; give it a closed-off one.
     let devnull = sys::open(std::path::Path::new("/dev/null"), libc::O_PATH, 0)?;
     let console = console_path
         .as_deref()
         .map(super::create::connect_console)
+        .transpose()?;
+    let pidfd_socket = o
+        .pidfd_socket
+        .as_deref()
+        .map(super::pidfd::connect)
         .transpose()?;
     let (parent, child) = Channel::pair()?;
     let fds = Fds {
@@ -127,6 +138,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
                     if let Some(pf) = &o.pid_file {
                         super::create::write_pid_file(pf, pid)?;
                     }
+                    if let (Some(sock), Some(path)) = (&pidfd_socket, &o.pidfd_socket) {
+                        super::pidfd::send(sock, path, pid, "setns")?;
+                    }
                     session.go()?;
                     // Like runc: return once the process has exec'd.
                     session.wait_exec();
@@ -135,6 +149,12 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
             }
         }
     })();
+    if result.is_err() {
+        // Stage 1 may still wait for our answer (e.g. joining the cgroup
+        // failed): it would wait forever, and so would we in waitpid.
+        // SAFETY: kill(2) on our own child, not reaped yet.
+        unsafe { libc::kill(stage1, libc::SIGKILL) };
+    }
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
     if let Err(e) = result {
         if pid > 0 {

@@ -4,10 +4,12 @@ use super::Container;
 use crate::state::{Root, Status};
 use anyhow::{bail, Result};
 
-/// Parse `9`, `KILL` or `SIGKILL` (clients use all three).
+/// Parse `9`, `KILL` or `SIGKILL` (clients use all three). `0` sends no
+/// signal but checks the target exists, as kill(2) does (runc passes any
+/// number through; kill.bats sends 0 to a stopped container with `--all`).
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        if (0..=64).contains(&n) {
             return Ok(n);
         }
         bail!("invalid signal {s:?}");
@@ -29,13 +31,13 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if all {
+        // Freeze, signal, thaw (or cgroup.kill): no process can fork
+        // between listing and signalling. A missing cgroup (a stopped
+        // container) has no processes: --all then succeeds, as with runc
+        // (kata-containers#5555).
         if let Some(cg) = c.cgroup()? {
-            for pid in cg.pids().unwrap_or_default() {
-                // SAFETY: kill(2) on members of the container's cgroup.
-                unsafe { libc::kill(pid, sig) };
-            }
+            cg.kill_all(sig)?;
         }
-        // --all on a stopped container succeeds (kata-containers#5555).
         return Ok(());
     }
     if matches!(status, Status::Stopped) {
@@ -60,6 +62,8 @@ mod tests {
         assert_eq!(super::parse_signal("SIGTERM").unwrap(), 15);
         assert_eq!(super::parse_signal("usr1").unwrap(), 10);
         assert!(super::parse_signal("SIGFOO").is_err());
-        assert!(super::parse_signal("0").is_err());
+        assert_eq!(super::parse_signal("0").unwrap(), 0);
+        assert!(super::parse_signal("65").is_err());
+        assert!(super::parse_signal("-1").is_err());
     }
 }

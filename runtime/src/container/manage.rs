@@ -77,14 +77,37 @@ fn merge_resources(into: &mut Resources, r: &Resources) {
     }
 }
 
+/// One line of `events`: runc's `types.Event`, keys in runc's order
+/// (`{"type":"stats","id":…,"data":…}`, `{"type":"oom","id":…}`):
+/// runc's suite and some clients match the text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&line)
+    }
+}
+
 /// runc's `events --stats` object: `{"type":"stats","id":…,"data":…}`.
-pub fn stats(root: &Root, id: &str) -> Result<serde_json::Value> {
+pub fn stats(root: &Root, id: &str) -> Result<Event> {
     let c = Container::load(root, id)?;
     if c.status() == Status::Stopped {
         bail!("container {id} is not running");
     }
     let data = serde_json::to_value(cgroup_of(&c)?.stats()?)?;
-    Ok(serde_json::json!({"type": "stats", "id": id, "data": data}))
+    Ok(Event {
+        kind: "stats",
+        id: id.to_string(),
+        data: Some(data),
+    })
 }
 
 /// Is the container still there and not stopped?

@@ -123,7 +123,9 @@ impl<'a> Session<'a> {
                     return Ok(Event::SeccompFd(got));
                 }
                 Msg::Created => return Ok(Event::Created),
-                Msg::Error { msg } => bail!("{msg}"),
+                Msg::Error { msg, errno, kind } => {
+                    return Err(crate::error::Error::Child { msg, errno, kind }.into())
+                }
                 Msg::Go { .. } => bail!("unexpected message from container init"),
             }
         }
@@ -170,8 +172,8 @@ impl<'a> Session<'a> {
         if let Err(e) = self.ch.send(&Msg::Go { state }) {
             // The child is gone: report its last word if it left one (it
             // is queued before the child's end closes, so never wait).
-            if let Ok(Some(Msg::Error { msg })) = self.ch.try_recv() {
-                bail!("{msg}");
+            if let Ok(Some(Msg::Error { msg, errno, kind })) = self.ch.try_recv() {
+                return Err(crate::error::Error::Child { msg, errno, kind }.into());
             }
             return Err(e.into());
         }

@@ -43,8 +43,15 @@ pub enum Msg {
     SeccompFd { fd: i32 },
     /// init → runtime: everything but exec is done.
     Created,
-    /// child → runtime: a step failed.
-    Error { msg: String },
+    /// child → runtime: a step failed. `errno` (0 if none) and `kind` let
+    /// the runtime choose exit codes without reading `msg`.
+    Error {
+        msg: String,
+        #[serde(default)]
+        errno: i32,
+        #[serde(default)]
+        kind: crate::error::ChildFailure,
+    },
 }
 
 pub struct Channel {
@@ -286,6 +293,8 @@ mod tests {
             assert_eq!(b.recv().unwrap(), m, "{len} bytes");
             let e = Msg::Error {
                 msg: "e".repeat(len),
+                errno: 0,
+                kind: Default::default(),
             };
             b.send(&e).unwrap();
             assert_eq!(a.recv().unwrap(), e, "{len} bytes back");

@@ -14,6 +14,7 @@ pub mod rootfs;
 
 pub use channel::{Channel, Msg};
 
+use crate::error::ChildFailure;
 use crate::plan::{Actor, Plan, Step};
 use std::ffi::CString;
 use std::os::fd::{OwnedFd, RawFd};
@@ -47,8 +48,15 @@ pub fn stage1(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
     let code = match run_stage1(plan, ch, fds) {
         Ok(()) => 0,
         Err(e) => {
+            let errno = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<std::io::Error>())
+                .and_then(crate::sys::errno)
+                .unwrap_or(0);
             let _ = ch.send(&Msg::Error {
                 msg: format!("stage 1: {e:#}"),
+                errno,
+                kind: ChildFailure::Step,
             });
             ch.drain();
             1
@@ -60,6 +68,10 @@ pub fn stage1(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
 }
 
 fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
+    // --debug lines carry runc's wording where runc's suite and users grep
+    // for it (debug.bats, exec.bats: "nsexec container setup", …); stage 1
+    // is berth's counterpart of runc's nsexec.
+    crate::log::debug("stage 1: => nsexec container setup");
     crate::sys::prctl(
         libc::PR_SET_PDEATHSIG,
         libc::SIGKILL as libc::c_ulong,
@@ -91,6 +103,9 @@ fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
             if pid == 0 {
                 run_init(plan, ch, fds);
             }
+            crate::log::debug(&format!(
+                "stage 1: <= nsexec container setup (init is pid {pid})"
+            ));
             ch.send(&Msg::InitPid { pid })?;
             return Ok(());
         }
@@ -143,8 +158,19 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
         .iter()
         .position(|s| matches!(s, Step::ForkInit))
         .map_or(0, |i| i + 1);
+    crate::log::debug("init: child process in init()");
     let mut turn = RuntimeTurns::default();
     for step in &plan.steps[start..] {
+        if let Step::ReportCreated = step {
+            // runc's last words before init hands over (standard_init for
+            // create/run, setns_init for exec).
+            let creating = plan.steps.iter().any(|s| matches!(s, Step::WaitExecFifo));
+            crate::log::debug(if creating {
+                "init: closing the pipe to signal completion"
+            } else {
+                "setns_init: about to exec"
+            });
+        }
         let result = match step.actor() {
             Actor::Runtime => turn.hand_over(ch, &mut ctx.state),
             _ => {
@@ -165,7 +191,12 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
                 // SAFETY: see stage1.
                 unsafe { libc::_exit(code) }
             }
-            if ch.send(&Msg::Error { msg: msg.clone() }).is_err() {
+            let sent = ch.send(&Msg::Error {
+                msg: msg.clone(),
+                errno: crate::sys::errno(&e).unwrap_or(0),
+                kind: failure_kind(step, &e),
+            });
+            if sent.is_err() {
                 // The runtime is gone (it returns after `created`): the
                 // container's stderr is the only place left to say it.
                 eprintln!("berth: {msg}");
@@ -177,6 +208,21 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
     }
     // SAFETY: see stage1 (Exec never returns on success).
     unsafe { libc::_exit(127) }
+}
+
+/// What kind of failure to report: a program that cannot be run is told
+/// apart from other failed steps by its step and the error's kind, so the
+/// runtime never has to read the message.
+fn failure_kind(step: &Step, e: &std::io::Error) -> ChildFailure {
+    match (step, e.kind()) {
+        (Step::ResolveExecutable { .. }, std::io::ErrorKind::NotFound) => {
+            ChildFailure::ProgramNotFound
+        }
+        (Step::ResolveExecutable { .. }, std::io::ErrorKind::PermissionDenied) => {
+            ChildFailure::ProgramNotExecutable
+        }
+        _ => ChildFailure::Step,
+    }
 }
 
 /// How an init error names the step: the config field where there is one.
@@ -199,6 +245,7 @@ fn run_step(ctx: &mut Ctx, step: &Step) -> std::io::Result<()> {
     use Step::*;
     match step {
         SetRootPropagation { .. }
+        | SetNewRootPropagation { .. }
         | BindRootfs { .. }
         | Mount(_)
         | MountCgroups { .. }

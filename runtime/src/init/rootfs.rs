@@ -19,7 +19,11 @@ use std::path::{Component, Path, PathBuf};
 pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
     match step {
         Step::SetRootPropagation { flags } => sys::mount(None, Path::new("/"), None, *flags, None),
+        Step::SetNewRootPropagation { flags } => {
+            sys::mount(None, Path::new("/"), None, *flags, None)
+        }
         Step::BindRootfs { rootfs } => {
+            parent_mount_private(rootfs)?;
             sys::mount(
                 Some(rootfs),
                 rootfs,
@@ -48,6 +52,23 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
         Step::ReadonlyPath { path } => readonly(root(ctx)?, path),
         Step::ReadonlyRoot => remount_ro(Path::new("/")),
         other => Err(io::Error::other(format!("not a rootfs step: {other:?}"))),
+    }
+}
+
+/// Make the mount that holds `path` private (runc's
+/// rootfsParentMountPrivate): MS_PRIVATE on a path that is not a mount point
+/// fails with EINVAL, so walk up until one takes it.
+fn parent_mount_private(path: &Path) -> io::Result<()> {
+    let mut p = path;
+    loop {
+        match sys::mount(None, p, None, libc::MS_PRIVATE, None) {
+            Ok(()) => return Ok(()),
+            Err(e) if sys::errno(&e) == Some(libc::EINVAL) => match p.parent() {
+                Some(up) => p = up,
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -110,6 +110,10 @@ pub enum Step {
     SetRootPropagation {
         flags: u64,
     },
+    /// linux.rootfsPropagation on the container's own `/`, after pivot_root.
+    SetNewRootPropagation {
+        flags: u64,
+    },
     BindRootfs {
         rootfs: PathBuf,
     },
@@ -283,6 +287,9 @@ impl Step {
             ForkInit => "fork init (CLONE_PARENT)".into(),
             JoinSessionKeyring { name } => format!("keyctl join session keyring {name}"),
             SetRootPropagation { flags } => format!("mount --make-{} /", prop_name(*flags)),
+            SetNewRootPropagation { flags } => {
+                format!("mount --make-{} / (the new root)", prop_name(*flags))
+            }
             BindRootfs { rootfs } => format!("bind {} onto itself", rootfs.display()),
             Mount(m) => {
                 let what = if m.bind {
@@ -410,7 +417,8 @@ impl Step {
             ForkInit => "init must be pid 1 of the new pid namespace and a child of the runtime, which waits for it",
             JoinSessionKeyring { .. } => "as runc: keys in the caller's session keyring stay out of reach (--no-new-keyring skips it)",
             SetRootPropagation { .. } => "first, so no mount made for the container propagates to the host",
-            BindRootfs { .. } => "pivot_root needs the new root to be a mount point",
+            SetNewRootPropagation { .. } => "runc's order: applied to the container's / once it is the root, so a shared root stays the container's own and never joins the host's peer group",
+            BindRootfs { .. } => "pivot_root needs the new root to be a mount point; the mount holding the rootfs is made private first (pivot_root refuses a shared parent, a bind from an unbindable one fails)",
             Mount(_) => "destination resolved inside the rootfs (openat2 RESOLVE_IN_ROOT): a symlink cannot aim it at the host",
             MountCgroups { .. } => "bind the container's own cgroup dirs; works the same on v1, v2 and hybrid hosts",
             CreateDevice { .. } => "in a user namespace mknod is refused, so devices are bind-mounted from the host",
@@ -587,7 +595,12 @@ impl Plan {
                 name: format!("_ses.{}", opts.id),
             });
         }
-        let new_mountns = new.contains(&NsKind::Mount);
+        // A mount namespace joined by path gets the rootfs built in it too,
+        // as runc does (runtime-tools linux_ns_path "mnt").
+        let new_mountns = linux
+            .namespaces
+            .iter()
+            .any(|n| NsKind::parse(&n.typ) == Some(NsKind::Mount));
         let in_userns = linux.namespaces.iter().any(|n| n.typ == "user");
         if new_mountns {
             plan_rootfs(&mut s, spec, opts, &rootfs, in_userns)?;
@@ -774,14 +787,16 @@ fn plan_process(
     let seccomp_step = seccomp.map(|p| Step::LoadSeccomp {
         summary: p.summary.clone(),
     });
+    // Before any filter: its CVE-2024-21626 check calls getcwd, which a
+    // profile may deny (runtime-tools linux_seccomp denies exactly getcwd).
+    s.push(Step::ChdirAsRoot {
+        cwd: process.cwd.clone(),
+    });
     // runc: without no_new_privs the filter must be loaded while
     // CAP_SYS_ADMIN is still held; with it, as close to execve as possible.
     if !process.no_new_privileges {
         s.extend(seccomp_step.clone());
     }
-    s.push(Step::ChdirAsRoot {
-        cwd: process.cwd.clone(),
-    });
     s.push(Step::DropBoundingCaps {
         keep: caps.bounding.clone(),
     });
@@ -976,6 +991,14 @@ fn plan_rootfs(
     } else {
         Step::PivotRoot
     });
+    if let Some(flags) = linux
+        .rootfs_propagation
+        .as_deref()
+        .and_then(propagation_flags)
+        .filter(|f| f & libc::MS_PRIVATE == 0)
+    {
+        s.push(Step::SetNewRootPropagation { flags });
+    }
     if dev_readonly {
         s.push(Step::RemountReadonly {
             path: PathBuf::from("/dev"),

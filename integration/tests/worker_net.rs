@@ -1,0 +1,324 @@
+//! Task networks: bridge (CNI plugins, NAT, the DNS proxy), none and host, isolation, and no
+//! leftovers after many runs or a `kill -9`.
+//!
+//! The worker runs inside a namespace the test makes ("host", `nsenter --net`), so its
+//! bridge, veths, IPAM leases and iptables rules all live there. "The internet" is another
+//! namespace reached through the host namespace's explicit route to TEST-NET-2
+//! (198.51.100.0/24); the host's resolver is the test's DNS server on 127.0.0.53 (like
+//! systemd-resolved), passed with `--dns`. No packet leaves the test's namespaces.
+
+mod netns_common;
+mod worker_common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use netns_common::*;
+use worker_common::*;
+
+struct Lab {
+    host: Netns,
+    _inet: Netns,
+    _dns: DnsServer,
+    env: Env,
+    probes: PathBuf,
+}
+
+/// A TCP server that tells each client the address it came from.
+fn peer_server(ns: &Netns, addr: &'static str) {
+    let l = ns.run(move || TcpListener::bind(addr).unwrap());
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut c = c;
+            let _ = writeln!(c, "peer={}", c.peer_addr().unwrap().ip());
+        }
+    });
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let host = Netns::new("nethost");
+        let inet = Netns::new("netinet");
+        link(&host, "192.0.2.1/24", &inet, "192.0.2.2/24");
+        run_sh(&format!(
+            "ip -n {i} addr add 198.51.100.80/32 dev lo && \
+             ip -n {h} route add 198.51.100.0/24 via 192.0.2.2",
+            i = inet.name,
+            h = host.name
+        ));
+        peer_server(&inet, "198.51.100.80:8080");
+        let dns = DnsServer::start(&host, "127.0.0.53:53", false);
+        let env = Env::new();
+        let probes = env.path("probes");
+        std::fs::create_dir_all(&probes).unwrap();
+        for p in ["berth-probe", "berth-probe-musl"] {
+            std::fs::copy(fixtures().join("probes").join(p), probes.join(p)).unwrap();
+        }
+        Lab {
+            host,
+            _inet: inet,
+            _dns: dns,
+            env,
+            probes,
+        }
+    }
+
+    /// `berth-worker` in the lab's host namespace.
+    fn worker(&self) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.host.name))
+            .arg(worker_bin())
+            .arg("--work-dir")
+            .arg(self.env.work_dir())
+            .env("BERTH_BIN", runtime_bin());
+        c
+    }
+
+    fn task(&self, script: &str) -> PathBuf {
+        self.env.write(
+            &format!("task-{}.yml", sha8(script)),
+            &format!(
+                "platform: linux\ninputs: [{{name: probes}}]\nrun:\n  path: sh\n  args: [\"-c\", {}]\n",
+                serde_json::to_string(script).unwrap()
+            ),
+        )
+    }
+
+    fn run(&self, script: &str, extra: &[&str]) -> Output {
+        let task = self.task(script);
+        self.worker()
+            .arg("run")
+            .arg(&task)
+            .arg("--image")
+            .arg(busybox())
+            .arg("-i")
+            .arg(format!("probes={}", self.probes.display()))
+            .args(["--dns", "127.0.0.53"])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, script: &str, extra: &[&str]) -> String {
+        let o = self.run(script, extra);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        stdout(&o)
+    }
+
+    fn in_host(&self, cmd: &str) -> String {
+        sh_out(&format!("ip netns exec {} sh -c '{cmd}'", self.host.name))
+    }
+
+    /// What the worker's network may leave in the host namespace between runs: the two
+    /// bridges and the per-bridge rules. Everything per task must be gone.
+    fn assert_no_task_leftovers(&self) {
+        let veths = self.in_host("ip -o link | grep -E \"master berth[01]\" || true");
+        assert_eq!(veths.trim(), "", "veths left behind");
+        let rules = self.in_host("iptables-save | grep -E \"^-A\"");
+        for r in rules.lines() {
+            assert!(
+                r.contains("BERTH-INPUT") || r.contains("CNI-ADMIN") || r.contains("CNI-FORWARD"),
+                "a per-task iptables rule left behind: {r}\nall:\n{rules}"
+            );
+            assert!(!r.contains("10.80.0.") || r.contains("10.80.0.1/32"), "{r}");
+        }
+        let ipam = self.env.work_dir().join("cni/ipam");
+        let leases: Vec<String> = walk(&ipam)
+            .into_iter()
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n != "lock" && !n.starts_with("last_reserved_ip")
+            })
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(leases.is_empty(), "IPAM leases left behind: {leases:?}");
+        self.env.assert_clean(&[]);
+    }
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_bridge_task_reaches_the_internet_through_nat_and_musl_resolves() {
+    let lab = Lab::new();
+    let out = lab.ok(
+        "./probes/berth-probe-musl getaddrinfo a.test; ./probes/berth-probe getaddrinfo a.test; \
+         busybox nc 198.51.100.80 8080 </dev/null; cat /etc/resolv.conf /etc/hosts /etc/hostname",
+        &[],
+    );
+    // musl through berth's proxy, although the upstream answers AAAA with NXDOMAIN.
+    assert_eq!(
+        out.matches("gai=OK addrs=198.51.100.10\n").count(),
+        2,
+        "{out}"
+    );
+    // The far side sees the host namespace's address: masqueraded.
+    assert!(out.contains("peer=192.0.2.1\n"), "{out}");
+    assert!(out.contains("nameserver 10.80.0.1\n"), "{out}");
+    let hostname = out.lines().last().unwrap();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("10.80.") && l.ends_with(&format!(" {hostname}"))),
+        "/etc/hosts names the task's own address: {out}"
+    );
+    // The repair off: the musl incident, in a task.
+    let out = lab.ok(
+        "./probes/berth-probe-musl getaddrinfo a.test; ./probes/berth-probe getaddrinfo a.test",
+        &["--no-dns-rewrite"],
+    );
+    assert!(out.starts_with("gai=EAI_NONAME"), "{out}");
+    assert!(out.contains("gai=OK addrs=198.51.100.10"), "{out}");
+    lab.assert_no_task_leftovers();
+}
+
+#[test]
+fn a_task_reaches_neither_the_host_nor_another_task_unless_allowed() {
+    let lab = Lab::new();
+    for addr in ["0.0.0.0:8081", "127.0.0.1:8082"] {
+        peer_server(&lab.host, addr);
+    }
+    let probe = |gw: &str| {
+        format!(
+            "for a in {gw}:8081 192.0.2.1:8081 127.0.0.1:8082; do \
+               if busybox nc -w 2 ${{a%:*}} ${{a#*:}} </dev/null | grep -q peer=; \
+               then echo $a=open; else echo $a=closed; fi; done"
+        )
+    };
+    let out = lab.ok(&probe("10.80.0.1"), &[]);
+    assert!(out.contains("10.80.0.1:8081=closed"), "{out}");
+    assert!(out.contains("192.0.2.1:8081=closed"), "{out}");
+    assert!(out.contains("127.0.0.1:8082=closed"), "{out}");
+    let out = lab.ok(&probe("10.81.0.1"), &["--allow-host-access"]);
+    assert!(out.contains("10.81.0.1:8081=open"), "{out}");
+    assert!(out.contains("192.0.2.1:8081=open"), "{out}");
+    // The host's loopback services stay out of reach: 127.0.0.1 is the task's own.
+    assert!(out.contains("127.0.0.1:8082=closed"), "{out}");
+
+    // Two tasks on the bridge: the second cannot reach the first.
+    let task = lab.task("echo ready; busybox nc -l -p 9000 -e echo hello-from-a");
+    let mut a = lab
+        .worker()
+        .arg("run")
+        .arg(&task)
+        .arg("--image")
+        .arg(busybox())
+        .arg("-i")
+        .arg(format!("probes={}", lab.probes.display()))
+        .args(["--dns", "127.0.0.53", "--timeout", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = std::io::BufReader::new(a.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let ids = lab.env.run_ids();
+    assert_eq!(ids.len(), 1);
+    let st: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            lab.env
+                .work_dir()
+                .join("runs")
+                .join(&ids[0])
+                .join("net/state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let a_ip = st["result"]["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = lab.ok(
+        &format!(
+            "if busybox nc -w 2 {a_ip} 9000 </dev/null | grep -q hello; then echo peer=open; else echo peer=closed; fi"
+        ),
+        &[],
+    );
+    assert!(out.contains("peer=closed"), "{out}");
+    // It was listening all along: the host (the bridge's own port) reaches it.
+    let from_host = lab.in_host(&format!("busybox nc -w 5 {a_ip} 9000 </dev/null"));
+    assert!(from_host.contains("hello-from-a"), "{from_host:?}");
+    let st = a.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "{st}");
+    lab.assert_no_task_leftovers();
+}
+
+#[test]
+fn network_none_has_only_loopback_and_host_mode_resolves_through_the_proxy() {
+    let lab = Lab::new();
+    let out = lab.ok(
+        "tail -n +3 /proc/net/dev | cut -d: -f1",
+        &["--network", "none"],
+    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"], "{out}");
+    // Host network: the host's resolver is on loopback (127.0.0.53); the task gets the proxy
+    // on another loopback address it shares with the host, and musl resolves.
+    let out = lab.ok(
+        "cat /etc/resolv.conf; ./probes/berth-probe-musl getaddrinfo a.test",
+        &["--network", "host"],
+    );
+    assert!(out.contains("nameserver 127.0.0.153\n"), "{out}");
+    assert!(out.contains("gai=OK addrs=198.51.100.10"), "{out}");
+    lab.assert_no_task_leftovers();
+}
+
+#[test]
+fn no_leftovers_after_100_runs_or_a_kill_9_and_gc() {
+    let lab = Lab::new();
+    for i in 0..100 {
+        let o = lab.run("true", &[]);
+        assert_eq!(o.status.code(), Some(0), "run {i}: {}", text(&o));
+    }
+    lab.assert_no_task_leftovers();
+
+    let task = lab.task("echo running; sleep 100");
+    let mut w = lab
+        .worker()
+        .arg("run")
+        .arg(&task)
+        .arg("--image")
+        .arg(busybox())
+        .arg("-i")
+        .arg(format!("probes={}", lab.probes.display()))
+        .args(["--dns", "127.0.0.53"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = std::io::BufReader::new(w.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    assert_eq!(line.trim(), "running");
+    assert_ne!(
+        lab.in_host("ip -o link | grep -E \"master berth[01]\" || true")
+            .trim(),
+        ""
+    );
+    w.kill().unwrap();
+    w.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let o = lab.worker().arg("gc").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("removed stale run"), "{}", text(&o));
+    lab.assert_no_task_leftovers();
+}
