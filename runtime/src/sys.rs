@@ -125,37 +125,7 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// leave `root` (openat2 RESOLVE_IN_ROOT). This is how berth makes sure a
 /// mount destination like `/etc/x -> /../../host` lands inside the rootfs.
 pub fn open_in_root(root: RawFd, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let c = cstr(rel.as_os_str())?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: `how` is a valid open_how of the size we pass; `c` is a valid
-    // C string; the kernel returns a new fd we take ownership of.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(last(format_args!(
-            "open {} inside the rootfs",
-            path.display()
-        )));
-    }
-    // SAFETY: fd is a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    openat2_in_root(root, path, flags, 0)
 }
 
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
@@ -167,6 +137,16 @@ pub fn open_in_root_no_symlinks(
     path: &Path,
     flags: libc::c_int,
 ) -> io::Result<OwnedFd> {
+    openat2_in_root(root, path, flags, RESOLVE_NO_SYMLINKS)
+}
+
+/// openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS plus `extra`.
+fn openat2_in_root(
+    root: RawFd,
+    path: &Path,
+    flags: libc::c_int,
+    extra: u64,
+) -> io::Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
@@ -177,9 +157,10 @@ pub fn open_in_root_no_symlinks(
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | extra,
     };
-    // SAFETY: as in open_in_root.
+    // SAFETY: `how` is a valid open_how of the size we pass; `c` is a valid
+    // C string; the kernel returns a new fd we take ownership of.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
