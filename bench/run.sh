@@ -832,7 +832,7 @@ network_dns_and_start() {
         return
     fi
     local c=$tag-netc u=$tag-netu n=${BENCH_DNS_QUERIES:-5000}
-    ip netns del "$c" 2>/dev/null; ip netns del "$u" 2>/dev/null
+    ip netns del "$c" 2>/dev/null || true; ip netns del "$u" 2>/dev/null || true
     ip netns add "$c" && ip netns add "$u"
     ip link add "${tag:0:6}c0" netns "$c" type veth peer name "${tag:0:6}u0" netns "$u"
     ip -n "$c" addr add 198.51.100.1/24 dev "${tag:0:6}c0"
@@ -897,7 +897,7 @@ TASK
     echo
     local p
     for p in "${daemons[@]}"; do stop_daemon "$p"; done
-    ip netns del "$c" 2>/dev/null; ip netns del "$u" 2>/dev/null
+    ip netns del "$c" 2>/dev/null || true; ip netns del "$u" 2>/dev/null || true
 }
 
 kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
