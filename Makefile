@@ -224,7 +224,7 @@ KERNELS      ?= 5.10 6.1 6.12
 CGROUPS      ?= v2 v1 hybrid
 TESTS        ?=
 BATS         ?=
-CONFORMANCE  ?= $(CURDIR)/../shared/conformance
+CONFORMANCE  ?= $(CURDIR)/integration/conformance
 KERNELS_DIR  := $(BUILD)/kernels
 
 .PHONY: deps-kernels test-kernels

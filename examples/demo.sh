@@ -50,7 +50,7 @@ new_rc=$?
 } >"$new.col"
 pr -m -t -w 124 "$old.col" "$new.col" | expand
 rm -f "$old" "$new" "$old.col" "$new.col"
-# berth goes further than runc (SECCOMP.md A.3): a fallback-probed syscall the profile does not
+# berth goes further than runc (docs/seccomp.md): a fallback-probed syscall the profile does not
 # name at all gets ENOSYS, so even the old profile works without the runc-verdicts annotation.
 third=$("$worker" run "$here/clone3/task.yml" --image "$fixtures/rootfs/bookworm" \
     --seccomp-profile "$here/seccomp/concourse-7.12.json" 2>&1 | grep '^RESULT')

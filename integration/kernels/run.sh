@@ -16,7 +16,7 @@
 # VNG_MEMORY, VNG_CPUS  the VM's size (default 4G, 2)
 # BATS      .bats files of runc's suite to run in each row as well, with runc
 #           and with berth (default none; TESTS=none runs only those), from
-# CONFORMANCE the conformance harness (default ../shared/conformance)
+# CONFORMANCE the conformance harness (default integration/conformance)
 #
 # Each row leaves $KERNELS_DIR/results/<kernel>-<layout>/ (results.tsv, one
 # log per binary, info.txt); the table of every row run so far is printed and
@@ -45,7 +45,7 @@ while read -r name bin; do
     if [[ -z $TESTS || " $TESTS " == *" $name "* ]]; then echo "$name $bin"; fi
 done <"$binlist" >"$sel"
 BATS=${BATS:-}
-CONFORMANCE=$(realpath -m "${CONFORMANCE:-$repo/../shared/conformance}")
+CONFORMANCE=$(realpath -m "${CONFORMANCE:-$repo/integration/conformance}")
 if [[ -n $BATS && ! -e $CONFORMANCE/runc-bats.sh ]]; then
     echo "test-kernels: BATS needs the conformance harness (CONFORMANCE=$CONFORMANCE)" >&2
     exit 2

@@ -1,4 +1,4 @@
-//! The runc command-line surface clients rely on (see shared/CLIENTS.md): flag
+//! The runc command-line surface clients rely on (see README.md, "Use berth with podman, containerd and docker"): flag
 //! spellings, the version text go-runc parses, the JSON log containerd reads, the
 //! state JSON, `ps`, `features`.
 

@@ -1,5 +1,5 @@
 //! `exec`: a second process in a running container, in the forms containerd's
-//! shim, conmon and CRI-O use (see shared/CLIENTS.md rows 4 and 4b).
+//! shim, conmon and CRI-O use (see README.md, "Use berth with podman, containerd and docker").
 
 use berth_integration::{host_ns, poll_until, Bundle, Container, Runtime, PATIENCE};
 use serde_json::json;

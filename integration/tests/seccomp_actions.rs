@@ -287,7 +287,7 @@ fn bad_profiles_fail_create_naming_the_field() {
     p["syscalls"][0]["args"] = json!([{ "index": 6, "value": 1, "op": "SCMP_CMP_EQ" }]);
     assert_create_rejects(p, &["linux.seccomp.syscalls[0].args[0]"]);
 
-    // berth deviations from runc (SECCOMP.md A.5): errno on an action without one…
+    // berth deviations from runc (docs/seccomp.md): errno on an action without one…
     let p = allow_but(json!([{ "names": ["getppid"], "action": "SCMP_ACT_ALLOW", "errnoRet": 5 }]));
     assert_create_rejects(p, &["linux.seccomp.syscalls[0]", "errnoRet"]);
 

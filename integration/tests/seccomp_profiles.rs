@@ -63,7 +63,7 @@ fn default_profile_host_userns_clone3_is_enosys_and_glibc_falls_back() {
     let out = c.run();
     out.assert_code(0);
     // Host user namespace without CAP_SYS_ADMIN: the profile's clone3 allow
-    // resolves to ENOSYS (SECCOMP.md A.4) so glibc falls back to clone(2).
+    // resolves to ENOSYS (docs/seccomp.md, clone3) so glibc falls back to clone(2).
     assert_errno(&out.stdout, "clone3", libc::ENOSYS);
     assert_threads_and_dns_work(&out);
     c.finish();

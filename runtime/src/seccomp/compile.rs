@@ -20,7 +20,7 @@ pub const FLAG_SPEC_ALLOW: u32 = 4;
 pub const FLAG_NEW_LISTENER: u32 = 8;
 pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
 
-/// What SECCOMP.md A.4 decided for clone3 in this container.
+/// What docs/seccomp.md decided for clone3 in this container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clone3 {
     /// The profile does not allow clone3 (or does not name it).
@@ -214,7 +214,7 @@ fn libseccomp_program(
     })
 }
 
-/// seccomp(2) flags from `flags` (SECCOMP.md B §2.5): LOG and SPEC_ALLOW
+/// seccomp(2) flags from `flags` (docs/seccomp.md): LOG and SPEC_ALLOW
 /// pass through, TSYNC is dropped (init is single-threaded; TSYNC with
 /// NEW_LISTENER would be EINVAL), NEW_LISTENER iff a rule notifies, and
 /// WAIT_KILLABLE_RECV only with it (check() refused it otherwise).
@@ -245,7 +245,7 @@ fn denies(default: Action) -> bool {
     }
 }
 
-/// SECCOMP.md A.4: clone3's flags live in memory seccomp cannot read, so an
+/// docs/seccomp.md: clone3's flags live in memory seccomp cannot read, so an
 /// allowed clone3 bypasses the `clone` flag rule. Decide by context.
 fn decide_clone3(rules: &mut [Rule], ctx: &Context, runc: bool, default: Action) -> Clone3 {
     if default.is_permissive() {
@@ -326,7 +326,7 @@ fn add_rule(f: &mut ScmpFilterContext, r: &Rule, prefix: &str) -> Result<(), Spe
     Ok(())
 }
 
-/// SECCOMP.md A.3: every table syscall the profile never names gets ENOSYS,
+/// docs/seccomp.md: every table syscall the profile never names gets ENOSYS,
 /// so the caller's fallback runs instead of failing on the default errno.
 fn add_fallback_safe(
     f: &mut ScmpFilterContext,

@@ -1,5 +1,5 @@
-//! The ENOSYS stub (runc's algorithm, SECCOMP.md B §3) and berth's
-//! fallback-safe denial table (SECCOMP.md A.3).
+//! The ENOSYS stub (runc's algorithm, docs/seccomp.md) and berth's
+//! fallback-safe denial table (docs/seccomp.md).
 //!
 //! Why: a profile written before a syscall existed cannot name it, so its
 //! default action (usually EPERM) hits it. libc only falls back to an older
@@ -243,7 +243,7 @@ pub struct FallbackSafe {
     pub probed_by: &'static str,
 }
 
-/// SECCOMP.md A.3: a syscall here that the profile does not name at all gets
+/// docs/seccomp.md: a syscall here that the profile does not name at all gets
 /// ENOSYS (not the default errno) whenever the default action denies.
 #[rustfmt::skip]
 pub const FALLBACK_SAFE: &[FallbackSafe] = &[
@@ -405,7 +405,7 @@ fn ja(pc: usize, target: usize) -> Insn {
 
 /// Build the stub for `maxima`. The program it guards (`P`) starts right
 /// after the returned instructions. Only `ja` crosses long distances, so no
-/// 8-bit jump offset can overflow (SECCOMP.md B §3.4 point 10).
+/// 8-bit jump offset can overflow (docs/seccomp.md).
 ///
 /// The stub never returns ALLOW: it returns ENOSYS for `nr > max[arch]` and
 /// otherwise jumps into `P`, which decides exactly as it would alone.
@@ -608,7 +608,7 @@ mod tests {
         assert_eq!(verdict(&full, X86_64, b), RET_ALLOW, "x32 read");
         assert_eq!(verdict(&full, X86_64, b | 0x221), RET_ALLOW);
         assert_eq!(verdict(&full, X86_64, b | 0x222), RET_ENOSYS);
-        // Known limitation (SECCOMP.md B §3.4.2): x32 holes below the inflated max.
+        // Known limitation (docs/seccomp.md): x32 holes below the inflated max.
         assert_eq!(verdict(&full, X86_64, b | 440), RET_ERRNO | 1);
         assert_eq!(verdict(&full, X86_64, b | (1000 + 0x221)), RET_ENOSYS);
 

@@ -17,7 +17,7 @@ use libseccomp::{ScmpArch, ScmpSyscall};
 pub enum DecidedBy {
     /// berth's/runc's ENOSYS stub: `nr > max` for this arch.
     Stub { max: u32 },
-    /// berth's fallback-safe denial (SECCOMP.md A.3).
+    /// berth's fallback-safe denial (docs/seccomp.md).
     FallbackSafe(&'static enosys::FallbackSafe),
     /// A profile rule: `syscalls[entry].names[name_index]`.
     Rule {
@@ -232,7 +232,7 @@ impl Explanation {
                 if *clone3_rewritten {
                     t += "\n            (the profile allows clone3, but this container shares the host user \
                           namespace and lacks CAP_SYS_ADMIN: berth turned the allow into ENOSYS so glibc falls \
-                          back to clone(2), whose flag rule applies — SECCOMP.md A.4)";
+                          back to clone(2), whose flag rule applies — docs/seccomp.md)";
                 }
                 t
             }

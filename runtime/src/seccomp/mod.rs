@@ -4,7 +4,7 @@
 //!
 //! Map of the module:
 //! - [`profile`]: checking the OCI object field by field; Docker-format profiles.
-//! - [`mod@compile`]: libseccomp → cBPF, the clone3 decision (SECCOMP.md A.4),
+//! - [`mod@compile`]: libseccomp → cBPF, the clone3 decision (docs/seccomp.md),
 //!   fallback-safe denial (A.3), flags.
 //! - [`enosys`]: the ENOSYS stub (runc's algorithm) and the fallback-safe table.
 //! - [`bpf`]: instructions, disassembler, interpreter.
@@ -82,7 +82,7 @@ pub struct Program {
     pub listener_path: Option<std::path::PathBuf>,
     pub listener_metadata: Option<String>,
     /// Init must set /proc/sys/user/max_user_namespaces to 0 inside the
-    /// container's user namespace (SECCOMP.md A.4).
+    /// container's user namespace (docs/seccomp.md).
     pub guard_user_namespaces: bool,
     /// One line for `berth plan`.
     pub summary: String,
@@ -290,7 +290,7 @@ impl Program {
     }
 }
 
-/// SECCOMP.md A.4: with clone3 allowed, seccomp cannot stop
+/// docs/seccomp.md: with clone3 allowed, seccomp cannot stop
 /// `clone3(CLONE_NEWUSER)`. Init calls this inside the container's own user
 /// namespace, while it still has CAP_SYS_RESOURCE there (before dropping
 /// capabilities), when [`Program::guard_user_namespaces`] is set: nested

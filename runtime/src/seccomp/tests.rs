@@ -1004,7 +1004,7 @@ fn cli_convert_lint_and_compile() {
     assert_eq!(bytes, b.program.to_bytes());
 }
 
-/// SECCOMP.md B §3.3 on real libseccomp output: for every ABI and every
+/// docs/seccomp.md on real libseccomp output: for every ABI and every
 /// number up to far beyond the tables, stub + P equals P alone at or below
 /// max[arch], and is ENOSYS above it; foreign arches see P's verdict.
 #[test]
