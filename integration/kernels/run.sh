@@ -13,7 +13,7 @@
 # TESTS     only binaries whose name is listed (default: all), e.g. "runtime_cgroups"
 # KERNELS_DIR where kernels are cached and results are kept (default build/kernels)
 # VNG_ACCEL kvm | tcg (default: kvm when a KVM boot works, else tcg)
-# VNG_MEMORY, VNG_CPUS  the VM's size (default 4G, 2)
+# VNG_MEMORY, VNG_CPUS  the VM's size (default 8G: the fixtures are copied into its tmpfs; 2)
 # BATS      .bats files of runc's suite to run in each row as well, with runc
 #           and with berth (default none; TESTS=none runs only those), from
 # CONFORMANCE the conformance harness (default integration/conformance)
@@ -30,7 +30,7 @@ KERNELS=${KERNELS:-5.10 6.1 6.12}
 CGROUPS=${CGROUPS:-v2 v1 hybrid}
 TESTS=${TESTS:-}
 KERNELS_DIR=$(realpath -m "${KERNELS_DIR:-$repo/build/kernels}")
-VNG_MEMORY=${VNG_MEMORY:-4G}
+VNG_MEMORY=${VNG_MEMORY:-8G}
 VNG_CPUS=${VNG_CPUS:-2}
 # A whole row under TCG takes tens of minutes; a hung VM must still end.
 ROW_TIMEOUT=${ROW_TIMEOUT:-5400}
