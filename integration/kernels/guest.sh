@@ -146,41 +146,29 @@ export BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-10}
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 mkdir -p /run/berth
 
-# Everything the tests read again and again (the rootfs fixtures, the probes,
-# berth, berth-worker and the test binaries) is copied once into the VM's own
-# tmpfs: over 9p under emulation every file open is a round trip to the host,
-# and the worker's shifted copies read whole images. The host's tree stays
-# the reference; only the paths in the environment change.
+# What the tests read again and again (the rootfs fixtures, the probes, berth
+# and berth-worker) is unpacked once into the VM's own tmpfs from one tar file
+# the host made (run.sh): over 9p under emulation every file open is a round
+# trip to the host, one sequential read of a tar is not. The worker's shifted
+# copies read whole images. The tests' temporary directories go there too: the
+# VM's /tmp is an overlay on the host's 9p tree, not the kind of filesystem a
+# real host has. The test binaries themselves run once each, from 9p.
 local_copy() {
-    local t0=$SECONDS
+    local t0=$SECONDS tarball=${BERTH_KERNELS_PAYLOAD:-}
+    [[ -s $tarball ]] || return 1
     mkdir -p /run/berth-kernels
     mount -t tmpfs -o mode=755 tmpfs /run/berth-kernels || return 1
-    mkdir -p /run/berth-kernels/fixtures /run/berth-kernels/bin
-    local d
-    for d in rootfs probes; do
-        [[ -e $BERTH_FIXTURES/$d ]] || continue
-        cp -a "$BERTH_FIXTURES/$d" /run/berth-kernels/fixtures/ || return 1
-    done
-    cp "$BERTH_BIN" "$BERTH_WORKER_BIN" /run/berth-kernels/bin/ || return 1
-    local name bin
-    while read -r name bin; do
-        [[ -n $bin ]] || continue
-        cp "$bin" "/run/berth-kernels/bin/$name" || return 1
-        echo "$name /run/berth-kernels/bin/$name"
-    done <"$binlist" >/run/berth-kernels/bins
+    mkdir -p /run/berth-kernels/fixtures /run/berth-kernels/tmp
+    tar --xattrs --xattrs-include='*' --same-owner -xpf "$tarball" \
+        -C /run/berth-kernels/fixtures || return 1
     BERTH_FIXTURES=/run/berth-kernels/fixtures
-    BERTH_BIN=/run/berth-kernels/bin/$(basename "$BERTH_BIN")
-    BERTH_WORKER_BIN=/run/berth-kernels/bin/$(basename "$BERTH_WORKER_BIN")
-    binlist=/run/berth-kernels/bins
-    # The tests' temporary directories too: the VM's /tmp is an overlay on the
-    # host's (9p), where the worker's overlays and copies would not be on the
-    # kind of filesystem a real host has.
-    mkdir -p /run/berth-kernels/tmp
+    BERTH_BIN=/run/berth-kernels/fixtures/bin/berth
+    BERTH_WORKER_BIN=/run/berth-kernels/fixtures/bin/berth-worker
     export TMPDIR=/run/berth-kernels/tmp
-    log "fixtures and binaries copied into the VM's tmpfs in $((SECONDS - t0))s"
+    log "fixtures and binaries unpacked into the VM's tmpfs in $((SECONDS - t0))s"
 }
 if [[ ${BERTH_KERNELS_LOCAL_COPY:-1} == 1 ]] && ! local_copy; then
-    log "could not copy the fixtures into tmpfs: the tests read them over 9p"
+    log "no fixtures in tmpfs (BERTH_KERNELS_PAYLOAD): the tests read them over 9p"
     umount /run/berth-kernels 2>/dev/null || true
 fi
 : >"$out/results.tsv"
