@@ -115,7 +115,16 @@ impl Lab {
     /// What the worker's network may leave in the host namespace between runs: the two
     /// bridges and the per-bridge rules. Everything per task must be gone.
     fn assert_no_task_leftovers(&self) {
-        let veths = self.in_host("ip -o link | grep -E \"master berth[01]\" || true");
+        // A veth goes with the task's namespace, which the kernel destroys in the background
+        // once the worker lets go of it: give that a moment, but it must go.
+        let mut veths = String::new();
+        for _ in 0..100 {
+            veths = self.in_host("ip -o link | grep -E \"master berth[01]\" || true");
+            if veths.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         assert_eq!(veths.trim(), "", "veths left behind");
         // The rules are per bridge, in berth's own chains; no plugin makes any per task
         // (no CNI-* chain, no task address).
