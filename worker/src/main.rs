@@ -5,7 +5,6 @@ mod bundle;
 mod dns;
 mod image;
 mod net;
-mod registry;
 mod run;
 mod runtime;
 mod shift;
