@@ -6,7 +6,6 @@ mod dns;
 mod fly;
 mod image;
 mod net;
-mod registry;
 mod run;
 mod runtime;
 mod shift;

@@ -329,7 +329,7 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
                 return Ok(img);
             }
         }
-        let mut r = crate::registry::Reference::parse(&name)
+        let mut r = crate::image::Reference::parse(&name)
             .with_context(|| format!("image_resource.source.repository {repo:?}"))?;
         r.digest = ir.digest().map(str::to_string);
         let creds = match (
@@ -339,7 +339,7 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
             (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
             _ => None,
         };
-        return crate::registry::pull(store, &r, creds).with_context(|| {
+        return crate::image::pull(store, &r, creds).with_context(|| {
             format!("image_resource: {repo} is not in the image store and pulling it failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
         });
     }
