@@ -67,7 +67,7 @@ pub fn detect() -> Result<Layout> {
 }
 
 /// Undo mountinfo's octal escapes (`\040` is a space).
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

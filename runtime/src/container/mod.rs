@@ -6,6 +6,7 @@ pub mod delete;
 pub mod exec;
 pub mod kill;
 pub mod manage;
+pub mod mount_sources;
 pub mod pidfd;
 pub mod session;
 pub mod start;

@@ -126,7 +126,9 @@ impl<'a> Session<'a> {
                 Msg::Error { msg, errno, kind } => {
                     return Err(crate::error::Error::Child { msg, errno, kind }.into())
                 }
-                Msg::Go { .. } => bail!("unexpected message from container init"),
+                Msg::Go { .. } | Msg::MountSources { .. } => {
+                    bail!("unexpected message from container init")
+                }
             }
         }
     }
@@ -192,6 +194,9 @@ impl<'a> Session<'a> {
             match &steps[i] {
                 Step::JoinCgroup => self.cgroup.add_pid(self.stage1)?,
                 Step::WriteIdMaps { uid, gid } => write_id_maps(self.stage1, uid, gid)?,
+                Step::OpenMountSources { sources } => {
+                    super::mount_sources::send(self.ch, self.stage1, sources)?
+                }
                 Step::RuntimeHooks {
                     prestart,
                     create_runtime,

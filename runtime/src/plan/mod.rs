@@ -87,6 +87,12 @@ pub enum Step {
         uid: Vec<IdMapping>,
         gid: Vec<IdMapping>,
     },
+    /// Open every bind-mount source with the host's credentials, inside the
+    /// container's new mount namespace, and hand the O_PATH fds to stage 1
+    /// (SCM_RIGHTS); init mounts them through `/proc/self/fd/N`.
+    OpenMountSources {
+        sources: Vec<MountSource>,
+    },
 
     // ---- stage 1 ----
     JoinNamespace {
@@ -249,6 +255,7 @@ impl Step {
             | SpawnStage1
             | JoinCgroup
             | WriteIdMaps { .. }
+            | OpenMountSources { .. }
             | RuntimeHooks { .. } => Actor::Runtime,
             JoinNamespace { .. }
             | UnshareUserNamespace
@@ -277,6 +284,10 @@ impl Step {
             WriteIdMaps { uid, gid } => {
                 format!("write uid_map {} gid_map {}", maps(uid), maps(gid))
             }
+            OpenMountSources { sources } => format!(
+                "open {} bind-mount source(s) as host root in the container's mount namespace, pass the fds to init",
+                sources.len()
+            ),
             JoinNamespace { kind, path } => format!("setns {} {}", kind.name(), path.display()),
             UnshareUserNamespace => "unshare user namespace, wait for id maps".into(),
             BecomeRoot => "setresuid/setresgid 0 inside the user namespace".into(),
@@ -351,7 +362,10 @@ impl Step {
             }
             StartContainerHooks { hooks } => format!("run {} startContainer hook(s)", hooks.len()),
             PivotRoot => "pivot_root into the rootfs, detach the old root".into(),
-            ChrootNoPivot => "move the rootfs onto / and chroot (--no-pivot)".into(),
+            ChrootNoPivot => {
+                "detach the host's proc and sysfs mounts, move the rootfs onto / and chroot (--no-pivot)"
+                    .into()
+            }
             BringUpLoopback => "bring up lo".into(),
             Sysctl { key, value } => format!("sysctl {key}={value}"),
             SetHostname { name } => format!("sethostname {name}"),
@@ -410,6 +424,7 @@ impl Step {
             SpawnStage1 => "namespace setup needs a fresh, single-threaded process",
             JoinCgroup => "before unsharing the cgroup namespace, so its root is the container's cgroup",
             WriteIdMaps { .. } => "only a process outside the new user namespace may write its maps",
+            OpenMountSources { .. } => "in the user namespace the container's root may not even search a host directory (a 0700 parent of host root): the runtime opens each source with O_PATH as host root, inside the new mount namespace so the mount it names can be bound there (runc 1.1 does the same)",
             JoinNamespace { .. } => "user first (it grants the rights to join the others), mount last",
             UnshareUserNamespace => "other namespaces created after it are owned by it",
             BecomeRoot => "uid 0 in the namespace, so mounts and mknod are checked against the container's root",
@@ -427,7 +442,7 @@ impl Step {
             CreateContainerHooks { .. } => "runtime-spec: in the container's mount namespace, before pivot_root",
             StartContainerHooks { .. } => "runtime-spec: after `start`, just before the user program",
             PivotRoot => "pivot_root, unlike chroot, leaves no way back to the host tree",
-            ChrootNoPivot => "for ramdisk roots where pivot_root is impossible; weaker than pivot_root",
+            ChrootNoPivot => "for ramdisk roots where pivot_root is impossible; weaker than pivot_root: the host's mounts stay in the namespace, so a fully visible /proc or /sys there is detached (else a user namespace inside could mount an unmasked procfs; runc does the same)",
             BringUpLoopback => "a new network namespace starts with lo down (runc brings it up too)",
             Sysctl { .. } => "before read-only paths: /proc/sys becomes read-only next",
             SetHostname { .. } | SetDomainname { .. } => "in the container's own UTS namespace",
@@ -476,6 +491,15 @@ fn prop_name(flags: u64) -> &'static str {
         (_, true) => "runbindable",
         _ => "unbindable",
     }
+}
+
+/// A bind-mount source the runtime opens for init ([`Step::OpenMountSources`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountSource {
+    /// Index in config.json `mounts[]` (the [`MountStep::index`] it serves).
+    pub index: usize,
+    /// Absolute host path.
+    pub source: PathBuf,
 }
 
 /// Options that are not in config.json: the command line and the host.
@@ -587,6 +611,34 @@ impl Plan {
                 kinds: rest.clone(),
             });
         }
+        // A mount namespace joined by path gets the rootfs built in it too,
+        // as runc does (runtime-tools linux_ns_path "mnt").
+        let new_mountns = linux
+            .namespaces
+            .iter()
+            .any(|n| NsKind::parse(&n.typ) == Some(NsKind::Mount));
+        let in_userns = linux.namespaces.iter().any(|n| n.typ == "user");
+        let mut rootfs_steps = Vec::new();
+        if new_mountns {
+            plan_rootfs(&mut rootfs_steps, spec, opts, &rootfs, in_userns)?;
+        }
+        // In a user namespace, init cannot reach a bind source under a
+        // directory only host root may search: the runtime opens them for
+        // it while stage 1 waits in the new mount namespace (runc 1.1's
+        // mount fds, shouldSendMountSources: user + mount ns, any bind).
+        let sources: Vec<MountSource> = rootfs_steps
+            .iter()
+            .filter_map(|st| match st {
+                Step::Mount(m) if m.bind => m.source.clone().map(|source| MountSource {
+                    index: m.index,
+                    source,
+                }),
+                _ => None,
+            })
+            .collect();
+        if in_userns && !sources.is_empty() {
+            s.push(Step::OpenMountSources { sources });
+        }
         s.push(Step::ForkInit);
 
         // ---- init: rootfs ----
@@ -595,16 +647,7 @@ impl Plan {
                 name: format!("_ses.{}", opts.id),
             });
         }
-        // A mount namespace joined by path gets the rootfs built in it too,
-        // as runc does (runtime-tools linux_ns_path "mnt").
-        let new_mountns = linux
-            .namespaces
-            .iter()
-            .any(|n| NsKind::parse(&n.typ) == Some(NsKind::Mount));
-        let in_userns = linux.namespaces.iter().any(|n| n.typ == "user");
-        if new_mountns {
-            plan_rootfs(&mut s, spec, opts, &rootfs, in_userns)?;
-        }
+        s.extend(rootfs_steps);
         if new.contains(&NsKind::Network) {
             s.push(Step::BringUpLoopback);
         }
@@ -1112,6 +1155,38 @@ mod tests {
         assert_eq!(m.source.as_deref(), Some(Path::new("/b/data")));
         assert_eq!(m.flags, libc::MS_BIND | libc::MS_REC);
         assert_eq!(m.remount_flags, Some(libc::MS_RDONLY | libc::MS_NOSUID));
+    }
+
+    #[test]
+    fn user_namespace_has_the_runtime_open_bind_sources() {
+        let p = Plan::new(&spec(base()), &opts(), None).unwrap();
+        let sources = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::OpenMountSources { sources } => Some(sources.clone()),
+                _ => None,
+            })
+            .expect("an open_mount_sources step");
+        assert_eq!(
+            sources,
+            [MountSource {
+                index: 1,
+                source: "/b/data".into()
+            }]
+        );
+        // In the new mount namespace (after unshare), while stage 1 waits.
+        assert!(pos(&p, "unshare") < pos(&p, "open_mount_sources"));
+        assert!(pos(&p, "open_mount_sources") < pos(&p, "fork_init"));
+        assert_eq!(
+            p.steps[pos(&p, "open_mount_sources")].actor(),
+            Actor::Runtime
+        );
+        // Without a user namespace init opens them itself.
+        let mut v = base();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        let p = Plan::new(&spec(v), &opts(), None).unwrap();
+        assert!(!names(&p).contains(&"open_mount_sources".to_string()));
     }
 
     #[test]
