@@ -1,4 +1,4 @@
-//! [`Step::OpenMountSources`](crate::plan::Step::OpenMountSources): open
+//! [`RuntimeStep::OpenMountSources`](crate::plan::RuntimeStep::OpenMountSources): open
 //! the bind-mount sources for a container in a user namespace.
 //!
 //! Init runs as the container's root, which is not the host's: a source

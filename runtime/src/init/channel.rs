@@ -48,7 +48,7 @@ pub enum Msg {
     Created,
     /// runtime → stage 1, before `Go`: O_PATH fds of the bind sources of
     /// these `mounts[]` indexes are attached, in this order
-    /// ([`crate::plan::Step::OpenMountSources`]). The channel keeps them
+    /// ([`crate::plan::RuntimeStep::OpenMountSources`]). The channel keeps them
     /// for init ([`Channel::take_mount_source`]).
     MountSources { indexes: Vec<usize> },
     /// child → runtime: a step failed. `errno` (0 if none) and `kind` let

@@ -8,51 +8,35 @@
 //! bug behind runc's CVE-2021-30465.
 
 use super::Ctx;
-use crate::plan::{MountStep, Step};
+use crate::plan::MountStep;
 use crate::sys::{self, fd_path, open_in_root};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
-    match step {
-        Step::SetRootPropagation { flags } => sys::mount(None, Path::new("/"), None, *flags, None),
-        Step::SetNewRootPropagation { flags } => {
-            sys::mount(None, Path::new("/"), None, *flags, None)
-        }
-        Step::BindRootfs { rootfs } => {
-            parent_mount_private(rootfs)?;
-            sys::mount(
-                Some(rootfs),
-                rootfs,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )?;
-            ctx.root = Some(sys::open(rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)?);
-            Ok(())
-        }
-        Step::Mount(m) => mount(root(ctx)?, m, ctx.ch.take_mount_source(m.index)),
-        Step::MountCgroups {
-            readonly,
-            destination,
-            binds,
-            symlinks,
-        } => mount_cgroups(root(ctx)?, destination, binds, symlinks, *readonly),
-        Step::Symlink { target, link } => symlink(root(ctx)?, target, link),
-        Step::PivotRoot => pivot_root(ctx),
-        Step::ChrootNoPivot => chroot_no_pivot(ctx),
-        Step::RemountReadonly { path } => {
-            let fd = open_in_root(root(ctx)?.as_raw_fd(), path, libc::O_PATH)?;
-            remount_ro(&fd_path(&fd))
-        }
-        Step::MaskPath { path } => mask(root(ctx)?, path),
-        Step::ReadonlyPath { path } => readonly(root(ctx)?, path),
-        Step::ReadonlyRoot => remount_ro(Path::new("/")),
-        other => Err(io::Error::other(format!("not a rootfs step: {other:?}"))),
-    }
+/// `mount --make-<flags> /` (before building the rootfs, and on the new root).
+pub(super) fn set_propagation(flags: u64) -> io::Result<()> {
+    sys::mount(None, Path::new("/"), None, flags, None)
+}
+
+pub(super) fn bind_rootfs(ctx: &mut Ctx, rootfs: &Path) -> io::Result<()> {
+    parent_mount_private(rootfs)?;
+    sys::mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    ctx.root = Some(sys::open(rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)?);
+    Ok(())
+}
+
+/// Remount a path inside the (new) root read-only in place.
+pub(super) fn remount_readonly_in_root(ctx: &Ctx, path: &Path) -> io::Result<()> {
+    let fd = open_in_root(root(ctx)?.as_raw_fd(), path, libc::O_PATH)?;
+    remount_ro(&fd_path(&fd))
 }
 
 /// Make the mount that holds `path` private (runc's
@@ -72,7 +56,7 @@ fn parent_mount_private(path: &Path) -> io::Result<()> {
     }
 }
 
-fn root<'a>(ctx: &'a Ctx) -> io::Result<&'a OwnedFd> {
+pub(super) fn root<'a>(ctx: &'a Ctx) -> io::Result<&'a OwnedFd> {
     ctx.root
         .as_ref()
         .ok_or_else(|| io::Error::other("rootfs is not open yet"))
@@ -223,7 +207,7 @@ fn remount(path: &Path, flags: u64) -> io::Result<()> {
     )
 }
 
-fn remount_ro(path: &Path) -> io::Result<()> {
+pub(super) fn remount_ro(path: &Path) -> io::Result<()> {
     remount(path, libc::MS_RDONLY)
 }
 
@@ -255,9 +239,9 @@ fn check_ordinary_dir(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
 }
 
 /// `source_fd`: the bind source the runtime opened as host root
-/// ([`Step::OpenMountSources`]); it is mounted through `/proc/self/fd/N`,
-/// which needs no search permission on the source's parents.
-fn mount(root: &OwnedFd, m: &MountStep, source_fd: Option<OwnedFd>) -> io::Result<()> {
+/// (`OpenMountSources`); it is mounted through `/proc/self/fd/N`, which
+/// needs no search permission on the source's parents.
+pub(super) fn mount(root: &OwnedFd, m: &MountStep, source_fd: Option<OwnedFd>) -> io::Result<()> {
     check_ordinary_dir(root, m)?;
     let source = match &source_fd {
         Some(fd) => Some(fd_path(fd)),
@@ -379,7 +363,7 @@ fn mount_setattr_rdonly(fd: &OwnedFd) -> io::Result<()> {
 
 /// Show the container its own cgroup: bind the host directories of its
 /// cgroup under the destination (a tmpfs when there are several).
-fn mount_cgroups(
+pub(super) fn mount_cgroups(
     root: &OwnedFd,
     dest: &Path,
     binds: &[(PathBuf, PathBuf)],
@@ -427,7 +411,7 @@ fn mount_cgroups(
     Ok(())
 }
 
-fn symlink(root: &OwnedFd, target: &Path, link: &Path) -> io::Result<()> {
+pub(super) fn symlink(root: &OwnedFd, target: &Path, link: &Path) -> io::Result<()> {
     let parent = link.parent().unwrap_or(Path::new("/"));
     let name = link.file_name().unwrap_or(OsStr::new(""));
     let dir = ensure_in_root(root, parent, false)?;
@@ -469,7 +453,7 @@ fn settle_in_new_root(ctx: &mut Ctx) -> io::Result<()> {
     Ok(())
 }
 
-fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
+pub(super) fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
     enter_rootfs(ctx)?;
     // pivot_root(".", "."): the old root is stacked on top of the new one,
     // so no directory inside the image is needed to hold it.
@@ -487,7 +471,7 @@ fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
     settle_in_new_root(ctx)
 }
 
-fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
+pub(super) fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
     hide_host_proc_and_sysfs(&ctx.plan.rootfs)?;
     enter_rootfs(ctx)?;
     sys::mount(
@@ -542,10 +526,10 @@ fn full_proc_or_sysfs_mount(line: &str) -> Option<PathBuf> {
     let f: Vec<&str> = left.split(' ').collect();
     let fstype = right.split(' ').next()?;
     (f.len() >= 5 && f[3] == "/" && matches!(fstype, "proc" | "sysfs"))
-        .then(|| PathBuf::from(crate::cgroups::layout::unescape(f[4])))
+        .then(|| PathBuf::from(sys::unescape_mountinfo(f[4])))
 }
 
-fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
+pub(super) fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
     let fd = match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => fd,
         Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => return Ok(()),
@@ -574,7 +558,7 @@ fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
     }
 }
 
-fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
+pub(super) fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
     let fd = match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => fd,
         Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => return Ok(()),
@@ -589,11 +573,6 @@ fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
     )?;
     let again = open_in_root(root.as_raw_fd(), path, libc::O_PATH)?;
     remount_ro(&fd_path(&again))
-}
-
-/// Bytes of a path, for messages.
-pub fn show(p: &Path) -> String {
-    String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned()
 }
 
 #[cfg(test)]
