@@ -3,15 +3,16 @@
 
 mod bundle;
 mod dns;
+mod fly;
 mod image;
 mod net;
-mod registry;
 mod run;
 mod runtime;
 mod shift;
 mod sys;
 mod task;
 mod userns;
+mod vars;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,7 +60,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a task file once, like `fly execute`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Manage the image store.
     Images {
         #[command(subcommand)]
@@ -67,16 +68,25 @@ enum Cmd {
     },
     /// Remove what crashed or killed workers left behind (also done before every run).
     Gc,
-    /// Validate a task file and print it as the worker understands it.
+    /// Validate a task file (its ((vars)) filled) and print it as the worker understands it,
+    /// as YAML.
     Check {
-        /// Task file (YAML or JSON).
-        task: PathBuf,
+        /// Task file (YAML or JSON); or -c FILE.
+        task: Option<PathBuf>,
+        /// The task file, as fly's `-c`.
+        #[arg(short = 'c', long = "config", conflicts_with = "task")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Print the task as JSON instead of YAML.
+        #[arg(long, conflicts_with = "explain")]
+        json: bool,
         /// Print how this worker would run it: privileges, how ids are mapped (idmapped
         /// mounts or shifted copies, probed here), and where each volume goes.
         #[arg(long)]
         explain: bool,
         /// With --explain: as `run --privileged` would.
-        #[arg(long)]
+        #[arg(short = 'p', long)]
         privileged: bool,
         /// With --explain: the step name (picks the work dir).
         #[arg(long)]
@@ -88,13 +98,55 @@ enum Cmd {
     UsernsHold,
 }
 
+/// fly's `((var))` flags (docs/worker.md, *Vars*).
+#[derive(clap::Args)]
+struct VarArgs {
+    /// A var: NAME=STRING (NAME may be a field path: repo.branch=main).
+    #[arg(short = 'v', long = "var", value_name = "NAME=STRING", value_parser = parse_kv)]
+    var: Vec<(String, String)>,
+    /// A var whose value is YAML: NAME=YAML (e.g. -y 'ports=[80, 443]').
+    #[arg(short = 'y', long = "yaml-var", value_name = "NAME=YAML", value_parser = parse_kv)]
+    yaml_var: Vec<(String, String)>,
+    /// A YAML file of vars; later files win, -v/-y win over files.
+    #[arg(short = 'l', long = "load-vars-from", value_name = "FILE")]
+    load_vars_from: Vec<PathBuf>,
+}
+
+impl VarArgs {
+    fn vars(&self) -> Result<vars::Vars> {
+        vars::Vars::from_flags(&self.var, &self.yaml_var, &self.load_vars_from)
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+/// The task file: the positional argument or `-c FILE`.
+fn task_file(pos: &Option<PathBuf>, c: &Option<PathBuf>) -> Result<PathBuf> {
+    pos.clone().or_else(|| c.clone()).ok_or_else(|| {
+        anyhow::anyhow!("no task file: pass it as the first argument or with -c FILE")
+    })
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Task file (YAML or JSON), Concourse's schema.
-    task: PathBuf,
-    /// An input: NAME=DIR (mounted copy-on-write; DIR is never modified).
+    /// Task file (YAML or JSON), Concourse's schema; or -c FILE.
+    task: Option<PathBuf>,
+    /// The task file, as fly's `-c`.
+    #[arg(short = 'c', long = "config", conflicts_with = "task")]
+    config: Option<PathBuf>,
+    /// An input: NAME=DIR (mounted copy-on-write; DIR is never modified). Without one, an
+    /// input named like the current directory gets the current directory (as fly does).
     #[arg(short = 'i', long = "input", value_parser = parse_kv_path)]
     inputs: Vec<(String, PathBuf)>,
+    /// TASK_INPUT=NAME: the task input is fed by `-i NAME=DIR` (or by the current directory
+    /// when it is called NAME), like a pipeline's `input_mapping`.
+    #[arg(short = 'm', long = "input-mapping", value_parser = parse_kv)]
+    input_mappings: Vec<(String, String)>,
+    /// Inputs in a git work tree include their .gitignored paths and `.git` (left out by
+    /// default, as fly's upload leaves them out).
+    #[arg(long)]
+    include_ignored: bool,
+    #[command(flatten)]
+    vars: VarArgs,
     /// Where to copy an output after success: NAME=DIR.
     #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
     outputs: Vec<(String, PathBuf)>,
@@ -102,7 +154,7 @@ struct RunArgs {
     #[arg(long)]
     image: Option<String>,
     /// Run as host root: all capabilities, no user namespace, no seccomp.
-    #[arg(long)]
+    #[arg(short = 'p', long)]
     privileged: bool,
     /// Abort the task after this long (Go duration: 90s, 10m, 1h30m).
     #[arg(long, value_parser = parse_duration)]
@@ -110,8 +162,8 @@ struct RunArgs {
     /// Time between TERM and KILL when aborting.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     grace: Duration,
-    /// Extra param KEY=VAL (overrides the task's params).
-    #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+    /// Extra param KEY=VAL (overrides the task's params and the environment).
+    #[arg(long = "param", value_parser = parse_kv)]
     params: Vec<(String, String)>,
     /// Step name: picks the work dir /tmp/build/<8 hex of sha256(name)>. Default: the task
     /// file's name without extension.
@@ -145,8 +197,11 @@ struct RunArgs {
     annotations: Vec<(String, String)>,
     /// Print the run header (privileges, id mapping, image copy, cache conversions) on stderr
     /// even when it is not a terminal.
-    #[arg(short, long)]
+    #[arg(long)]
     verbose: bool,
+    /// After `--`: appended to the task's `run.args` (as `fly execute -- ARGS`).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -242,7 +297,27 @@ fn worker(cli: &Cli) -> Result<Worker> {
     })
 }
 
+/// Commands that mount, map ids or run containers.
+fn needs_root(cmd: &Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Run(_)
+            | Cmd::Gc
+            | Cmd::Check { explain: true, .. }
+            | Cmd::Images {
+                cmd: ImagesCmd::Import { .. } | ImagesCmd::Rm { .. }
+            }
+    )
+}
+
 async fn real_main(cli: Cli) -> Result<i32> {
+    // Say it before anything is created (without root, the first failure would be a uid_map
+    // write deep inside a run).
+    // SAFETY: geteuid has no preconditions.
+    if needs_root(&cli.cmd) && unsafe { libc::geteuid() } != 0 {
+        eprintln!("berth-worker needs root: it mounts filesystems, maps user ids and runs containers (run it as root, e.g. with sudo)");
+        return Ok(EXIT_ERRORED);
+    }
     match &cli.cmd {
         Cmd::UsernsHold => Ok(userns::hold_main()),
         Cmd::DnsProxy(a) => {
@@ -261,18 +336,24 @@ async fn real_main(cli: Cli) -> Result<i32> {
         }
         Cmd::Check {
             task,
+            config,
+            vars,
+            json,
             explain,
             privileged,
             name,
         } => {
-            let t = task::TaskConfig::load(task)?;
+            let file = task_file(task, config)?;
+            let t = task::TaskConfig::load(&file, &vars.vars()?)?;
             if *explain {
                 print!(
                     "{}",
-                    run::explain(&cli.work_dir, cli.idmap, task, &t, *privileged, name)?
+                    run::explain(&cli.work_dir, cli.idmap, &file, &t, *privileged, name)?
                 );
+            } else if *json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
             } else {
-                println!("{t:#?}");
+                print!("{}", serde_norway::to_string(&t)?);
             }
             Ok(0)
         }
@@ -317,6 +398,20 @@ async fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Run(a) => {
+            // What fly does before the build: the task file with its vars filled, `-- ARGS`
+            // and the environment's params, and which directory feeds which input.
+            let file = task_file(&a.task, &a.config)?;
+            let mut t = task::TaskConfig::load(&file, &a.vars.vars()?)?;
+            fly::override_task(&mut t, &a.args, |k| std::env::var(k).ok());
+            let cwd = std::env::current_dir().ok();
+            let (inputs, from_cwd) =
+                fly::determine_inputs(&t, &a.inputs, &a.input_mappings, cwd.as_deref())?;
+            if let (Some(n), Some(d)) = (from_cwd, &cwd) {
+                eprintln!(
+                    "berth-worker: input {n}: the current directory {} (its name is the input's)",
+                    d.display()
+                );
+            }
             sys::set_child_subreaper()?;
             let w = worker(&cli)?;
             // Leftovers of crashed runs must not fail this run: report and go on
@@ -328,8 +423,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
             }
             let opts = RunOptions {
-                task_file: a.task.clone(),
-                inputs: a.inputs.clone(),
+                task_file: file,
+                task: t,
+                inputs,
+                include_ignored: a.include_ignored,
                 outputs: a.outputs.clone(),
                 image: a.image.clone(),
                 privileged: a.privileged,
@@ -368,16 +465,18 @@ fn main() {
     if matches!(cli.cmd, Cmd::UsernsHold) {
         std::process::exit(userns::hold_main());
     }
-    // The proxy serves many clients at once: all cores. A task run is one event loop.
-    let rt = if matches!(cli.cmd, Cmd::DnsProxy(_)) {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    };
+    // Commands that only print end quietly when their reader goes away (`check | head -1`),
+    // like any filter: killed by SIGPIPE instead of panicking on EPIPE. `run` keeps ignoring
+    // SIGPIPE: it must always clean up after its task.
+    if matches!(cli.cmd, Cmd::Check { .. } | Cmd::Images { .. } | Cmd::Gc) {
+        // SAFETY: setting a signal's disposition to the default is always sound.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    // One event loop, the DNS proxy included: a query is a few microseconds of work, less
+    // than handing it between threads would cost (docs/worker.md, "DNS proxy").
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {

@@ -58,7 +58,12 @@ pub struct Worker {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub task_file: PathBuf,
+    /// The task, its vars filled and fly's overrides applied (see fly.rs).
+    pub task: TaskConfig,
+    /// (task input name, dir), as fly's `DetermineInputs` chose them.
     pub inputs: Vec<(String, PathBuf)>,
+    /// Keep .gitignored paths and `.git` of inputs in a git work tree (`--include-ignored`).
+    pub include_ignored: bool,
     pub outputs: Vec<(String, PathBuf)>,
     pub image: Option<String>,
     pub privileged: bool,
@@ -138,7 +143,7 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
 
-    let task = TaskConfig::load(&opts.task_file)?;
+    let task = opts.task.clone();
     for (name, _) in &opts.inputs {
         if !task.inputs.iter().any(|i| &i.name == name) {
             bail!(
@@ -266,12 +271,15 @@ pub fn explain(
             }
             Some(IdsMode::Shifted { .. }) => "shifted copy of -i DIR, per run (DIR never written)",
         };
+        let at = match i.rel_path() {
+            r if r.is_empty() => format!("{workdir} (the work dir itself)"),
+            r => format!("{workdir}/{r}"),
+        };
         writeln!(
             o,
-            "input {}{}: {workdir}/{}: {how}",
+            "input {}{}: {at}: {how}",
             i.name,
             if i.optional { " (optional)" } else { "" },
-            i.mount_path().trim_matches('/')
         )?;
     }
     for out in &task.outputs {
@@ -321,7 +329,7 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
                 return Ok(img);
             }
         }
-        let mut r = crate::registry::Reference::parse(&name)
+        let mut r = crate::image::Reference::parse(&name)
             .with_context(|| format!("image_resource.source.repository {repo:?}"))?;
         r.digest = ir.digest().map(str::to_string);
         let creds = match (
@@ -331,7 +339,7 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
             (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
             _ => None,
         };
-        return crate::registry::pull(store, &r, creds).with_context(|| {
+        return crate::image::pull(store, &r, creds).with_context(|| {
             format!("image_resource: {repo} is not in the image store and pulling it failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
         });
     }
@@ -546,9 +554,24 @@ fn prepare(
         }
         let target = run_dir.join(format!("inputs/{i}"));
         let layers = run_dir.join(format!("layers/in-{i}"));
+        // fly uploads a git work tree without its ignored paths and `.git` (see fly.rs).
+        let hidden = if opts.include_ignored {
+            Vec::new()
+        } else {
+            crate::fly::ignored_paths(&src).unwrap_or_default()
+        };
+        if !hidden.is_empty() {
+            header.push(format!(
+                "input {}: left out what git ignores and .git ({} entries; --include-ignored keeps them)",
+                inp.name,
+                hidden.len()
+            ));
+        }
         let shifted = match &mode {
             Some(IdsMode::Shifted { .. }) => true,
-            _ => match cow_mount(&src, &layers, &target, ns.as_ref()) {
+            _ => match crate::fly::whiteout(&src, &layers.join("rw/upper"), &hidden)
+                .and_then(|_| cow_mount(&src, &layers, &target, ns.as_ref()))
+            {
                 Ok(()) => false,
                 Err(e) if sys::is_idmap_unsupported(&e) => {
                     sys::umount_all_under(&layers)?;
@@ -566,8 +589,13 @@ fn prepare(
             mkdir(&run_dir.join("inputs"))?;
             shift::copy_tree(&src, &target, Shift::ToNs(max))
                 .with_context(|| format!("copying input {} (shifted)", inp.name))?;
+            crate::fly::remove_paths(&target, &hidden)?;
         }
-        let dest = format!("{workdir}/{}", inp.mount_path().trim_matches('/'));
+        // `path: .` is the work dir itself: mounted over the work dir volume.
+        let dest = match inp.rel_path() {
+            r if r.is_empty() => workdir.clone(),
+            r => format!("{workdir}/{r}"),
+        };
         binds.push(Bind {
             source: target.clone(),
             dest: dest.clone(),
@@ -713,6 +741,12 @@ fn prepare(
     } else {
         find_seccomp(w, opts)?
     };
+    let cwd = resolve_dir(&workdir, &task.run.dir);
+    if let Some(made) = make_run_dir(&binds, &rootfs, &cwd, own_uid, own_gid)
+        .with_context(|| format!("run.dir {:?}: creating {cwd}", task.run.dir))?
+    {
+        header.push(format!("run.dir: created {made} (owned by the task user)"));
+    }
     if opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         for l in &header {
             eprintln!("berth-worker: run {}: {l}", rec.id);
@@ -722,7 +756,7 @@ fn prepare(
         rootfs,
         args: argv,
         env,
-        cwd: resolve_dir(&workdir, &task.run.dir),
+        cwd,
         uid: user.uid,
         gid: user.gid,
         additional_gids: user.additional_gids,
@@ -738,6 +772,69 @@ fn prepare(
         network: opts.network,
         cap_mask: bundle::held_caps(),
     })
+}
+
+/// Create the task's working directory if it is missing, as Concourse does (its containerd
+/// backend's `SetupCwd` makes it with `MkdirAll`; runc makes a missing `process.cwd` too, berth
+/// does not). It is made inside the volume that will be mounted there (the deepest bind whose
+/// destination contains it), else in the task's rootfs, owned by the task user as seen from the
+/// host (the volumes' views are in host space: idmapped layers and shifted copies alike).
+/// Nothing is created through a symlink (the runtime's own chdir then decides, inside the
+/// container); a file in the way is an error. Returns the directory made, if any.
+fn make_run_dir(
+    binds: &[Bind],
+    rootfs: &Path,
+    cwd: &str,
+    uid: u32,
+    gid: u32,
+) -> Result<Option<String>> {
+    let cwd_p = Path::new(cwd);
+    if cwd_p
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Ok(None); // an absolute run.dir with `..`: left to the runtime
+    }
+    let (base, rel) = binds
+        .iter()
+        .filter(|b| !b.readonly && cwd_p.starts_with(&b.dest))
+        .max_by_key(|b| Path::new(&b.dest).components().count())
+        .map(|b| {
+            (
+                b.source.clone(),
+                cwd_p.strip_prefix(&b.dest).unwrap_or(cwd_p),
+            )
+        })
+        .unwrap_or_else(|| {
+            (
+                rootfs.to_path_buf(),
+                cwd_p.strip_prefix("/").unwrap_or(cwd_p),
+            )
+        });
+    let mut p = base;
+    let mut made = None;
+    for (n, c) in rel.components().enumerate() {
+        let std::path::Component::Normal(c) = c else {
+            continue;
+        };
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_dir() => continue,
+            Ok(m) if m.file_type().is_symlink() => return Ok(None),
+            Ok(_) => {
+                let depth = Path::new(cwd).components().count() - rel.components().count() + n + 1;
+                let inside: PathBuf = Path::new(cwd).components().take(depth).collect();
+                bail!("{} is not a directory", inside.display());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
+                sys::lchown(&p, uid, gid)?;
+                made.get_or_insert(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}", p.display())),
+        }
+    }
+    Ok(made.map(|()| cwd.to_string()))
 }
 
 /// The id space a cache's files are in, recorded next to it in `<cache>.ids`.
@@ -1049,9 +1146,10 @@ pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
         },
         root: rec.runtime_root.clone(),
     };
-    let del = rt.delete(&rec.container_id).await;
-    // CNI DEL for every plugin, whatever state the run died in (it is a no-op without one).
-    let net_del = net::detach(&run_dir).await;
+    // CNI DEL for every plugin, whatever state the run died in (it is a no-op without one),
+    // alongside the runtime's delete: our bind mount holds the namespace, so DEL does not
+    // need the container, and the two are the bulk of a bridge task's cleanup.
+    let (del, net_del) = tokio::join!(rt.delete(&rec.container_id), net::detach(&run_dir));
     sys::umount_all_under(&run_dir)?;
     // Never recurse into a mounted directory (an input's lower dir is the caller's data).
     if !sys::mounts_under(&run_dir)?.is_empty() {
