@@ -916,7 +916,7 @@ TASK
     echo
     # Where a bridge start goes now: the worker's own per-step timings (debug log), medians.
     echo "Bridge setup steps (\`BERTH_WORKER_LOG=debug\`, $runs runs, median ms; loopback ADD,"
-    echo "bridge ADD and the rules check run at once, loopback DEL alongside bridge DEL):"
+    echo "bridge ADD and the rules check run at once; DEL runs once the namespace is dropped):"
     echo
     local k
     for k in $(seq "$runs"); do
