@@ -339,7 +339,8 @@ fn network_none_has_only_loopback_and_host_mode_resolves_through_the_proxy() {
 #[test]
 fn no_leftovers_after_100_runs_or_a_kill_9_and_gc() {
     let lab = Lab::new();
-    for i in 0..100 {
+    // A leak shows after any number of runs; the emulated kernel matrix runs fewer.
+    for i in 0..berth_integration::scaled_count(100) {
         let o = lab.run("true", &[]);
         assert_eq!(o.status.code(), Some(0), "run {i}: {}", text(&o));
     }
