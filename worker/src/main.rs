@@ -329,7 +329,7 @@ fn needs_root(cmd: &Cmd) -> bool {
             | Cmd::Gc
             | Cmd::Check { explain: true, .. }
             | Cmd::Images {
-                cmd: ImagesCmd::Import { .. } | ImagesCmd::Rm { .. }
+                cmd: ImagesCmd::Import { .. } | ImagesCmd::Pull { .. } | ImagesCmd::Rm { .. }
             }
     )
 }
