@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bundle::{self, Bind, ContainerPlan, Network};
-use crate::image::{Image, Store};
+use crate::image::cancel::{run_cancellable, Ended};
+use crate::image::{Cancel, Image, Store};
 use crate::net;
 use crate::runtime::Runtime;
 use crate::shift::{self, Shift};
@@ -160,8 +161,16 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
             );
         }
     }
-    let store = Store::new(&w.work_dir);
-    let image = resolve_image(&store, &task, opts)?;
+    // The image may be pulled or unpacked: the first signal cancels that (and the run), a
+    // second one exits at once.
+    let image = {
+        let (store, task, opts) = (Store::new(&w.work_dir), task.clone(), opts.clone());
+        let work = move |c: Cancel| resolve_image(&store, &task, &opts, &c);
+        match run_cancellable("the image pull", &mut sigint, &mut sigterm, work).await? {
+            Ended::Done(image) => image?,
+            Ended::Interrupted => return Ok(Outcome::Aborted),
+        }
+    };
 
     let id = sys::random_hex(6);
     let run_dir = w.runs_dir().join(&id);
@@ -311,27 +320,18 @@ pub fn explain(
     Ok(o)
 }
 
-fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<Image> {
+fn resolve_image(
+    store: &Store,
+    task: &TaskConfig,
+    opts: &RunOptions,
+    cancel: &crate::image::Cancel,
+) -> Result<Image> {
     if let Some(i) = &opts.image {
-        return store.resolve(i).with_context(|| format!("--image {i}"));
+        return store
+            .resolve(i, cancel)
+            .with_context(|| format!("--image {i}"));
     }
     if let Some(ir) = &task.image_resource {
-        // A pinned digest or a stored name needs no network; otherwise pull (cached by digest).
-        if let Some(d) = ir.digest() {
-            if let Some(img) = store.find(d)? {
-                return Ok(img);
-            }
-        }
-        let repo = ir.repository().unwrap_or_default();
-        let name = format!("{repo}:{}", ir.tag());
-        if ir.digest().is_none() {
-            if let Some(img) = store.find(&name)? {
-                return Ok(img);
-            }
-        }
-        let mut r = crate::image::Reference::parse(&name)
-            .with_context(|| format!("image_resource.source.repository {repo:?}"))?;
-        r.digest = ir.digest().map(str::to_string);
         let creds = match (
             ir.source.get("username").and_then(|v| v.as_str()),
             ir.source.get("password").and_then(|v| v.as_str()),
@@ -339,14 +339,18 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
             (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
             _ => None,
         };
-        return crate::image::pull(store, &r, creds).with_context(|| {
-            format!("image_resource: {repo} is not in the image store and pulling it failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
-        });
+        return store.resolve_resource(
+            ir.repository().unwrap_or_default(),
+            &ir.tag(),
+            ir.digest(),
+            creds,
+            cancel,
+        );
     }
     if let Some(uri) = &task.rootfs_uri {
         let p = uri.strip_prefix("raw://").unwrap_or(uri);
         return store
-            .resolve(p)
+            .resolve(p, cancel)
             .with_context(|| format!("rootfs_uri {uri}"));
     }
     bail!("{}: no image: the task has neither image_resource nor rootfs_uri; pass --image DIR|TAR|OCI", opts.task_file.display())
@@ -913,7 +917,7 @@ fn install_init(work_dir: &Path) -> Result<PathBuf> {
 
 /// The seccomp profile for unprivileged tasks: `--seccomp-profile`/`BERTH_SECCOMP_PROFILE`, else
 /// berth's `profiles/default.json` (next to an installed or in-tree build), else the
-/// `linux.seccomp` of `<runtime> spec` (berth writes its default there), else none.
+/// `linux.seccomp` of `<runtime> spec --seccomp default` (berth writes its default there), else none.
 fn find_seccomp(w: &Worker, opts: &RunOptions) -> Result<Option<serde_json::Value>> {
     if let Some(p) = &opts.seccomp_profile {
         return bundle::load_seccomp(p).map(Some);
@@ -929,7 +933,7 @@ fn find_seccomp(w: &Worker, opts: &RunOptions) -> Result<Option<serde_json::Valu
         .join(format!(".spec-{}", sys::random_hex(4)));
     mkdir(&tmp)?;
     let out = std::process::Command::new(&w.runtime.bin)
-        .arg("spec")
+        .args(["spec", "--seccomp", "default"])
         .arg("--bundle")
         .arg(&tmp)
         .output();
@@ -941,7 +945,7 @@ fn find_seccomp(w: &Worker, opts: &RunOptions) -> Result<Option<serde_json::Valu
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     if prof.is_none() {
-        eprintln!("berth-worker: warning: no seccomp profile found (looked for --seccomp-profile, BERTH_SECCOMP_PROFILE, profiles/default.json, `{} spec`); running without seccomp", w.runtime.bin.display());
+        eprintln!("berth-worker: warning: no seccomp profile found (looked for --seccomp-profile, BERTH_SECCOMP_PROFILE, profiles/default.json, `{} spec --seccomp default`); running without seccomp", w.runtime.bin.display());
     }
     Ok(prof)
 }
