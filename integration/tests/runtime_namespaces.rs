@@ -433,3 +433,71 @@ fn namespaced_sysctls_apply_inside_only() {
     assert_eq!(read("/proc/sys/kernel/shmmni"), shmmni);
     c.finish();
 }
+
+/// Mount points on the host (this test's mount namespace) under `dir`.
+fn host_mounts_under(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|m| std::path::Path::new(m).starts_with(dir))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// No namespace at all (runtime-tools linux_ns_itype): the program still
+/// runs in the rootfs (chroot), shares every host namespace, and the
+/// config's mounts are skipped with a warning instead of landing on the host.
+#[test]
+fn without_any_namespace_runs_chrooted_in_the_rootfs() {
+    let bundle = Bundle::busybox_copy();
+    std::fs::write(bundle.rootfs().join("berth-marker"), "in-the-rootfs\n").unwrap();
+    // A path that exists on the host only: the bundle's own config.json.
+    let host_only = bundle.path().join("config.json");
+    assert!(host_only.exists());
+    let bundle = bundle
+        .sh(&format!(
+            "cat /berth-marker; test -e {} && echo host-visible; pwd",
+            host_only.display()
+        ))
+        .with(|c| {
+            c["linux"]["namespaces"] = json!([]);
+            c.as_object_mut().unwrap().remove("hostname");
+        });
+    let rootfs = bundle.rootfs();
+    let c = Container::new(&Runtime::new(), bundle, "no_ns_chroot");
+    let created = c.create();
+    created.assert_ok();
+    let warned = c.log_lines().iter().any(|l| {
+        l["level"] == "warning"
+            && l["msg"].as_str().is_some_and(|m| {
+                m.starts_with("mounts[0] (/proc): not mounted") && m.contains("linux.namespaces")
+            })
+    });
+    assert!(
+        warned,
+        "a warning names the skipped mount: {:?}",
+        c.log_lines()
+    );
+    let pid = c.pid();
+    for kind in ["pid", "net", "ipc", "uts", "mnt", "cgroup", "user"] {
+        let inside = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+        assert_eq!(inside.to_string_lossy(), host_ns(kind), "{kind}");
+    }
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        std::fs::canonicalize(&rootfs).unwrap(),
+        "init is chrooted into the rootfs"
+    );
+    assert_eq!(host_mounts_under(&rootfs), Vec::<String>::new());
+    c.start().assert_ok();
+    c.wait_stopped();
+    assert_eq!(c.state()["status"], "stopped");
+    let (out, _) = c.output();
+    assert_eq!(out, "in-the-rootfs\n/\n");
+    assert_eq!(host_mounts_under(&rootfs), Vec::<String>::new());
+    c.finish();
+}

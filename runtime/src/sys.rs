@@ -189,6 +189,28 @@ pub fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<O
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// openat(2) relative to `dir`, close-on-exec.
+pub fn openat(
+    dir: RawFd,
+    path: &Path,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str())?;
+    // SAFETY: valid C string; the returned fd is owned by the OwnedFd.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
+    check(fd, format_args!("open {}", path.display()))?;
+    // SAFETY: fd is fresh and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// `/proc/self/fd/N` for an fd: a path the kernel resolves to exactly that
 /// file, so a mount on it cannot be redirected by a symlink swapped in later.
 pub fn fd_path(fd: &impl AsRawFd) -> std::path::PathBuf {
@@ -252,7 +274,8 @@ pub fn prctl(op: libc::c_int, a: libc::c_ulong, what: &str) -> io::Result<()> {
 }
 
 /// Mark every fd from `first` on close-on-exec (close_range, Linux 5.11;
-/// falls back to walking /proc/self/fd).
+/// falls back to walking /proc/self/fd, or every fd number below
+/// RLIMIT_NOFILE without procfs).
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags.
@@ -267,7 +290,27 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
     if r == 0 {
         return Ok(());
     }
-    for entry in std::fs::read_dir("/proc/self/fd").map_err(|e| err("read /proc/self/fd", e))? {
+    let dir = match std::fs::read_dir("/proc/self/fd") {
+        Ok(d) => d,
+        // No procfs (a container without a mount namespace is chrooted
+        // into a rootfs with nothing mounted): every possible fd number.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit fills the struct.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+            let last = lim.rlim_max.max(lim.rlim_cur).min(1 << 20) as RawFd;
+            for fd in first..last {
+                // SAFETY: as below; an fd number that is not open fails with EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(err("read /proc/self/fd", e)),
+    };
+    for entry in dir {
         let fd: RawFd = match entry
             .ok()
             .and_then(|e| e.file_name().to_str()?.parse().ok())

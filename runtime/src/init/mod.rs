@@ -43,6 +43,9 @@ pub struct Ctx<'a> {
     pub state: Option<String>,
     /// process.cwd is already the cwd (set by `ChdirAsRoot`).
     pub cwd_done: bool,
+    /// The host's `/proc`, kept by `ChrootWithoutMountNamespace`: the
+    /// rootfs has no procfs then, and the exec fifo is reopened through it.
+    pub host_proc: Option<OwnedFd>,
 }
 
 /// Run stage 1, then exit. Never returns.
@@ -148,6 +151,7 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
         exe: None,
         state: None,
         cwd_done: false,
+        host_proc: None,
     };
     crate::log::debug("init: child process in init()");
     let mut turn = RuntimeTurns::default();
@@ -278,6 +282,7 @@ fn run_step(ctx: &mut Ctx, step: &InitStep) -> std::io::Result<()> {
         }
         PivotRoot => rootfs::pivot_root(ctx),
         ChrootNoPivot => rootfs::chroot_no_pivot(ctx),
+        ChrootWithoutMountNamespace { rootfs } => rootfs::chroot_without_mountns(ctx, rootfs),
         BringUpLoopback => process::loopback_up(),
         Sysctl { key, value } => process::sysctl(key, value),
         SetHostname { name } => {
@@ -332,7 +337,7 @@ fn run_step(ctx: &mut Ctx, step: &InitStep) -> std::io::Result<()> {
             ctx.ch.send(&Msg::Created)?;
             ctx.ch.expect_go(&mut ctx.state)
         }
-        WaitExecFifo => process::wait_exec_fifo(ctx.fds.exec_fifo),
+        WaitExecFifo => process::wait_exec_fifo(ctx.fds.exec_fifo, ctx.host_proc.as_ref()),
         StartContainerHooks { hooks } => {
             process::init_hooks(ctx, crate::hooks::Kind::StartContainer, hooks)
         }

@@ -421,13 +421,24 @@ pub(super) fn close_host_fds(keep_up_to: i32) -> io::Result<()> {
     sys::cloexec_from(keep_up_to + 1)
 }
 
-pub(super) fn wait_exec_fifo(fifo: Option<i32>) -> io::Result<()> {
+pub(super) fn wait_exec_fifo(fifo: Option<i32>, host_proc: Option<&OwnedFd>) -> io::Result<()> {
     let fifo =
         fifo.ok_or_else(|| io::Error::other("no exec.fifo (an exec'd process runs at once)"))?;
-    let path = format!("/proc/self/fd/{fifo}");
     // Blocks until `berth start` opens the other end.
-    let fd = sys::open(Path::new(&path), libc::O_WRONLY, 0)
-        .map_err(|e| sys::err("open exec.fifo (is /proc mounted?)", e))?;
+    let fd = match host_proc {
+        None => sys::open(
+            Path::new(&format!("/proc/self/fd/{fifo}")),
+            libc::O_WRONLY,
+            0,
+        ),
+        Some(proc) => sys::openat(
+            proc.as_raw_fd(),
+            Path::new(&format!("self/fd/{fifo}")),
+            libc::O_WRONLY,
+            0,
+        ),
+    }
+    .map_err(|e| sys::err("open exec.fifo (is /proc mounted?)", e))?;
     // SAFETY: writing one byte from a static buffer.
     if unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
         return Err(sys::last("write exec.fifo"));

@@ -485,6 +485,21 @@ pub(super) fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
     settle_in_new_root(ctx)
 }
 
+/// No mount namespace: chroot into the rootfs in the host's mount
+/// namespace, mounting nothing (runc's prepareRootfs without NEWNS chroots
+/// too). The host's `/proc` stays reachable by fd for the exec fifo.
+pub(super) fn chroot_without_mountns(ctx: &mut Ctx, rootfs: &Path) -> io::Result<()> {
+    ctx.host_proc = Some(sys::open(
+        Path::new("/proc"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )?);
+    std::env::set_current_dir(rootfs)
+        .map_err(|e| sys::err(format_args!("chdir {}", rootfs.display()), e))?;
+    nix::unistd::chroot(".").map_err(|e| sys::err("chroot .", e.into()))?;
+    settle_in_new_root(ctx)
+}
+
 /// Before `--no-pivot`'s chroot: detach every *full* proc or sysfs mount
 /// outside the rootfs (runc's msMoveRoot). chroot leaves the host's `/proc`
 /// in the mount namespace; while a fully visible procfs exists there, the

@@ -235,6 +235,11 @@ pub enum InitStep {
     },
     PivotRoot,
     ChrootNoPivot,
+    /// No mount namespace (neither new nor joined): chroot into the rootfs
+    /// and chdir to `/`; nothing is mounted.
+    ChrootWithoutMountNamespace {
+        rootfs: PathBuf,
+    },
     BringUpLoopback,
     Sysctl {
         key: String,
@@ -537,6 +542,9 @@ impl InitStep {
                 "detach the host's proc and sysfs mounts, move the rootfs onto / and chroot (--no-pivot)"
                     .into()
             }
+            ChrootWithoutMountNamespace { rootfs } => {
+                format!("chroot {} and chdir / (no mount namespace)", rootfs.display())
+            }
             BringUpLoopback => "bring up lo".into(),
             Sysctl { key, value } => format!("sysctl {key}={value}"),
             SetHostname { name } => format!("sethostname {name}"),
@@ -606,6 +614,7 @@ impl InitStep {
             StartContainerHooks { .. } => "runtime-spec: after `start`, just before the user program",
             PivotRoot => "pivot_root, unlike chroot, leaves no way back to the host tree",
             ChrootNoPivot => "for ramdisk roots where pivot_root is impossible; weaker than pivot_root: the host's mounts stay in the namespace, so a fully visible /proc or /sys there is detached (else a user namespace inside could mount an unmasked procfs; runc does the same)",
+            ChrootWithoutMountNamespace { .. } => "runc chroots too (prepareRootfs without NEWNS) but also mounts the config's mounts in the host's namespace; berth mounts nothing: after sysctl and hostname (they need the host's /proc), before the process steps, so the program is found and run in the rootfs",
             BringUpLoopback => "a new network namespace starts with lo down (runc brings it up too)",
             Sysctl { .. } => "before read-only paths: /proc/sys becomes read-only next",
             SetHostname { .. } | SetDomainname { .. } => "in the container's own UTS namespace",
@@ -635,6 +644,45 @@ impl InitStep {
             Exec { .. } => "the container process replaces init; seccomp and caps stay",
         }
     }
+}
+
+/// What a config without a mount namespace asks for and cannot get: any
+/// mount would land in the host's mount namespace (runc makes them there;
+/// berth never touches the host), so each such field is skipped with a
+/// warning naming it.
+pub fn no_mountns_warnings(spec: &Spec) -> Vec<String> {
+    const WHY: &str = "the container has no mount namespace of its own (a mount would land on the host's); add {\"type\":\"mount\"} to linux.namespaces";
+    let linux = spec.linux();
+    let mut w: Vec<String> = spec
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                "mounts[{i}] ({}): not mounted: {WHY}",
+                m.destination.display()
+            )
+        })
+        .collect();
+    for (field, paths, what) in [
+        ("linux.maskedPaths", &linux.masked_paths, "not masked"),
+        (
+            "linux.readonlyPaths",
+            &linux.readonly_paths,
+            "not made read-only",
+        ),
+    ] {
+        w.extend(
+            paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("{field}[{i}] ({p}): {what}: {WHY}")),
+        );
+    }
+    if spec.root.as_ref().is_some_and(|r| r.readonly) {
+        w.push(format!("root.readonly: / not made read-only: {WHY}"));
+    }
+    w
 }
 
 fn signal_name(sig: i32) -> String {
@@ -945,6 +993,13 @@ impl Plan {
             if root.readonly {
                 b.push(InitStep::ReadonlyRoot);
             }
+        } else {
+            for w in no_mountns_warnings(spec) {
+                crate::log::warn(&w);
+            }
+            b.push(InitStep::ChrootWithoutMountNamespace {
+                rootfs: rootfs.clone(),
+            });
         }
 
         let start_hooks = spec
@@ -1663,5 +1718,45 @@ mod tests {
         assert_eq!(row("mount")["destination"], "/proc");
         assert_eq!(row("create_device")["path"], "/dev/null");
         assert_eq!(row("exec")["phase"], "start");
+    }
+
+    #[test]
+    fn without_a_mount_namespace_chroots_and_mounts_nothing() {
+        let mut v = base();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "uts"}]);
+        let l = v["linux"].as_object_mut().unwrap();
+        l.remove("uidMappings");
+        l.remove("gidMappings");
+        v["linux"]["sysctl"] = serde_json::json!({"kernel.domainname": "d"});
+        let s = spec(v);
+        let p = Plan::new(&s, &opts(), None).unwrap();
+        let chroot = pos(&p, "chroot_without_mount_namespace");
+        assert!(pos(&p, "sysctl") < chroot && pos(&p, "set_hostname") < chroot);
+        assert!(chroot < pos(&p, "chdir_as_root"));
+        let n = names(&p);
+        for never in [
+            "bind_rootfs",
+            "mount",
+            "pivot_root",
+            "mask_path",
+            "readonly_path",
+            "readonly_root",
+        ] {
+            assert!(!n.iter().any(|x| x == never), "{never} in {n:?}");
+        }
+        let w = no_mountns_warnings(&s);
+        assert_eq!(w.len(), 5, "{w:?}");
+        assert!(w[0].starts_with("mounts[0] (/proc): not mounted: "));
+        assert!(w[1].starts_with("mounts[1] (/data): not mounted: "));
+        assert!(w[2].starts_with("linux.maskedPaths[0] (/proc/kcore): not masked: "));
+        assert!(w[3].starts_with("linux.readonlyPaths[0] (/proc/sys): not made read-only: "));
+        assert!(w[4].starts_with("root.readonly: "));
+        assert!(w
+            .iter()
+            .all(|m| m.contains(r#"add {"type":"mount"} to linux.namespaces"#)));
+        // With a mount namespace the rootfs is built and pivoted into instead.
+        assert!(!names(&Plan::new(&spec(base()), &opts(), None).unwrap())
+            .iter()
+            .any(|x| x == "chroot_without_mount_namespace"));
     }
 }
