@@ -4,7 +4,10 @@
 mod bundle;
 mod dns;
 mod image;
+mod layout;
+mod materialize;
 mod net;
+mod plan;
 mod registry;
 mod run;
 mod runtime;
@@ -81,6 +84,19 @@ enum Cmd {
         /// With --explain: the step name (picks the work dir).
         #[arg(long)]
         name: Option<String>,
+        /// Print the run's whole plan as YAML: binds, env, argv, the run directory's layout,
+        /// the id mode and volume ownership, the output owners. Nothing is mounted or pulled.
+        #[arg(long, conflicts_with = "explain")]
+        plan: bool,
+        /// With --plan/--explain: the image, as for `run` (looked up, never pulled or imported).
+        #[arg(long)]
+        image: Option<String>,
+        /// With --plan/--explain: an input NAME=DIR, as for `run`.
+        #[arg(short = 'i', long = "input", value_parser = parse_kv_path)]
+        inputs: Vec<(String, PathBuf)>,
+        /// With --plan/--explain: an output NAME=DIR, as for `run` (checked writable).
+        #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
+        outputs: Vec<(String, PathBuf)>,
     },
     /// Run the DNS proxy alone: forward to upstream resolvers, repair AAAA NXDOMAIN (musl).
     DnsProxy(DnsProxyArgs),
@@ -95,7 +111,8 @@ struct RunArgs {
     /// An input: NAME=DIR (mounted copy-on-write; DIR is never modified).
     #[arg(short = 'i', long = "input", value_parser = parse_kv_path)]
     inputs: Vec<(String, PathBuf)>,
-    /// Where to copy an output after success: NAME=DIR.
+    /// Where to copy an output after the task, also when it fails: NAME=DIR. Files are written as
+    /// the owner of DIR (or SUDO_UID/SUDO_GID when berth-worker creates it).
     #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
     outputs: Vec<(String, PathBuf)>,
     /// Image: a rootfs DIR, a rootfs TAR, an OCI layout dir or oci-archive, or a stored name.
@@ -236,7 +253,7 @@ fn worker(cli: &Cli) -> Result<Worker> {
         work_dir: cli.work_dir.clone(),
         runtime: runtime::Runtime {
             bin,
-            root: cli.work_dir.join("runtime"),
+            root: layout::WorkLayout::new(&cli.work_dir).runtime_root(),
         },
         idmap: cli.idmap,
     })
@@ -264,13 +281,41 @@ async fn real_main(cli: Cli) -> Result<i32> {
             explain,
             privileged,
             name,
+            plan,
+            image,
+            inputs,
+            outputs,
         } => {
             let t = task::TaskConfig::load(task)?;
-            if *explain {
-                print!(
-                    "{}",
-                    run::explain(&cli.work_dir, cli.idmap, task, &t, *privileged, name)?
-                );
+            if *explain || *plan {
+                let w = worker(&cli)?;
+                let opts = RunOptions {
+                    task_file: task.clone(),
+                    inputs: inputs.clone(),
+                    outputs: outputs.clone(),
+                    image: image.clone(),
+                    privileged: *privileged,
+                    timeout: None,
+                    grace: Duration::from_secs(10),
+                    params: vec![],
+                    step_name: name.clone(),
+                    network: std::env::var("BERTH_WORKER_NETWORK")
+                        .ok()
+                        .and_then(|n| clap::ValueEnum::from_str(&n, true).ok())
+                        .unwrap_or(Network::Bridge),
+                    allow_host_access: false,
+                    dns: vec![],
+                    dns_rewrite: true,
+                    seccomp_profile: None,
+                    annotations: vec![],
+                    verbose: false,
+                };
+                let p = run::plan_for_check(&w, &opts)?;
+                if *plan {
+                    print!("{}", serde_norway::to_string(&p)?);
+                } else {
+                    print!("{}", p.explain());
+                }
             } else {
                 println!("{t:#?}");
             }

@@ -39,15 +39,34 @@ pub enum Shift {
     ToHost(u32),
     /// Leave ids as they are (a plain copy).
     None,
+    /// Every owner becomes this uid and gid: what a `tar x` by that (non-root) user gives,
+    /// which is how fly writes `-o` outputs.
+    Owner(u32, u32),
 }
 
 impl Shift {
-    /// Map one uid or gid.
-    pub fn map(self, id: u32) -> u32 {
+    /// Map one uid.
+    pub fn uid(self, id: u32) -> u32 {
+        match self {
+            Shift::Owner(uid, _) => uid,
+            other => other.map(id),
+        }
+    }
+
+    /// Map one gid.
+    pub fn gid(self, id: u32) -> u32 {
+        match self {
+            Shift::Owner(_, gid) => gid,
+            other => other.map(id),
+        }
+    }
+
+    /// Map one id of a space shift (uids and gids move alike).
+    fn map(self, id: u32) -> u32 {
         match self {
             Shift::ToNs(max) => to_ns(id, max),
             Shift::ToHost(max) => to_host(id, max),
-            Shift::None => id,
+            Shift::None | Shift::Owner(..) => id,
         }
     }
 }
@@ -258,7 +277,7 @@ fn par_dirs<T: Send>(root: T, visit: impl Fn(T, &dyn Fn(T)) -> Result<()> + Sync
 /// Change the owner of one entry by `shift`, keeping set-id bits and file capabilities, which
 /// the kernel drops on chown. Returns whether anything changed.
 fn shift_entry(p: &Path, m: &fs::Metadata, shift: Shift) -> Result<bool> {
-    let (uid, gid) = (shift.map(m.uid()), shift.map(m.gid()));
+    let (uid, gid) = (shift.uid(m.uid()), shift.gid(m.gid()));
     if (uid, gid) == (m.uid(), m.gid()) {
         return Ok(false);
     }
@@ -308,7 +327,7 @@ pub fn shift_in_place(root: &Path, shift: Shift) -> Result<u64> {
 
 /// Give `dst` the owner (shifted), xattrs, and mode of `src` (described by `m`).
 fn copy_attrs(src: &Path, dst: &Path, m: &fs::Metadata, shift: Shift) -> Result<()> {
-    lchown(dst, shift.map(m.uid()), shift.map(m.gid()))?;
+    lchown(dst, shift.uid(m.uid()), shift.gid(m.gid()))?;
     // After chown, which would drop security.capability again.
     for (name, v) in xattrs(src)? {
         match setxattr(dst, &name, &v) {
@@ -373,6 +392,16 @@ fn copy_entry(src: &Path, dst: &Path, m: &fs::Metadata, shift: Shift) -> Result<
 /// bits too), xattrs (file capabilities too), hard links, symlinks, devices, FIFOs and times.
 /// `dst` may exist: directories merge, other entries are replaced (like `cp -a src/. dst`).
 pub fn copy_tree(src: &Path, dst: &Path, shift: Shift) -> Result<()> {
+    copy_tree_with(src, dst, shift, true)
+}
+
+/// [`copy_tree`] into the existing directory `dst`, whose own owner, mode and times stay as
+/// they are (an `-o DIR` the user made is never re-owned or re-moded).
+pub fn copy_into(src: &Path, dst: &Path, shift: Shift) -> Result<()> {
+    copy_tree_with(src, dst, shift, false)
+}
+
+fn copy_tree_with(src: &Path, dst: &Path, shift: Shift, root_attrs: bool) -> Result<()> {
     let m = fs::metadata(src).with_context(|| format!("{}", src.display()))?;
     if !m.is_dir() {
         return Err(anyhow!("{}: not a directory", src.display()));
@@ -385,12 +414,18 @@ pub fn copy_tree(src: &Path, dst: &Path, shift: Shift) -> Result<()> {
         }
         Err(_) => fs::create_dir(dst).with_context(|| format!("creating {}", dst.display()))?,
     }
-    copy_attrs(src, dst, &m, shift)?;
+    if root_attrs {
+        copy_attrs(src, dst, &m, shift)?;
+    }
     // Hard links: the first name of an inode creates the copy (under the lock, so a second
     // name never links to a file that does not exist yet).
     let links: Mutex<HashMap<(u64, u64), PathBuf>> = Mutex::new(HashMap::new());
     // Directory times are set last: creating children changes them.
-    let dir_times: Mutex<Vec<(PathBuf, fs::Metadata)>> = Mutex::new(vec![(dst.into(), m)]);
+    let dir_times: Mutex<Vec<(PathBuf, fs::Metadata)>> = Mutex::new(if root_attrs {
+        vec![(dst.into(), m)]
+    } else {
+        vec![]
+    });
     par_dirs((src.to_path_buf(), dst.to_path_buf()), |(s, d), push| {
         for e in fs::read_dir(&s).with_context(|| format!("reading {}", s.display()))? {
             let e = e.with_context(|| format!("reading {}", s.display()))?;
