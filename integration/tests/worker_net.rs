@@ -117,13 +117,21 @@ impl Lab {
     fn assert_no_task_leftovers(&self) {
         let veths = self.in_host("ip -o link | grep -E \"master berth[01]\" || true");
         assert_eq!(veths.trim(), "", "veths left behind");
+        // The rules are per bridge, in berth's own chains; no plugin makes any per task
+        // (no CNI-* chain, no task address).
         let rules = self.in_host("iptables-save | grep -E \"^-A\"");
         for r in rules.lines() {
             assert!(
-                r.contains("BERTH-INPUT") || r.contains("CNI-ADMIN") || r.contains("CNI-FORWARD"),
+                r.contains("BERTH-") && !r.contains("CNI-"),
                 "a per-task iptables rule left behind: {r}\nall:\n{rules}"
             );
-            assert!(!r.contains("10.80.0.") || r.contains("10.80.0.1/32"), "{r}");
+            for w in r.split_whitespace() {
+                let task_addr = (w.starts_with("10.80.") || w.starts_with("10.81."))
+                    && w.ends_with("/32")
+                    && !w.starts_with("10.80.0.1/")
+                    && !w.starts_with("10.81.0.1/");
+                assert!(!task_addr, "a task's address in a rule: {r}");
+            }
         }
         let ipam = self.env.work_dir().join("cni/ipam");
         let leases: Vec<String> = walk(&ipam)
@@ -260,6 +268,43 @@ fn a_task_reaches_neither_the_host_nor_another_task_unless_allowed() {
     assert!(from_host.contains("hello-from-a"), "{from_host:?}");
     let st = a.wait().unwrap();
     assert_eq!(st.code(), Some(0), "{st}");
+    lab.assert_no_task_leftovers();
+}
+
+#[test]
+fn the_bridge_rules_are_made_once_and_again_after_a_flush() {
+    let lab = Lab::new();
+    // Whether this run had to make the per-bridge rules (it says so at debug level).
+    let run = || {
+        let o = lab
+            .worker()
+            .env("BERTH_WORKER_LOG", "debug")
+            .arg("run")
+            .arg(lab.task("true"))
+            .arg("--image")
+            .arg(busybox())
+            .arg("-i")
+            .arg(format!("probes={}", lab.probes.display()))
+            .args(["--dns", "127.0.0.53"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        String::from_utf8_lossy(&o.stderr).contains("installing the bridge rules")
+    };
+    assert!(run(), "the first run on a fresh host makes the rules");
+    assert!(!run(), "the second run finds them in place");
+    lab.in_host("iptables -F BERTH-INPUT");
+    assert!(run(), "a flushed chain is noticed and remade");
+    let rules = lab.in_host("iptables-save");
+    assert!(
+        rules.contains("-A BERTH-INPUT -j REJECT"),
+        "the isolation is back: {rules}"
+    );
+    assert_eq!(
+        rules.matches("-A INPUT -i berth0 -j BERTH-INPUT").count(),
+        1,
+        "jumps are not duplicated: {rules}"
+    );
     lab.assert_no_task_leftovers();
 }
 

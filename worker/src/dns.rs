@@ -16,10 +16,11 @@
 //! (checked upstream, briefly cached); a genuine NXDOMAIN, a NODATA, SERVFAIL and REFUSED go
 //! through byte for byte. `--no-rewrite` turns it off; each rewrite is logged at debug level.
 //!
-//! Forwarding. Every query goes out on a fresh socket (a random source port per query, and
-//! the client's own message id, so a reply is passed through unchanged), to each upstream in
-//! turn until one answers within the timeout. A truncated UDP reply is retried over TCP; if
-//! the full answer does not fit the client's UDP size (512, or its EDNS0 payload size), the
+//! Forwarding. Queries go out on a small pool of connected UDP sockets per upstream
+//! ([`UpSocks`]), each under a fresh random id that is mapped back to the client's when the
+//! reply (matched on id and question) comes in; upstreams are tried in turn until one answers
+//! within the timeout. A truncated UDP reply is retried over TCP; if the full answer does not
+//! fit the client's UDP size (512, or its EDNS0 payload size), the
 //! client gets a truncated reply and retries over TCP to the proxy. EDNS0 options travel in the
 //! forwarded bytes untouched. When no upstream answers, the client gets SERVFAIL (Concourse's
 //! proxy sends nothing at all in that case, so its clients wait out their own timeouts).
@@ -28,11 +29,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -98,6 +99,8 @@ fn bump(a: &AtomicU64) {
 pub struct Proxy {
     cfg: Config,
     pub stats: Stats,
+    /// Per upstream, its shared sockets (opened on first use).
+    pool: Vec<Mutex<Option<Arc<UpSocks>>>>,
     /// lower-cased name → (has A records, valid until).
     a_cache: Mutex<HashMap<String, (bool, Instant)>>,
 }
@@ -174,6 +177,7 @@ impl Proxy {
             bail!("dns proxy: no upstream resolver (pass --upstream ADDR, or have a nameserver in /etc/resolv.conf)");
         }
         Ok(Arc::new(Proxy {
+            pool: cfg.upstreams.iter().map(|_| Mutex::new(None)).collect(),
             cfg,
             stats: Stats::default(),
             a_cache: Mutex::new(HashMap::new()),
@@ -278,8 +282,8 @@ impl Proxy {
             };
             return error_reply(&req, code);
         }
-        let reply = match self.forward(&req, pkt, tcp).await {
-            Some(r) => self.repair(&req, r).await,
+        let mut reply = match self.forward(&req, pkt, tcp).await {
+            Some((bytes, msg)) => self.repair(&req, bytes, msg).await,
             None => {
                 bump(&self.stats.servfail);
                 if self.cfg.debug {
@@ -296,16 +300,22 @@ impl Proxy {
         if !tcp && reply.len() > req.max_payload() as usize {
             // The client's UDP limit: send the header and question with TC set; it retries
             // over TCP (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
-            let full = Message::from_vec(&reply).ok()?;
-            return full.truncate().to_vec().ok();
+            let mut full = Message::from_vec(&reply).ok()?.truncate();
+            full.set_id(req.id());
+            return full.to_vec().ok();
         }
+        // Upstream saw our id (see `UpSock`); the client gets its own back. The id is the
+        // header's first 16 bits (RFC 1035 §4.1.1); nothing else in the reply changes.
+        reply[..2].copy_from_slice(&req.id().to_be_bytes());
         Some(reply)
     }
 
-    /// Ask each upstream in turn; the first reply wins. None when none answered in time.
-    async fn forward(&self, req: &Message, pkt: &[u8], tcp: bool) -> Option<Vec<u8>> {
-        for up in &self.cfg.upstreams {
-            let r = tokio::time::timeout(self.cfg.timeout, self.exchange(*up, req, pkt, tcp)).await;
+    /// Ask each upstream in turn; the first reply wins (its bytes, as upstream sent them, and
+    /// parsed). None when none answered in time.
+    async fn forward(&self, req: &Message, pkt: &[u8], tcp: bool) -> Option<(Vec<u8>, Message)> {
+        for (i, up) in self.cfg.upstreams.iter().enumerate() {
+            let r =
+                tokio::time::timeout(self.cfg.timeout, self.exchange(i, *up, req, pkt, tcp)).await;
             match r {
                 Ok(Ok(reply)) => return Some(reply),
                 Ok(Err(e)) if self.cfg.debug => {
@@ -322,31 +332,40 @@ impl Proxy {
 
     async fn exchange(
         &self,
+        i: usize,
         up: SocketAddr,
         req: &Message,
         pkt: &[u8],
         tcp: bool,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<(Vec<u8>, Message)> {
         if tcp {
             return exchange_tcp(up, req, pkt).await;
         }
-        let reply = exchange_udp(up, req, pkt).await?;
-        if Message::from_vec(&reply).is_ok_and(|m| m.truncated()) {
+        let (bytes, msg) = self.upstream_socks(i)?.exchange(req, pkt).await?;
+        if msg.truncated() {
             bump(&self.stats.tcp_retries);
             return exchange_tcp(up, req, pkt).await;
         }
-        Ok(reply)
+        Ok((bytes, msg))
+    }
+
+    /// The socket pool of upstream `i`, opened on first use (and again after a failure).
+    fn upstream_socks(&self, i: usize) -> Result<Arc<UpSocks>> {
+        let mut slot = self.pool[i].lock().expect("pool lock");
+        if let Some(p) = &*slot {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(UpSocks::open(self.cfg.upstreams[i])?);
+        *slot = Some(p.clone());
+        Ok(p)
     }
 
     /// The AAAA NXDOMAIN → NODATA rewrite; every other reply is returned unchanged.
-    async fn repair(&self, req: &Message, reply: Vec<u8>) -> Vec<u8> {
+    async fn repair(&self, req: &Message, reply: Vec<u8>, mut msg: Message) -> Vec<u8> {
         let q = &req.queries()[0];
         if q.query_class() != DNSClass::IN {
             return reply;
         }
-        let Ok(mut msg) = Message::from_vec(&reply) else {
-            return reply;
-        };
         if q.query_type() == RecordType::A && msg.response_code() == ResponseCode::NoError {
             // The A answer a client asked for anyway (musl sends A and AAAA together) tells us
             // the next AAAA check's result for free.
@@ -413,7 +432,7 @@ impl Proxy {
         let ans = self
             .forward(&m, &pkt, false)
             .await
-            .and_then(|r| Message::from_vec(&r).ok())
+            .map(|(_, r)| r)
             .filter(|r| r.response_code() == ResponseCode::NoError)
             .and_then(|r| a_ttl(&r));
         match ans {
@@ -469,36 +488,155 @@ fn rand_id() -> u16 {
     u16::from_ne_bytes(b)
 }
 
-/// Is `reply` the answer to `req`: a response with its id and its question?
-fn matches(req: &Message, reply: &[u8]) -> bool {
-    Message::from_vec(reply).is_ok_and(|m| {
-        m.message_type() == MessageType::Response
-            && m.id() == req.id()
-            && m.queries() == req.queries()
-    })
+/// How many connected sockets each upstream gets. Queries are spread over them, so a reply
+/// must match a random 16-bit id *and* one of several random source ports.
+const SOCKS_PER_UPSTREAM: usize = 8;
+
+/// The UDP sockets to one upstream, shared by every query (no socket per query: creating,
+/// connecting and closing one cost more than the whole forward). Each query gets a fresh
+/// random id on the socket it is sent from; the reply is matched on that id and its question,
+/// then given back to the client under the client's own id. The sockets are connected, so
+/// only the upstream's address can answer on them.
+struct UpSocks {
+    socks: Vec<Arc<UpSock>>,
+    next: AtomicUsize,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn exchange_udp(up: SocketAddr, req: &Message, pkt: &[u8]) -> Result<Vec<u8>> {
-    let local: SocketAddr = if up.is_ipv4() {
-        "0.0.0.0:0".parse().expect("static addr")
-    } else {
-        "[::]:0".parse().expect("static addr")
-    };
-    // A fresh socket per query: a random source port, and only `up` can answer it (connect).
-    let s = UdpSocket::bind(local).await?;
-    s.connect(up).await?;
-    s.send(pkt).await?;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let n = s.recv(&mut buf).await?;
-        if matches(req, &buf[..n]) {
-            return Ok(buf[..n].to_vec());
+struct UpSock {
+    sock: UdpSocket,
+    /// id on the wire → who waits for that reply.
+    pending: Mutex<HashMap<u16, Waiter>>,
+}
+
+struct Waiter {
+    /// Which exchange this is: an id is reused once its reply is in.
+    seq: u64,
+    query: Query,
+    tx: tokio::sync::oneshot::Sender<(Vec<u8>, Message)>,
+}
+
+impl UpSocks {
+    fn open(up: SocketAddr) -> Result<UpSocks> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let mut socks = Vec::new();
+        let mut readers = Vec::new();
+        for _ in 0..SOCKS_PER_UPSTREAM {
+            let s = Socket::new(Domain::for_address(up), Type::DGRAM, Some(Protocol::UDP))
+                .and_then(|s| {
+                    // A burst of replies (1000 queries at once) must not overflow the queue.
+                    if s.set_recv_buffer_size_force(4 << 20).is_err() {
+                        let _ = s.set_recv_buffer_size(4 << 20);
+                    }
+                    s.set_nonblocking(true)?;
+                    // Connecting binds a kernel-chosen random port.
+                    s.connect(&up.into())?;
+                    Ok(s)
+                })
+                .with_context(|| format!("opening a UDP socket to upstream {up}"))?;
+            let s = Arc::new(UpSock {
+                sock: UdpSocket::from_std(s.into())?,
+                pending: Mutex::new(HashMap::new()),
+            });
+            readers.push(tokio::spawn(s.clone().read_replies()));
+            socks.push(s);
         }
-        // A stray or mismatched datagram: keep waiting (the caller's timeout bounds this).
+        Ok(UpSocks {
+            socks,
+            next: AtomicUsize::new(0),
+            readers,
+        })
+    }
+
+    /// Send `pkt` (the query `req`) under a fresh id and wait for the matching reply. The
+    /// caller's timeout bounds the wait; the pending entry goes away with the future.
+    async fn exchange(&self, req: &Message, pkt: &[u8]) -> Result<(Vec<u8>, Message)> {
+        let s = &self.socks[self.next.fetch_add(1, Ordering::Relaxed) % self.socks.len()];
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let id = {
+            let mut p = s.pending.lock().expect("pending lock");
+            let mut id = rand_id();
+            while p.contains_key(&id) {
+                id = rand_id();
+            }
+            p.insert(
+                id,
+                Waiter {
+                    seq,
+                    query: req.queries()[0].clone(),
+                    tx,
+                },
+            );
+            id
+        };
+        let _forget = Forget { s, id, seq };
+        let mut out = pkt.to_vec();
+        out[..2].copy_from_slice(&id.to_be_bytes()); // the header's id (RFC 1035 §4.1.1)
+        s.sock.send(&out).await?;
+        rx.await
+            .map_err(|_| anyhow!("the upstream refused the query (port unreachable)"))
     }
 }
 
-async fn exchange_tcp(up: SocketAddr, req: &Message, pkt: &[u8]) -> Result<Vec<u8>> {
+impl Drop for UpSocks {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+}
+
+/// Removes a query's pending entry when its exchange ends (answered, timed out, cancelled).
+struct Forget<'a> {
+    s: &'a UpSock,
+    id: u16,
+    seq: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut p = self.s.pending.lock().expect("pending lock");
+        if p.get(&self.id).is_some_and(|w| w.seq == self.seq) {
+            p.remove(&self.id);
+        }
+    }
+}
+
+impl UpSock {
+    /// Hand every reply to the query waiting for it; drop strays (late, spoofed, mismatched).
+    async fn read_replies(self: Arc<Self>) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = match self.sock.recv(&mut buf).await {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    // ICMP port unreachable: nobody serves there, so every query waiting on
+                    // this socket fails now rather than at its timeout (dropping the sender
+                    // wakes it with an error).
+                    self.pending.lock().expect("pending lock").clear();
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let Ok(m) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            if m.message_type() != MessageType::Response || m.queries().len() != 1 {
+                continue;
+            }
+            let mut p = self.pending.lock().expect("pending lock");
+            if p.get(&m.id()).is_some_and(|w| w.query == m.queries()[0]) {
+                let w = p.remove(&m.id()).expect("just looked up");
+                drop(p);
+                let _ = w.tx.send((buf[..n].to_vec(), m));
+            }
+        }
+    }
+}
+
+async fn exchange_tcp(up: SocketAddr, req: &Message, pkt: &[u8]) -> Result<(Vec<u8>, Message)> {
     let mut c = TcpStream::connect(up).await?;
     let mut out = Vec::with_capacity(pkt.len() + 2);
     out.extend_from_slice(&(pkt.len() as u16).to_be_bytes());
@@ -507,10 +645,16 @@ async fn exchange_tcp(up: SocketAddr, req: &Message, pkt: &[u8]) -> Result<Vec<u
     let len = c.read_u16().await? as usize;
     let mut buf = vec![0u8; len];
     c.read_exact(&mut buf).await?;
-    if !matches(req, &buf) {
-        bail!("reply over TCP does not match the query");
+    match Message::from_vec(&buf) {
+        Ok(m)
+            if m.message_type() == MessageType::Response
+                && m.id() == req.id()
+                && m.queries() == req.queries() =>
+        {
+            Ok((buf, m))
+        }
+        _ => bail!("reply over TCP does not match the query"),
     }
-    Ok(buf)
 }
 
 /// `ADDR` or `ADDR:PORT` (IPv6 as `[::1]:53` or bare `::1`) → a socket address, port 53 default.
@@ -571,7 +715,7 @@ pub async fn main(listen: Vec<SocketAddr>, cfg: Config) -> Result<i32> {
     Ok(0)
 }
 
-/// Each in-flight query holds a socket: lift the soft fd limit to the hard one.
+/// Each forwarded TCP query holds a connection: lift the soft fd limit to the hard one.
 pub fn sys_raise_nofile() {
     let mut r = libc::rlimit {
         rlim_cur: 0,

@@ -413,16 +413,11 @@ fn main() {
     if matches!(cli.cmd, Cmd::UsernsHold) {
         std::process::exit(userns::hold_main());
     }
-    // The proxy serves many clients at once: all cores. A task run is one event loop.
-    let rt = if matches!(cli.cmd, Cmd::DnsProxy(_)) {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    };
+    // One event loop, the DNS proxy included: a query is a few microseconds of work, less
+    // than handing it between threads would cost (docs/worker.md, "DNS proxy").
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {

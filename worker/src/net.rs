@@ -1,10 +1,10 @@
 //! A task's network: its own namespace on a bridge, set up by the standard CNI plugins.
 //!
 //! berth-worker is a CNI *runtime*: it runs the plugin binaries (Debian's
-//! containernetworking-plugins: `loopback`, `bridge` with `host-local` IPAM, `firewall`,
-//! `portmap`) with the CNI protocol — `CNI_COMMAND=ADD|CHECK|DEL` and friends in the
-//! environment, the network config on stdin, the result JSON on stdout, chained through
-//! `prevResult` — and never creates a veth or a NAT rule itself.
+//! containernetworking-plugins: `loopback`, `bridge` with `host-local` IPAM) with the CNI
+//! protocol — `CNI_COMMAND=ADD|DEL` and friends in the environment, the network config on
+//! stdin, the result JSON on stdout, chained through `prevResult` — and never creates a veth
+//! itself.
 //!
 //! Order, as Concourse's containerd backend does it: `<runtime> create` makes the container
 //! and its network namespace (inside the task's user namespace, so the task can mount sysfs),
@@ -15,7 +15,7 @@
 //! Crash safety: `runs/<id>/net/state.json` is written *before* ADD and updated after every
 //! plugin, so a cleanup — the run's own, or a later worker's sweep after a `kill -9` — runs DEL
 //! for every plugin in reverse with the last result as `prevResult`: the veth goes, the IPAM
-//! lease is released, the firewall and masquerade rules are removed.
+//! lease is released.
 //!
 //! Two bridges, fixed and worker-wide (created by the bridge plugin on first use):
 //!
@@ -26,12 +26,13 @@
 //!
 //! Tasks never reach each other: every bridge port is *isolated* (a bridge port flag, so
 //! frames between two tasks are not forwarded), and routed traffic between the two bridges is
-//! rejected in the firewall plugin's administrator chain `CNI-ADMIN`. What the plugins do not
-//! provide is the host side: like Concourse (`INPUT -i concourse0 -j REJECT`), berth0's traffic
-//! to the host itself goes through a chain `BERTH-INPUT` that accepts replies and DNS to the
-//! gateway and rejects the rest. These few rules are per bridge, not per task, and are
-//! created once, idempotently, under a lock. A task can never reach the host's loopback
-//! services: 127.0.0.1 in its namespace is its own.
+//! rejected. NAT, forwarding and the host's INPUT are the same for every task on a bridge, so
+//! they are not made per task (the bridge plugin's `ipMasq` and the `firewall` plugin did
+//! that with a dozen `iptables` execs per ADD and DEL, most of a task's start): berth keeps
+//! them in its own chains, per bridge (`BERTH-INPUT`, `BERTH-FORWARD`, nat
+//! `BERTH-POSTROUTING`; like Concourse's `INPUT -i concourse0 -j REJECT`), checked by every
+//! task and remade only when missing. A task can never reach the host's loopback services:
+//! 127.0.0.1 in its namespace is its own. IPv4 only (docs/worker.md).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -111,30 +112,28 @@ fn plugin(kind: &str) -> Result<PathBuf> {
 }
 
 /// The plugin chain for a bridge (a CNI conflist's `plugins`, with name and version filled in).
+///
+/// Only `bridge` (with `host-local` IPAM): what the `firewall` plugin and the bridge plugin's
+/// `ipMasq` did per task (a few iptables rules each, made and removed with a dozen `iptables`
+/// execs per task) is the same for every task on a bridge, so berth makes it once per bridge
+/// ([`ensure_bridge_rules`]). `portmap` is left out because a task publishes no ports
+/// (Concourse tasks have none); it only cost three execs per task.
 pub fn chain(work_dir: &Path, b: &Bridge) -> Vec<Value> {
-    let net = json!({"cniVersion": "1.0.0", "name": format!("berth-{}", b.name)});
-    let with = |mut p: Value| {
-        p["cniVersion"] = net["cniVersion"].clone();
-        p["name"] = net["name"].clone();
-        p
-    };
-    vec![
-        with(json!({
-            "type": "bridge",
-            "bridge": b.name,
-            "isGateway": true,
-            "ipMasq": true,
-            "hairpinMode": false,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": b.subnet, "gateway": b.gateway.to_string()}]],
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": work_dir.join("cni/ipam"),
-            },
-        })),
-        with(json!({"type": "firewall", "backend": "iptables"})),
-        with(json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true})),
-    ]
+    vec![json!({
+        "cniVersion": "1.0.0",
+        "name": format!("berth-{}", b.name),
+        "type": "bridge",
+        "bridge": b.name,
+        "isGateway": true,
+        "ipMasq": false,
+        "hairpinMode": false,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": b.subnet, "gateway": b.gateway.to_string()}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": work_dir.join("cni/ipam"),
+        },
+    })]
 }
 
 fn loopback_conf() -> Value {
@@ -200,8 +199,29 @@ fn save(run_dir: &Path, st: &State) -> Result<()> {
     std::fs::rename(&tmp, d.join("state.json")).context("saving the network state")
 }
 
+/// `BERTH_WORKER_LOG=debug`: log how long each step of the setup took.
+fn debug() -> bool {
+    std::env::var("BERTH_WORKER_LOG").is_ok_and(|l| l == "debug")
+}
+
+/// Run `f`, and under debug logging print how long `what` took.
+async fn timed<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    let t = std::time::Instant::now();
+    let r = f.await;
+    if debug() {
+        eprintln!(
+            "berth-worker: debug: network: {what}: {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    r
+}
+
 /// Put the container (PID `pid`) on `bridge`. On error, whatever was set up stays recorded
 /// and [`detach`] (which the run's cleanup always calls) removes it.
+///
+/// The independent steps run at once: the loopback plugin (the task's `lo`), the bridge
+/// plugin (veth, address, route) and the check of the per-bridge rules.
 pub async fn attach(
     work_dir: &Path,
     run_dir: &Path,
@@ -225,28 +245,35 @@ pub async fn attach(
         .context("holding the task's network namespace")?;
     let ns_s = ns.to_string_lossy().into_owned();
 
-    exec("ADD", &loopback_conf(), container_id, &ns_s, "lo").await?;
-    let _lock = lock(work_dir)?;
-    for p in st.plugins.clone() {
-        let mut conf = p;
-        if let Some(prev) = &st.result {
-            conf["prevResult"] = prev.clone();
+    let lo_conf = loopback_conf();
+    let lo = timed(
+        "loopback ADD",
+        exec("ADD", &lo_conf, container_id, &ns_s, "lo"),
+    );
+    let chain = async {
+        for p in st.plugins.clone() {
+            let mut conf = p;
+            if let Some(prev) = &st.result {
+                conf["prevResult"] = prev.clone();
+            }
+            let kind = conf["type"].as_str().unwrap_or_default().to_string();
+            let r = timed(
+                &format!("{kind} ADD"),
+                exec("ADD", &conf, container_id, &ns_s, IFNAME),
+            )
+            .await?;
+            st.result = Some(r);
+            save(run_dir, &st)?;
         }
-        let r = exec("ADD", &conf, container_id, &ns_s, IFNAME).await?;
-        st.result = Some(r);
-        save(run_dir, &st)?;
-    }
+        anyhow::Ok(())
+    };
+    let rules = timed("bridge rules", ensure_bridge_rules(work_dir));
+    let (lo, chain, rules) = tokio::join!(lo, chain, rules);
+    chain?;
+    lo?;
+    rules?;
     let result = st.result.clone().expect("the chain is not empty");
-    // CHECK: the plugins confirm what they just set up (CNI ≥ 0.4).
-    let mut prev = result.clone();
-    for p in &st.plugins {
-        let mut conf = p.clone();
-        conf["prevResult"] = prev;
-        exec("CHECK", &conf, container_id, &ns_s, IFNAME).await?;
-        prev = conf["prevResult"].take();
-    }
-    isolate_port(&result, bridge).await?;
-    ensure_bridge_rules(bridge).await?;
+    timed("isolate port", isolate_port(&result, bridge)).await?;
     let ip = result["ips"]
         .as_array()
         .into_iter()
@@ -260,7 +287,7 @@ pub async fn attach(
 
 /// DEL for every plugin of a recorded network, in reverse, then release the namespace.
 /// Idempotent: no state, nothing to do; a namespace already gone is fine (CNI DEL must
-/// succeed then too).
+/// succeed then too). The loopback DEL runs alongside the chain's.
 pub async fn detach(run_dir: &Path) -> Result<()> {
     let d = net_dir(run_dir);
     let st: State = match std::fs::read(d.join("state.json")) {
@@ -275,20 +302,38 @@ pub async fn detach(run_dir: &Path) -> Result<()> {
     } else {
         ns.to_string_lossy().into_owned()
     };
-    let mut errs = Vec::new();
-    for p in st.plugins.iter().rev() {
-        let mut conf = p.clone();
-        if let Some(r) = &st.result {
-            conf["prevResult"] = r.clone();
+    let chain = async {
+        let mut errs = Vec::new();
+        for p in st.plugins.iter().rev() {
+            let mut conf = p.clone();
+            if let Some(r) = &st.result {
+                conf["prevResult"] = r.clone();
+            }
+            let kind = conf["type"].as_str().unwrap_or_default().to_string();
+            if let Err(e) = timed(
+                &format!("{kind} DEL"),
+                exec("DEL", &conf, &st.container_id, &ns_s, IFNAME),
+            )
+            .await
+            {
+                errs.push(format!("{e:#}"));
+            }
         }
-        if let Err(e) = exec("DEL", &conf, &st.container_id, &ns_s, IFNAME).await {
-            errs.push(format!("{e:#}"));
+        errs
+    };
+    let lo = async {
+        if ns_s.is_empty() {
+            return Ok(Value::Null);
         }
-    }
-    if !ns_s.is_empty() {
-        if let Err(e) = exec("DEL", &loopback_conf(), &st.container_id, &ns_s, "lo").await {
-            errs.push(format!("{e:#}"));
-        }
+        timed(
+            "loopback DEL",
+            exec("DEL", &loopback_conf(), &st.container_id, &ns_s, "lo"),
+        )
+        .await
+    };
+    let (mut errs, lo) = tokio::join!(chain, lo);
+    if let Err(e) = lo {
+        errs.push(format!("{e:#}"));
     }
     sys::umount(&ns)?;
     if !errs.is_empty() {
@@ -328,67 +373,174 @@ async fn run_tool(prog: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// `iptables -w ARGS` succeeded?
-async fn ipt_ok(args: &[&str]) -> bool {
-    tokio::process::Command::new("iptables")
-        .arg("-w")
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
+/// The per-bridge rules the CNI plugins no longer make per task (see the module doc), in
+/// the exact form `iptables-save` prints them, table by table: berth's own chains (flushed and
+/// refilled as a whole) and the jumps into them from the built-in chains.
+fn bridge_rules() -> Vec<(&'static str, Vec<&'static str>, Vec<String>)> {
+    let (iso, acc) = (ISOLATED, HOST_ACCESS);
+    let gw = iso.gateway;
+    let filter_chains = vec!["BERTH-INPUT", "BERTH-FORWARD"];
+    let mut filter = vec![
+        // berth0 reaches, of the host, only the DNS proxy (Concourse: `INPUT -i concourse0
+        // -j REJECT`, the proxy excepted).
+        "-A BERTH-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string(),
+        format!("-A BERTH-INPUT -d {gw}/32 -p udp -m udp --dport 53 -j ACCEPT"),
+        format!("-A BERTH-INPUT -d {gw}/32 -p tcp -m tcp --dport 53 -j ACCEPT"),
+        "-A BERTH-INPUT -j REJECT --reject-with icmp-port-unreachable".to_string(),
+    ];
+    for (a, b) in [(iso, acc), (acc, iso)] {
+        // No task reaches a task on the other bridge by routing through the host.
+        filter.push(format!(
+            "-A BERTH-FORWARD -i {} -o {} -j REJECT --reject-with icmp-port-unreachable",
+            a.name, b.name
+        ));
+    }
+    for b in [iso, acc] {
+        // What the firewall plugin's CNI-FORWARD did per task address: forward the bridge's
+        // traffic out, and replies in, even where FORWARD's policy is DROP (Docker hosts).
+        filter.push(format!(
+            "-A BERTH-FORWARD -o {} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            b.name
+        ));
+        filter.push(format!("-A BERTH-FORWARD -i {} -j ACCEPT", b.name));
+    }
+    let mut nat = Vec::new();
+    for b in [iso, acc] {
+        // What the bridge plugin's ipMasq did per task address: NAT out of the bridge's
+        // subnet, except to the subnet itself and to multicast.
+        nat.push(format!("-A BERTH-POSTROUTING -d {} -j RETURN", b.subnet));
+    }
+    nat.push("-A BERTH-POSTROUTING -d 224.0.0.0/4 -j RETURN".to_string());
+    nat.push("-A BERTH-POSTROUTING -j MASQUERADE".to_string());
+    vec![
+        ("filter", filter_chains, filter),
+        ("nat", vec!["BERTH-POSTROUTING"], nat),
+    ]
+}
+
+/// The jumps into berth's chains: (table, the rule as `iptables-save` prints it, how to insert
+/// it at the top of its built-in chain).
+fn bridge_jumps() -> Vec<(&'static str, String, String)> {
+    let mut v = vec![(
+        "filter",
+        format!("-A INPUT -i {} -j BERTH-INPUT", ISOLATED.name),
+        format!("-I INPUT 1 -i {} -j BERTH-INPUT", ISOLATED.name),
+    )];
+    v.push((
+        "filter",
+        "-A FORWARD -j BERTH-FORWARD".to_string(),
+        "-I FORWARD 1 -j BERTH-FORWARD".to_string(),
+    ));
+    for b in [ISOLATED, HOST_ACCESS] {
+        v.push((
+            "nat",
+            format!("-A POSTROUTING -s {} -j BERTH-POSTROUTING", b.subnet),
+            format!("-I POSTROUTING 1 -s {} -j BERTH-POSTROUTING", b.subnet),
+        ));
+    }
+    v
+}
+
+/// `iptables-save` output → each table's `-A` lines, in order.
+fn saved_rules(save: &str) -> std::collections::HashMap<&str, Vec<&str>> {
+    let mut table = "";
+    let mut have: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for l in save.lines() {
+        if let Some(t) = l.strip_prefix('*') {
+            table = t;
+        } else if l.starts_with("-A ") {
+            have.entry(table).or_default().push(l);
+        }
+    }
+    have
+}
+
+/// Are all of berth's rules in this `iptables-save` output, its chains exactly as made?
+fn rules_present(save: &str) -> bool {
+    let have = saved_rules(save);
+    let rules = |t: &str| have.get(t).cloned().unwrap_or_default();
+    // Chain by chain: iptables-save orders chains by name, not as they were made.
+    bridge_rules().iter().all(|(t, chains, want)| {
+        chains.iter().all(|c| {
+            let p = format!("-A {c} ");
+            let got = rules(t).into_iter().filter(|l| l.starts_with(&p));
+            got.eq(want
+                .iter()
+                .map(String::as_str)
+                .filter(|l| l.starts_with(&p)))
+        })
+    }) && bridge_jumps()
+        .iter()
+        .all(|(t, rule, _)| rules(t).contains(&rule.as_str()))
+}
+
+async fn iptables_save() -> Result<String> {
+    let out = tokio::process::Command::new("iptables-save")
+        .output()
         .await
-        .is_ok_and(|s| s.success())
+        .context("running iptables-save")?;
+    if !out.status.success() {
+        bail!(
+            "iptables-save: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Append `rule` to `chain` unless it is there.
-async fn ensure_rule(chain: &str, rule: &[&str]) -> Result<()> {
-    let mut check = vec!["-C", chain];
-    check.extend_from_slice(rule);
-    if ipt_ok(&check).await {
+/// Make sure the per-bridge rules are in place. Every task checks (one `iptables-save`, run
+/// alongside the plugins): a flushed firewall must not leave a task unisolated. Only when
+/// something is missing are they made, under the lock, in one `iptables-restore --noflush`:
+/// berth's chains are declared (which empties them) and refilled, and missing jumps inserted.
+async fn ensure_bridge_rules(work_dir: &Path) -> Result<()> {
+    if rules_present(&iptables_save().await?) {
         return Ok(());
     }
-    let mut add = vec!["-w", "-A", chain];
-    add.extend_from_slice(rule);
-    run_tool("iptables", &add).await
-}
-
-/// The per-bridge rules the CNI plugins do not make (see the module doc).
-async fn ensure_bridge_rules(b: &Bridge) -> Result<()> {
-    let other = if b.name == ISOLATED.name {
-        HOST_ACCESS.name
-    } else {
-        ISOLATED.name
-    };
-    // No task reaches a task on the other bridge by routing through the host.
-    ensure_rule("CNI-ADMIN", &["-i", b.name, "-o", other, "-j", "REJECT"]).await?;
-    if b.name != ISOLATED.name {
-        return Ok(());
+    let _lock = lock(work_dir)?;
+    let save = iptables_save().await?;
+    if rules_present(&save) {
+        return Ok(()); // another worker made them meanwhile
     }
-    let gw = b.gateway.to_string();
-    if !ipt_ok(&["-L", "BERTH-INPUT", "-n"]).await {
-        run_tool("iptables", &["-w", "-N", "BERTH-INPUT"]).await?;
+    if debug() {
+        eprintln!("berth-worker: debug: network: installing the bridge rules");
     }
-    for r in [
-        vec![
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "RELATED,ESTABLISHED",
-            "-j",
-            "ACCEPT",
-        ],
-        vec!["-d", &gw, "-p", "udp", "--dport", "53", "-j", "ACCEPT"],
-        vec!["-d", &gw, "-p", "tcp", "--dport", "53", "-j", "ACCEPT"],
-        vec!["-j", "REJECT"],
-    ] {
-        ensure_rule("BERTH-INPUT", &r).await?;
+    let have = saved_rules(&save);
+    let mut script = String::new();
+    for (t, chains, rules) in bridge_rules() {
+        script.push_str(&format!("*{t}\n"));
+        for c in chains {
+            script.push_str(&format!(":{c} - [0:0]\n"));
+        }
+        for r in rules {
+            script.push_str(&r);
+            script.push('\n');
+        }
+        let present = have.get(t).cloned().unwrap_or_default();
+        for (jt, rule, insert) in bridge_jumps() {
+            if jt == t && !present.contains(&rule.as_str()) {
+                script.push_str(&insert);
+                script.push('\n');
+            }
+        }
+        script.push_str("COMMIT\n");
     }
-    if !ipt_ok(&["-C", "INPUT", "-i", b.name, "-j", "BERTH-INPUT"]).await {
-        run_tool(
-            "iptables",
-            &["-w", "-I", "INPUT", "1", "-i", b.name, "-j", "BERTH-INPUT"],
-        )
-        .await?;
+    use tokio::io::AsyncWriteExt;
+    let mut c = tokio::process::Command::new("iptables-restore")
+        .args(["-w", "--noflush"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("running iptables-restore")?;
+    let mut stdin = c.stdin.take().expect("piped");
+    stdin.write_all(script.as_bytes()).await?;
+    drop(stdin);
+    let out = c.wait_with_output().await?;
+    if !out.status.success() {
+        bail!(
+            "iptables-restore (berth's bridge rules): {}\n{script}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

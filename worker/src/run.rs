@@ -708,9 +708,10 @@ pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
         },
         root: rec.runtime_root.clone(),
     };
-    let del = rt.delete(&rec.container_id).await;
-    // CNI DEL for every plugin, whatever state the run died in (it is a no-op without one).
-    let net_del = net::detach(&run_dir).await;
+    // CNI DEL for every plugin, whatever state the run died in (it is a no-op without one),
+    // alongside the runtime's delete: our bind mount holds the namespace, so DEL does not
+    // need the container, and the two are the bulk of a bridge task's cleanup.
+    let (del, net_del) = tokio::join!(rt.delete(&rec.container_id), net::detach(&run_dir));
     sys::umount_all_under(&run_dir)?;
     // Never recurse into a mounted directory (an input's lower dir is the caller's data).
     if !sys::mounts_under(&run_dir)?.is_empty() {
