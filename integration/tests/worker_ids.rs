@@ -138,7 +138,7 @@ fn caches_cross_between_privileged_and_unprivileged_runs() {
             (&["--privileged"], "1", 0),
             (&[], "2", host_max()),
             (&["--privileged"], "3", 0),
-            (&["-v"], "4", host_max()),
+            (&["--verbose"], "4", host_max()),
         ];
         for (args, want, root_on_disk) in steps {
             let o = env.run(&task, &busybox(), args);
@@ -152,7 +152,7 @@ fn caches_cross_between_privileged_and_unprivileged_runs() {
                     f.display()
                 );
             }
-            if args == ["-v"] {
+            if args == ["--verbose"] {
                 assert!(
                     stderr(&o).contains("cache c: converted from host to ns-"),
                     "{mode}: {}",
@@ -239,7 +239,7 @@ fn explain_and_run_header_say_which_mode() {
         let o = env
             .cmd()
             .env("BERTH_WORKER_IDMAP", mode)
-            .args(["run", "-v", "--image"])
+            .args(["run", "--verbose", "--image"])
             .arg(busybox())
             .arg(&quick)
             .output()
@@ -274,7 +274,7 @@ fn shifted_copy_of_a_directory_image_is_cached_and_faithful() {
         "task.yml",
         "platform: linux\nrun: {path: sh, args: [-c, 'stat -c \"%a %u:%g %h %F\" /bin/busybox /opt/a /opt/b /opt/fifo; cat /opt/a']}\n",
     );
-    let o = env.run(&task, &img, &["-v"]);
+    let o = env.run(&task, &img, &["--verbose"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         stderr(&o).contains("image: made its shifted copy"),
@@ -318,12 +318,12 @@ fn shifted_copy_of_a_directory_image_is_cached_and_faithful() {
         assert_eq!(stdout(&o), "CapEff:\t0000000000002000\n", "{}", text(&o));
     }
     // Second run: the cached copy.
-    let o = env.run(&task, &img, &["-v"]);
+    let o = env.run(&task, &img, &["--verbose"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(stderr(&o).contains("image: shifted copy "), "{}", text(&o));
     // A changed directory gets a new copy, and the old one goes.
     std::fs::write(img.join("opt/a"), "new\n").unwrap();
-    let o = env.run(&task, &img, &["-v"]);
+    let o = env.run(&task, &img, &["--verbose"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(stdout(&o).ends_with("new\n"), "{}", text(&o));
     assert!(
@@ -407,7 +407,11 @@ fn unidmappable_filesystem_gets_a_shifted_copy() {
     let o = env.run(
         &task,
         &ram.join("img"),
-        &["-v", "-i", &format!("src={}", ram.join("src").display())],
+        &[
+            "--verbose",
+            "-i",
+            &format!("src={}", ram.join("src").display()),
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(stdout(&o), "0\n0\nhi\nmore\n", "{}", text(&o));

@@ -45,7 +45,7 @@ fn schema_fields_params_dir_user_and_env() {
                 &format!("src={}", env.path("src").display()),
                 "-o",
                 &format!("out={}", out.display()),
-                "-p",
+                "--param",
                 "OVERRIDDEN=from-cli",
                 "--name",
                 "one-off",

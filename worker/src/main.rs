@@ -3,6 +3,7 @@
 
 mod bundle;
 mod dns;
+mod fly;
 mod image;
 mod layout;
 mod materialize;
@@ -15,6 +16,7 @@ mod shift;
 mod sys;
 mod task;
 mod userns;
+mod vars;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,7 +64,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a task file once, like `fly execute`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Manage the image store.
     Images {
         #[command(subcommand)]
@@ -70,23 +72,32 @@ enum Cmd {
     },
     /// Remove what crashed or killed workers left behind (also done before every run).
     Gc,
-    /// Validate a task file and print it as the worker understands it.
+    /// Validate a task file (its ((vars)) filled) and print it as the worker understands it,
+    /// as YAML.
     Check {
-        /// Task file (YAML or JSON).
-        task: PathBuf,
+        /// Task file (YAML or JSON); or -c FILE.
+        task: Option<PathBuf>,
+        /// The task file, as fly's `-c`.
+        #[arg(short = 'c', long = "config", conflicts_with = "task")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Print the task as JSON instead of YAML.
+        #[arg(long, conflicts_with = "explain")]
+        json: bool,
         /// Print how this worker would run it: privileges, how ids are mapped (idmapped
         /// mounts or shifted copies, probed here), and where each volume goes.
         #[arg(long)]
         explain: bool,
         /// With --explain: as `run --privileged` would.
-        #[arg(long)]
+        #[arg(short = 'p', long)]
         privileged: bool,
         /// With --explain: the step name (picks the work dir).
         #[arg(long)]
         name: Option<String>,
         /// Print the run's whole plan as YAML: binds, env, argv, the run directory's layout,
         /// the id mode and volume ownership, the output owners. Nothing is mounted or pulled.
-        #[arg(long, conflicts_with = "explain")]
+        #[arg(long, conflicts_with_all = ["explain", "json"])]
         plan: bool,
         /// With --plan/--explain: the image, as for `run` (looked up, never pulled or imported).
         #[arg(long)]
@@ -104,13 +115,55 @@ enum Cmd {
     UsernsHold,
 }
 
+/// fly's `((var))` flags (docs/worker.md, *Vars*).
+#[derive(clap::Args)]
+struct VarArgs {
+    /// A var: NAME=STRING (NAME may be a field path: repo.branch=main).
+    #[arg(short = 'v', long = "var", value_name = "NAME=STRING", value_parser = parse_kv)]
+    var: Vec<(String, String)>,
+    /// A var whose value is YAML: NAME=YAML (e.g. -y 'ports=[80, 443]').
+    #[arg(short = 'y', long = "yaml-var", value_name = "NAME=YAML", value_parser = parse_kv)]
+    yaml_var: Vec<(String, String)>,
+    /// A YAML file of vars; later files win, -v/-y win over files.
+    #[arg(short = 'l', long = "load-vars-from", value_name = "FILE")]
+    load_vars_from: Vec<PathBuf>,
+}
+
+impl VarArgs {
+    fn vars(&self) -> Result<vars::Vars> {
+        vars::Vars::from_flags(&self.var, &self.yaml_var, &self.load_vars_from)
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+/// The task file: the positional argument or `-c FILE`.
+fn task_file(pos: &Option<PathBuf>, c: &Option<PathBuf>) -> Result<PathBuf> {
+    pos.clone().or_else(|| c.clone()).ok_or_else(|| {
+        anyhow::anyhow!("no task file: pass it as the first argument or with -c FILE")
+    })
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Task file (YAML or JSON), Concourse's schema.
-    task: PathBuf,
-    /// An input: NAME=DIR (mounted copy-on-write; DIR is never modified).
+    /// Task file (YAML or JSON), Concourse's schema; or -c FILE.
+    task: Option<PathBuf>,
+    /// The task file, as fly's `-c`.
+    #[arg(short = 'c', long = "config", conflicts_with = "task")]
+    config: Option<PathBuf>,
+    /// An input: NAME=DIR (mounted copy-on-write; DIR is never modified). Without one, an
+    /// input named like the current directory gets the current directory (as fly does).
     #[arg(short = 'i', long = "input", value_parser = parse_kv_path)]
     inputs: Vec<(String, PathBuf)>,
+    /// TASK_INPUT=NAME: the task input is fed by `-i NAME=DIR` (or by the current directory
+    /// when it is called NAME), like a pipeline's `input_mapping`.
+    #[arg(short = 'm', long = "input-mapping", value_parser = parse_kv)]
+    input_mappings: Vec<(String, String)>,
+    /// Inputs in a git work tree include their .gitignored paths and `.git` (left out by
+    /// default, as fly's upload leaves them out).
+    #[arg(long)]
+    include_ignored: bool,
+    #[command(flatten)]
+    vars: VarArgs,
     /// Where to copy an output after the task, also when it fails: NAME=DIR. Files are written as
     /// the owner of DIR (or SUDO_UID/SUDO_GID when berth-worker creates it).
     #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
@@ -119,7 +172,7 @@ struct RunArgs {
     #[arg(long)]
     image: Option<String>,
     /// Run as host root: all capabilities, no user namespace, no seccomp.
-    #[arg(long)]
+    #[arg(short = 'p', long)]
     privileged: bool,
     /// Abort the task after this long (Go duration: 90s, 10m, 1h30m).
     #[arg(long, value_parser = parse_duration)]
@@ -127,8 +180,8 @@ struct RunArgs {
     /// Time between TERM and KILL when aborting.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     grace: Duration,
-    /// Extra param KEY=VAL (overrides the task's params).
-    #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+    /// Extra param KEY=VAL (overrides the task's params and the environment).
+    #[arg(long = "param", value_parser = parse_kv)]
     params: Vec<(String, String)>,
     /// Step name: picks the work dir /tmp/build/<8 hex of sha256(name)>. Default: the task
     /// file's name without extension.
@@ -162,8 +215,11 @@ struct RunArgs {
     annotations: Vec<(String, String)>,
     /// Print the run header (privileges, id mapping, image copy, cache conversions) on stderr
     /// even when it is not a terminal.
-    #[arg(short, long)]
+    #[arg(long)]
     verbose: bool,
+    /// After `--`: appended to the task's `run.args` (as `fly execute -- ARGS`).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -259,7 +315,28 @@ fn worker(cli: &Cli) -> Result<Worker> {
     })
 }
 
+/// Commands that mount, map ids or run containers.
+fn needs_root(cmd: &Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Run(_)
+            | Cmd::Gc
+            | Cmd::Check { explain: true, .. }
+            | Cmd::Check { plan: true, .. }
+            | Cmd::Images {
+                cmd: ImagesCmd::Import { .. } | ImagesCmd::Rm { .. }
+            }
+    )
+}
+
 async fn real_main(cli: Cli) -> Result<i32> {
+    // Say it before anything is created (without root, the first failure would be a uid_map
+    // write deep inside a run).
+    // SAFETY: geteuid has no preconditions.
+    if needs_root(&cli.cmd) && unsafe { libc::geteuid() } != 0 {
+        eprintln!("berth-worker needs root: it mounts filesystems, maps user ids and runs containers (run it as root, e.g. with sudo)");
+        return Ok(EXIT_ERRORED);
+    }
     match &cli.cmd {
         Cmd::UsernsHold => Ok(userns::hold_main()),
         Cmd::DnsProxy(a) => {
@@ -278,6 +355,9 @@ async fn real_main(cli: Cli) -> Result<i32> {
         }
         Cmd::Check {
             task,
+            config,
+            vars,
+            json,
             explain,
             privileged,
             name,
@@ -286,12 +366,15 @@ async fn real_main(cli: Cli) -> Result<i32> {
             inputs,
             outputs,
         } => {
-            let t = task::TaskConfig::load(task)?;
+            let file = task_file(task, config)?;
+            let t = task::TaskConfig::load(&file, &vars.vars()?)?;
             if *explain || *plan {
                 let w = worker(&cli)?;
                 let opts = RunOptions {
-                    task_file: task.clone(),
+                    task_file: file,
+                    task: t,
                     inputs: inputs.clone(),
+                    include_ignored: false,
                     outputs: outputs.clone(),
                     image: image.clone(),
                     privileged: *privileged,
@@ -316,8 +399,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 } else {
                     print!("{}", p.explain());
                 }
+            } else if *json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
             } else {
-                println!("{t:#?}");
+                print!("{}", serde_norway::to_string(&t)?);
             }
             Ok(0)
         }
@@ -362,6 +447,20 @@ async fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Run(a) => {
+            // What fly does before the build: the task file with its vars filled, `-- ARGS`
+            // and the environment's params, and which directory feeds which input.
+            let file = task_file(&a.task, &a.config)?;
+            let mut t = task::TaskConfig::load(&file, &a.vars.vars()?)?;
+            fly::override_task(&mut t, &a.args, |k| std::env::var(k).ok());
+            let cwd = std::env::current_dir().ok();
+            let (inputs, from_cwd) =
+                fly::determine_inputs(&t, &a.inputs, &a.input_mappings, cwd.as_deref())?;
+            if let (Some(n), Some(d)) = (from_cwd, &cwd) {
+                eprintln!(
+                    "berth-worker: input {n}: the current directory {} (its name is the input's)",
+                    d.display()
+                );
+            }
             sys::set_child_subreaper()?;
             let w = worker(&cli)?;
             // Leftovers of crashed runs must not fail this run: report and go on
@@ -373,8 +472,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
             }
             let opts = RunOptions {
-                task_file: a.task.clone(),
-                inputs: a.inputs.clone(),
+                task_file: file,
+                task: t,
+                inputs,
+                include_ignored: a.include_ignored,
                 outputs: a.outputs.clone(),
                 image: a.image.clone(),
                 privileged: a.privileged,
@@ -412,6 +513,13 @@ fn main() {
     let cli = Cli::parse();
     if matches!(cli.cmd, Cmd::UsernsHold) {
         std::process::exit(userns::hold_main());
+    }
+    // Commands that only print end quietly when their reader goes away (`check | head -1`),
+    // like any filter: killed by SIGPIPE instead of panicking on EPIPE. `run` keeps ignoring
+    // SIGPIPE: it must always clean up after its task.
+    if matches!(cli.cmd, Cmd::Check { .. } | Cmd::Images { .. } | Cmd::Gc) {
+        // SAFETY: setting a signal's disposition to the default is always sound.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     // One event loop, the DNS proxy included: a query is a few microseconds of work, less
     // than handing it between threads would cost (docs/worker.md, "DNS proxy").

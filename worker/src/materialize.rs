@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::bundle::{self, Bind, ContainerPlan};
 use crate::image::{Image, Store};
@@ -133,6 +133,19 @@ pub fn materialize(
 
     // Inputs: copy-on-write over the caller's directory, which is only ever a lower layer.
     for inp in &plan.inputs {
+        // fly uploads a git work tree without its ignored paths and `.git` (see fly.rs).
+        let hidden = if opts.include_ignored {
+            Vec::new()
+        } else {
+            crate::fly::ignored_paths(&inp.from).unwrap_or_default()
+        };
+        if !hidden.is_empty() {
+            header.push(format!(
+                "input {}: left out what git ignores and .git ({} entries; --include-ignored keeps them)",
+                inp.name,
+                hidden.len()
+            ));
+        }
         let shifted = match inp.how {
             How::ShiftedCopy => true,
             _ => {
@@ -141,7 +154,9 @@ pub fn materialize(
                 } else {
                     None
                 };
-                match cow_mount(&inp.from, &inp.layers, &inp.view, userns) {
+                match crate::fly::whiteout(&inp.from, &inp.layers.join("rw/upper"), &hidden)
+                    .and_then(|_| cow_mount(&inp.from, &inp.layers, &inp.view, userns))
+                {
                     Ok(()) => false,
                     Err(e) if sys::is_idmap_unsupported(&e) => {
                         sys::umount_all_under(&inp.layers)?;
@@ -160,6 +175,7 @@ pub fn materialize(
             mkdir(&run.inputs())?;
             shift::copy_tree(&inp.from, &inp.view, Shift::ToNs(max))
                 .with_context(|| format!("copying input {} (shifted)", inp.name))?;
+            crate::fly::remove_paths(&inp.view, &hidden)?;
         }
     }
     // Outputs: fresh volumes, unless an input sits at the same path (then it is the output).
@@ -192,7 +208,7 @@ pub fn materialize(
         sys::lchown(&etc.join(f), plan.etc.owner.0, plan.etc.owner.1)?;
     }
     install_init(&plan.init)?;
-    let binds = plan
+    let binds: Vec<Bind> = plan
         .binds
         .iter()
         .map(|b| Bind {
@@ -201,6 +217,11 @@ pub fn materialize(
             readonly: b.readonly,
         })
         .collect();
+    if let Some(made) = make_run_dir(&binds, &r.target, &plan.cwd, own_uid, own_gid)
+        .with_context(|| format!("run.dir {:?}: creating {}", plan.run_dir_field, plan.cwd))?
+    {
+        header.push(format!("run.dir: created {made} (owned by the task user)"));
+    }
     mkdir(&run.bundle())?;
 
     let seccomp = if plan.privileged {
@@ -228,6 +249,69 @@ pub fn materialize(
         network: plan.network,
         cap_mask: bundle::held_caps(),
     })
+}
+
+/// Create the task's working directory if it is missing, as Concourse does (its containerd
+/// backend's `SetupCwd` makes it with `MkdirAll`; runc makes a missing `process.cwd` too, berth
+/// does not). It is made inside the volume that will be mounted there (the deepest bind whose
+/// destination contains it), else in the task's rootfs, owned by the task user as seen from the
+/// host (the volumes' views are in host space: idmapped layers and shifted copies alike).
+/// Nothing is created through a symlink (the runtime's own chdir then decides, inside the
+/// container); a file in the way is an error. Returns the directory made, if any.
+fn make_run_dir(
+    binds: &[Bind],
+    rootfs: &Path,
+    cwd: &str,
+    uid: u32,
+    gid: u32,
+) -> Result<Option<String>> {
+    let cwd_p = Path::new(cwd);
+    if cwd_p
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Ok(None); // an absolute run.dir with `..`: left to the runtime
+    }
+    let (base, rel) = binds
+        .iter()
+        .filter(|b| !b.readonly && cwd_p.starts_with(&b.dest))
+        .max_by_key(|b| Path::new(&b.dest).components().count())
+        .map(|b| {
+            (
+                b.source.clone(),
+                cwd_p.strip_prefix(&b.dest).unwrap_or(cwd_p),
+            )
+        })
+        .unwrap_or_else(|| {
+            (
+                rootfs.to_path_buf(),
+                cwd_p.strip_prefix("/").unwrap_or(cwd_p),
+            )
+        });
+    let mut p = base;
+    let mut made = None;
+    for (n, c) in rel.components().enumerate() {
+        let std::path::Component::Normal(c) = c else {
+            continue;
+        };
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_dir() => continue,
+            Ok(m) if m.file_type().is_symlink() => return Ok(None),
+            Ok(_) => {
+                let depth = Path::new(cwd).components().count() - rel.components().count() + n + 1;
+                let inside: PathBuf = Path::new(cwd).components().take(depth).collect();
+                bail!("{} is not a directory", inside.display());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
+                sys::lchown(&p, uid, gid)?;
+                made.get_or_insert(());
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}", p.display())),
+        }
+    }
+    Ok(made.map(|()| cwd.to_string()))
 }
 
 /// The id space a cache's files are in, recorded next to it in `<cache>.ids`.

@@ -155,6 +155,8 @@ pub struct TaskPlan {
     pub volume_owner: (u32, u32),
     pub workdir: String,
     pub cwd: String,
+    /// `run.dir` as the task file says it (made when missing, as Concourse does).
+    pub run_dir_field: String,
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub rootfs: RootfsPlan,
@@ -310,7 +312,11 @@ impl TaskPlan {
                 how: input_how,
                 view: run.input(i),
                 layers: run.input_layers(i),
-                dest: in_workdir(inp.mount_path()),
+                // `path: .` is the work dir itself: mounted over the work dir volume.
+                dest: match inp.rel_path() {
+                    r if r.is_empty() => workdir.clone(),
+                    r => format!("{workdir}/{r}"),
+                },
             });
         }
         let outputs: Vec<OutputPlan> = p
@@ -470,6 +476,7 @@ impl TaskPlan {
             },
             volume_owner: host_owner(user.uid, user.gid),
             cwd: resolve_dir(&workdir, &p.task.run.dir),
+            run_dir_field: p.task.run.dir.clone(),
             workdir,
             argv,
             env,
@@ -637,7 +644,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("task.yml");
         std::fs::write(&f, yaml).unwrap();
-        TaskConfig::load(&f).unwrap()
+        TaskConfig::load(&f, &crate::vars::Vars::default()).unwrap()
     }
 
     #[test]

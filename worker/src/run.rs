@@ -45,7 +45,12 @@ pub struct Worker {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub task_file: PathBuf,
+    /// The task, its vars filled and fly's overrides applied (see fly.rs).
+    pub task: TaskConfig,
+    /// (task input name, dir), as fly's `DetermineInputs` chose them.
     pub inputs: Vec<(String, PathBuf)>,
+    /// Keep .gitignored paths and `.git` of inputs in a git work tree (`--include-ignored`).
+    pub include_ignored: bool,
     pub outputs: Vec<(String, PathBuf)>,
     pub image: Option<String>,
     pub privileged: bool,
@@ -149,7 +154,7 @@ pub fn gather(
     image: Option<Image>,
     inputs_required: bool,
 ) -> Result<Gathered> {
-    let task = TaskConfig::load(&opts.task_file)?;
+    let task = opts.task.clone();
     for (name, _) in &opts.inputs {
         if !task.inputs.iter().any(|i| &i.name == name) {
             bail!(
@@ -364,9 +369,8 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
 
-    let task = TaskConfig::load(&opts.task_file)?;
     let store = Store::new(&w.work_dir);
-    let image = resolve_image(&store, &task, opts)?;
+    let image = resolve_image(&store, &opts.task, opts)?;
     let g = gather(w, opts, Some(image.clone()), true)?;
 
     let id = sys::random_hex(6);
@@ -433,7 +437,7 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
 /// mapping of unprivileged runs is probed exactly as a run probes it; the image is looked up
 /// in the store (or used in place, for a directory) but never pulled or imported.
 pub fn plan_for_check(w: &Worker, opts: &RunOptions) -> Result<TaskPlan> {
-    let task = TaskConfig::load(&opts.task_file)?;
+    let task = &opts.task;
     let store = Store::new(&w.work_dir);
     let image = match &opts.image {
         Some(i) if Path::new(i).is_dir() && !Path::new(i).join("oci-layout").exists() => {

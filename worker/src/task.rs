@@ -16,8 +16,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_norway::Value;
+
+use crate::vars::Vars;
 
 /// A task config error: `<file>[:<line>]: <field>: <msg>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,39 +51,44 @@ impl fmt::Display for TaskError {
 impl std::error::Error for TaskError {}
 
 /// A Concourse task config (`TaskConfig`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct TaskConfig {
     /// Worker selection; berth runs `linux` tasks only.
     #[serde(default)]
     pub platform: String,
     /// The image to fetch (`type: registry-image`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_resource: Option<ImageResource>,
     /// `raw:///abs/dir`: a rootfs directory on the worker (used when no image_resource is given).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_uri: Option<String>,
     /// Artifacts mounted copy-on-write under the work dir.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<TaskInput>,
     /// Fresh directories under the work dir, copied out after success.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<TaskOutput>,
     /// Directories persisted across runs of the same task.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caches: Vec<TaskCache>,
     /// Environment variables, in file order, values coerced like Concourse's `CoercedString`.
-    #[serde(default, deserialize_with = "de_params")]
+    #[serde(
+        default,
+        deserialize_with = "de_params",
+        serialize_with = "ser_params",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub params: Vec<(String, String)>,
     /// What to execute.
     #[serde(default)]
     pub run: TaskRun,
     /// cgroup limits.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "ContainerLimits::is_unlimited")]
     pub container_limits: ContainerLimits,
 }
 
 /// `image_resource`: a resource that produces the task's image.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct ImageResource {
     /// Resource type: `registry-image` (or the older `docker-image`).
     #[serde(rename = "type", default)]
@@ -90,16 +97,16 @@ pub struct ImageResource {
     #[serde(default)]
     pub source: serde_json::Map<String, serde_json::Value>,
     /// A pinned version: `{digest: sha256:…}`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<serde_json::Map<String, serde_json::Value>>,
     /// Params for the resource's `get` (accepted, unused by berth).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<serde_json::Map<String, serde_json::Value>>,
     /// Worker tags (accepted, unused by berth).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Display name (accepted, unused by berth).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
@@ -123,16 +130,16 @@ impl ImageResource {
 }
 
 /// One entry of `inputs`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct TaskInput {
     /// Artifact name (`-i name=DIR`).
     #[serde(default)]
     pub name: String,
     /// Mount path relative to the work dir; default: the name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// A missing optional input is simply not mounted.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
 }
 
@@ -144,16 +151,22 @@ impl TaskInput {
             .filter(|p| !p.is_empty())
             .unwrap_or(&self.name)
     }
+
+    /// [`Self::mount_path`] normalized (no `.`, no empty or edge slashes); empty when the
+    /// input *is* the work dir (`path: .`, as in concourse/examples).
+    pub fn rel_path(&self) -> String {
+        norm(self.mount_path())
+    }
 }
 
 /// One entry of `outputs`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct TaskOutput {
     /// Artifact name (`-o name=DIR`).
     #[serde(default)]
     pub name: String,
     /// Path relative to the work dir; default: the name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
 
@@ -168,7 +181,7 @@ impl TaskOutput {
 }
 
 /// One entry of `caches`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct TaskCache {
     /// Relative paths go under the work dir; absolute paths are kept.
     #[serde(default)]
@@ -176,31 +189,46 @@ pub struct TaskCache {
 }
 
 /// `run`: the process.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct TaskRun {
     /// Executable; empty means the image's entrypoint (else cmd).
     #[serde(default)]
     pub path: String,
     /// argv[1:].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// Working directory; relative to the work dir.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dir: String,
     /// User name or `uid[:gid]`, resolved against the image's /etc/passwd.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
 }
 
 /// `container_limits`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ContainerLimits {
     /// CPU shares (cgroup v1 `cpu.shares`); 0 or absent = unlimited.
-    #[serde(default, deserialize_with = "de_cpu")]
+    #[serde(
+        default,
+        deserialize_with = "de_cpu",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu: Option<u64>,
     /// Memory limit in bytes; 0 or absent = unlimited.
-    #[serde(default, deserialize_with = "de_memory")]
+    #[serde(
+        default,
+        deserialize_with = "de_memory",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory: Option<u64>,
+}
+
+impl ContainerLimits {
+    /// No limit set (left out of `check`'s output).
+    pub fn is_unlimited(&self) -> bool {
+        self.cpu.is_none() && self.memory.is_none()
+    }
 }
 
 /// Concourse's `CoercedString`: strings as they are, numbers as written, `null` as the empty
@@ -236,6 +264,16 @@ fn key_string(k: &Value) -> String {
         Value::String(s) => s.clone(),
         other => coerce_param(other),
     }
+}
+
+/// `params` as a mapping, in file order, values as the task sees them (strings).
+fn ser_params<S: Serializer>(p: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(p.len()))?;
+    for (k, v) in p {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
 }
 
 fn de_params<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
@@ -325,8 +363,8 @@ fn known_keys(path: &str) -> Option<&'static [&'static str]> {
 }
 
 impl TaskConfig {
-    /// Read and validate a task file.
-    pub fn load(path: &Path) -> Result<TaskConfig, TaskError> {
+    /// Read and validate a task file, filling its `((var))` placeholders from `vars`.
+    pub fn load(path: &Path, vars: &Vars) -> Result<TaskConfig, TaskError> {
         let name = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| TaskError {
             file: name.clone(),
@@ -334,11 +372,19 @@ impl TaskConfig {
             field: String::new(),
             msg: format!("reading task config: {e}"),
         })?;
-        TaskConfig::parse(&name, &src)
+        TaskConfig::parse_with(&name, &src, vars)
     }
 
-    /// Parse and validate a task config from text; `file` names it in errors.
+    /// Parse and validate a task config without vars (any placeholder is undefined).
+    #[cfg(test)]
     pub fn parse(file: &str, src: &str) -> Result<TaskConfig, TaskError> {
+        TaskConfig::parse_with(file, src, &Vars::default())
+    }
+
+    /// Parse and validate a task config from text; `file` names it in errors. `((var))`
+    /// placeholders are filled from `vars` first (see vars.rs); undefined ones are an error
+    /// that names them all.
+    pub fn parse_with(file: &str, src: &str, vars: &Vars) -> Result<TaskConfig, TaskError> {
         let err = |line, field: &str, msg: String| TaskError {
             file: file.to_string(),
             line,
@@ -346,7 +392,7 @@ impl TaskConfig {
             msg,
         };
         // Pass 1: syntax.
-        let doc: Value = serde_norway::from_str(src).map_err(|e| {
+        let mut doc: Value = serde_norway::from_str(src).map_err(|e| {
             let line = e.location().map(|l| l.line());
             err(line, "", strip_location(&e.to_string()))
         })?;
@@ -355,11 +401,28 @@ impl TaskConfig {
             Value::Null => return Err(err(None, "", "empty task config".into())),
             _ => return Err(err(Some(1), "", "task config must be a mapping".into())),
         }
+        // Placeholders, on the parsed document as fly fills them.
+        let missing = crate::vars::interpolate(&mut doc, vars).map_err(|msg| err(None, "", msg))?;
+        if !missing.is_empty() {
+            let line = missing.iter().find_map(|n| {
+                src.lines()
+                    .position(|l| l.contains(&format!("(({n}))")))
+                    .map(|i| i + 1)
+            });
+            return Err(err(
+                line,
+                "",
+                format!(
+                    "undefined vars: {} (give them with -v NAME=VALUE, -y NAME=YAML or -l FILE)",
+                    missing.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
         // Pass 2: unknown keys, collected per mapping like Concourse's `unknown fields: [...]`.
         check_unknown(&doc, "", "", src).map_err(|(field, line, msg)| err(line, &field, msg))?;
-        // Pass 3: types, with the failing path.
-        let de = serde_norway::Deserializer::from_str(src);
-        let cfg: TaskConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        // Pass 3: types, with the failing path (lines are looked up in the source: the
+        // document may have been interpolated).
+        let cfg: TaskConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
             let field = e.path().to_string();
             // serde_norway prefixes some messages with the enclosing path; the field says it.
             let mut msg = strip_location(&e.inner().to_string());
@@ -437,7 +500,8 @@ impl TaskConfig {
                     format!("duplicate input name {:?}", inp.name),
                 ));
             }
-            check_rel(&format!("{f}.path"), inp.mount_path())?;
+            // `path: .` mounts the input at the work dir itself (Concourse allows it).
+            check_rel(&format!("{f}.path"), inp.mount_path(), true)?;
             if !paths.insert(norm(inp.mount_path())) {
                 return Err((
                     format!("{f}.path"),
@@ -457,7 +521,7 @@ impl TaskConfig {
                     format!("duplicate output name {:?}", out.name),
                 ));
             }
-            check_rel(&format!("{f}.path"), out.mount_path())?;
+            check_rel(&format!("{f}.path"), out.mount_path(), false)?;
         }
         for (i, c) in self.caches.iter().enumerate() {
             if c.path.is_empty() {
@@ -484,7 +548,7 @@ fn norm(p: &str) -> String {
         .join("/")
 }
 
-fn check_rel(field: &str, p: &str) -> Result<(), (String, String)> {
+fn check_rel(field: &str, p: &str, may_be_workdir: bool) -> Result<(), (String, String)> {
     if p.starts_with('/') {
         return Err((
             field.into(),
@@ -494,7 +558,7 @@ fn check_rel(field: &str, p: &str) -> Result<(), (String, String)> {
     if p.split('/').any(|s| s == "..") {
         return Err((field.into(), format!("{p:?} must not contain ..")));
     }
-    if norm(p).is_empty() {
+    if norm(p).is_empty() && !may_be_workdir {
         return Err((field.into(), format!("{p:?} names the work dir itself")));
     }
     Ok(())
@@ -791,6 +855,57 @@ container_limits:
             let e = TaskConfig::parse("t.yml", src).unwrap_err();
             assert_eq!(e.field, field, "{src}: {e}");
         }
+    }
+
+    #[test]
+    fn input_at_the_work_dir_itself() {
+        let c = TaskConfig::parse(
+            "t.yml",
+            "platform: linux\ninputs: [{name: repo, path: .}, {name: b, path: ./x/}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.inputs[0].rel_path(), "");
+        assert_eq!(c.inputs[1].rel_path(), "x");
+        let e = TaskConfig::parse("t.yml", "platform: linux\noutputs: [{name: o, path: .}]\n")
+            .unwrap_err();
+        assert_eq!(e.field, "outputs[0].path");
+    }
+
+    #[test]
+    fn vars_fill_then_validate() {
+        let src = "platform: linux\ncontainer_limits: {cpu: ((cpu))}\nrun: {path: ((p)), args: [a((x))]}\n";
+        let e = TaskConfig::parse("t.yml", src).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.msg.starts_with("undefined vars: cpu, p, x ("), "{e}");
+        let v = Vars::from_flags(
+            &[("p".into(), "sh".into()), ("x".into(), "b".into())],
+            &[("cpu".into(), "512".into())],
+            &[],
+        )
+        .unwrap();
+        let c = TaskConfig::parse_with("t.yml", src, &v).unwrap();
+        assert_eq!(c.container_limits.cpu, Some(512));
+        assert_eq!((c.run.path.as_str(), c.run.args[0].as_str()), ("sh", "ab"));
+        // A var of the wrong type is a type error at the field, with its line.
+        let v = Vars::from_flags(&[("cpu".into(), "lots".into())], &[], &[]).unwrap();
+        let e = TaskConfig::parse_with(
+            "t.yml",
+            "platform: linux\ncontainer_limits:\n  cpu: ((cpu))\n",
+            &v,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.line),
+            ("container_limits.cpu", Some(3))
+        );
+    }
+
+    #[test]
+    fn serializes_back_to_the_schema() {
+        let c = TaskConfig::parse("task.yml", FULL).unwrap();
+        let y = serde_norway::to_string(&c).unwrap();
+        // What check prints parses to the same task.
+        assert_eq!(TaskConfig::parse("again.yml", &y).unwrap(), c);
     }
 
     #[test]
