@@ -840,33 +840,47 @@ network_dns_and_start() {
     local ns
     for ns in "$c" "$u"; do ip -n "$ns" link set lo up; done
     ip -n "$c" link set "${tag:0:6}c0" up && ip -n "$u" link set "${tag:0:6}u0" up
-    ip netns exec "$u" "$testdns" --listen 198.51.100.53:53 2>/dev/null & daemons+=($!)
+    local p_up p_proxy p_base= p_dnsmasq=
+    ip netns exec "$u" "$testdns" --listen 198.51.100.53:53 2>/dev/null & p_up=$! daemons+=($!)
     ip netns exec "$c" "$worker" dns-proxy --listen 127.0.0.1 --upstream 198.51.100.53 \
-        2>"$work/dns-proxy.log" & daemons+=($!)
+        2>"$work/dns-proxy.log" & p_proxy=$! daemons+=($!)
+    # BENCH_BASELINE_WORKER: an older berth-worker measured alongside, for before/after.
+    local base=${BENCH_BASELINE_WORKER:-}
+    if [ -n "$base" ]; then
+        ip -n "$c" addr add 127.0.0.3/8 dev lo
+        ip netns exec "$c" "$base" dns-proxy --listen 127.0.0.3 --upstream 198.51.100.53 \
+            2>"$work/dns-proxy-base.log" & p_base=$! daemons+=($!)
+    fi
     local have_dnsmasq=
     if command -v dnsmasq >/dev/null; then
         ip netns exec "$c" dnsmasq --keep-in-foreground --no-resolv --no-hosts --cache-size=0 \
             --listen-address=127.0.0.2 --bind-interfaces --port=53 --user=root \
-            --server=198.51.100.53 --pid-file= 2>"$work/dnsmasq.log" & daemons+=($!)
+            --server=198.51.100.53 --pid-file= 2>"$work/dnsmasq.log" & p_dnsmasq=$! daemons+=($!)
         have_dnsmasq=1
     fi
     sleep 0.5
     echo "\`berth-dns-bench\`: $n sequential UDP queries (\`A a.test.\`) for latency, then $n with"
     echo "64 in flight for throughput; client, proxy and dnsmasq in one namespace, the upstream"
-    echo "(berth-test-dns) behind a veth in another."
+    echo "(berth-test-dns) behind a veth in another. CPU µs/query: the server's own CPU time"
+    echo "(all its threads, from /proc/PID/task/*/schedstat) over both phases, divided by 2N;"
+    echo "it depends less on what else the machine runs than the queries/s do."
+    [ -z "$base" ] || echo "\"before\": \`$base\` ($("$base" --version 2>/dev/null || echo "an older build"))."
     echo
-    echo "| path | p50 µs | p99 µs | queries/s | lost |"
-    echo "|---|---:|---:|---:|---:|"
-    local label target line
-    for target in 198.51.100.53 127.0.0.1 127.0.0.2; do
+    echo "| path | p50 µs | p99 µs | queries/s | lost | CPU µs/query |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    local label target line pid t0 t1
+    for target in 198.51.100.53 127.0.0.3 127.0.0.1 127.0.0.2; do
         case $target in
-        198.*) label="upstream directly" ;;
-        127.0.0.1) label="through berth-worker dns-proxy" ;;
-        *) [ -n "$have_dnsmasq" ] || continue; label="through dnsmasq (forwarder, no cache)" ;;
+        198.*) label="upstream directly" pid=$p_up ;;
+        127.0.0.1) label="through berth-worker dns-proxy" pid=$p_proxy ;;
+        127.0.0.3) [ -n "$base" ] || continue; label="through berth-worker dns-proxy (before)" pid=$p_base ;;
+        *) [ -n "$have_dnsmasq" ] || continue; label="through dnsmasq (forwarder, no cache)" pid=$p_dnsmasq ;;
         esac
         log "network: dns $label"
+        t0=$(cpu_ns "$pid")
         line=$(ip netns exec "$c" "$dnsbench" "$target:53" "$n" 64 2>&1) || line="failed: $line"
-        echo "| $label | $(kv p50_us "$line") | $(kv p99_us "$line") | $(kv qps "$line") | $(kv lost "$line") |"
+        t1=$(cpu_ns "$pid")
+        echo "| $label | $(kv p50_us "$line") | $(kv p99_us "$line") | $(kv qps "$line") | $(kv lost "$line") | $(awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / 1000 / (2 * n) }') |"
     done
     [ -n "$have_dnsmasq" ] || echo "| dnsmasq | not installed (make deps) | | | |"
     echo
@@ -882,18 +896,41 @@ TASK
     echo
     echo "| --network | CPU ms | wall ms |"
     echo "|---|---:|---:|"
-    local mode f
-    for mode in none bridge; do
+    local mode f w wd
+    for mode in none bridge-before bridge; do
+        w=$worker wd=$work/worker-net
+        if [ "$mode" = bridge-before ]; then
+            [ -n "$base" ] || continue
+            w=$base wd=$work/worker-net-base
+        fi
         f=$work/net-start-$mode.txt
         log "network: task start --network $mode × $runs"
         if "$measure" -n "$runs" -w "$warmup" -e "$work/net-start.err" -- \
-            nsenter --net="/run/netns/$c" "$worker" --work-dir "$work/worker-net" --runtime "$berth" \
-            run "$work/true.yml" --image "$rootfs" --network "$mode" --dns 198.51.100.53 > "$f"; then
-            echo "| $mode | $(ms "$(median cpu_us "$f")") | $(ms "$(median wall_us "$f")") |"
+            nsenter --net="/run/netns/$c" "$w" --work-dir "$wd" --runtime "$berth" \
+            run "$work/true.yml" --image "$rootfs" --network "${mode%-before}" --dns 198.51.100.53 > "$f"; then
+            echo "| ${mode/-before/ (before)} | $(ms "$(median cpu_us "$f")") | $(ms "$(median wall_us "$f")") |"
         else
             echo "| $mode | failed: $(tail -n1 "$work/net-start.err" | cut -c1-160) | |"
         fi
     done
+    echo
+    # Where a bridge start goes now: the worker's own per-step timings (debug log), medians.
+    echo "Bridge setup steps (\`BERTH_WORKER_LOG=debug\`, $runs runs, median ms; loopback ADD,"
+    echo "bridge ADD and the rules check run at once, loopback DEL alongside bridge DEL):"
+    echo
+    local k
+    for k in $(seq "$runs"); do
+        BERTH_WORKER_LOG=debug nsenter --net="/run/netns/$c" "$worker" --work-dir "$work/worker-net" \
+            --runtime "$berth" run "$work/true.yml" --image "$rootfs" --network bridge \
+            --dns 198.51.100.53 2>&1 >/dev/null | sed -n 's/^berth-worker: debug: network: //p'
+    done > "$work/net-steps.txt"
+    echo "| step | ms |"
+    echo "|---|---:|"
+    local step
+    while IFS= read -r step; do
+        echo "| $step | $(grep -F "$step: " "$work/net-steps.txt" | sed 's/.*: \([0-9.]*\) ms/\1/' | sort -n |
+            awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "–") }') |"
+    done < <(sed 's/: [0-9.]* ms$//' "$work/net-steps.txt" | grep -v installing | awk '!seen[$0]++')
     echo
     local p
     for p in "${daemons[@]}"; do stop_daemon "$p"; done
@@ -901,6 +938,8 @@ TASK
 }
 
 kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<< "$2"; }
+# CPU time (ns) a process has used so far, all threads.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 
 # ------------------------------------------------------------------ main
 

@@ -14,6 +14,35 @@
 # The host's exit code does not survive virtme-ng's console fallback, so
 # everything the host needs is in OUTDIR; `done` is written last.
 set -uo pipefail
+# virtme-ng's init (PID 1 in the VM) never reaps orphans, as systemd or any
+# real init does: a killed container's init (reparented to PID 1, exactly as
+# with runc) would stay a zombie for the whole row, still holding what only
+# its reaping releases (on 5.10 its seccomp filter, so a notify listener never
+# gets POLLHUP) and showing up in the tests' leftover scans. So the row runs
+# under a child subreaper that reaps every orphan, as PID 1 would.
+if [[ -z ${BERTH_KERNELS_REAPER:-} ]]; then
+    export BERTH_KERNELS_REAPER=1
+    # Debian's python3 (not a pyenv shim, which needs its own environment).
+    py=/usr/bin/python3
+    [[ -x $py ]] || py=python3
+    exec "$py" -c '
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+main = os.fork()
+if main == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+status = 1
+while True:
+    try:
+        pid, st = os.wait()
+    except ChildProcessError:
+        break
+    if pid == main:
+        status = os.waitstatus_to_exitcode(st)
+        break
+sys.exit(status if status >= 0 else 128 - status)
+' bash "$0" "$@"
+fi
 layout=$1 out=$2 binlist=$3 envfile=$4
 log() { echo "guest: $*"; }
 # virtme-ng shows the console only with --verbose (and the kernel's log with
@@ -116,6 +145,32 @@ export BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-10}
 # The tests need what a CI shell has: the host's PATH (runc, ip, jq, ...).
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 mkdir -p /run/berth
+
+# What the tests read again and again (the rootfs fixtures, the probes, berth
+# and berth-worker) is unpacked once into the VM's own tmpfs from one tar file
+# the host made (run.sh): over 9p under emulation every file open is a round
+# trip to the host, one sequential read of a tar is not. The worker's shifted
+# copies read whole images. The tests' temporary directories go there too: the
+# VM's /tmp is an overlay on the host's 9p tree, not the kind of filesystem a
+# real host has. The test binaries themselves run once each, from 9p.
+local_copy() {
+    local t0=$SECONDS tarball=${BERTH_KERNELS_PAYLOAD:-}
+    [[ -s $tarball ]] || return 1
+    mkdir -p /run/berth-kernels
+    mount -t tmpfs -o mode=755 tmpfs /run/berth-kernels || return 1
+    mkdir -p /run/berth-kernels/fixtures /run/berth-kernels/tmp
+    tar --xattrs --xattrs-include='*' --same-owner -xpf "$tarball" \
+        -C /run/berth-kernels/fixtures || return 1
+    BERTH_FIXTURES=/run/berth-kernels/fixtures
+    BERTH_BIN=/run/berth-kernels/fixtures/bin/berth
+    BERTH_WORKER_BIN=/run/berth-kernels/fixtures/bin/berth-worker
+    export TMPDIR=/run/berth-kernels/tmp
+    log "fixtures and binaries unpacked into the VM's tmpfs in $((SECONDS - t0))s"
+}
+if [[ ${BERTH_KERNELS_LOCAL_COPY:-1} == 1 ]] && ! local_copy; then
+    log "no fixtures in tmpfs (BERTH_KERNELS_PAYLOAD): the tests read them over 9p"
+    umount /run/berth-kernels 2>/dev/null || true
+fi
 : >"$out/results.tsv"
 while read -r name bin; do
     [[ -n $bin ]] || continue

@@ -13,7 +13,7 @@
 # TESTS     only binaries whose name is listed (default: all), e.g. "runtime_cgroups"
 # KERNELS_DIR where kernels are cached and results are kept (default build/kernels)
 # VNG_ACCEL kvm | tcg (default: kvm when a KVM boot works, else tcg)
-# VNG_MEMORY, VNG_CPUS  the VM's size (default 4G, 2)
+# VNG_MEMORY, VNG_CPUS  the VM's size (default 8G: the fixtures are copied into its tmpfs; 2)
 # BATS      .bats files of runc's suite to run in each row as well, with runc
 #           and with berth (default none; TESTS=none runs only those), from
 # CONFORMANCE the conformance harness (default integration/conformance)
@@ -30,7 +30,7 @@ KERNELS=${KERNELS:-5.10 6.1 6.12}
 CGROUPS=${CGROUPS:-v2 v1 hybrid}
 TESTS=${TESTS:-}
 KERNELS_DIR=$(realpath -m "${KERNELS_DIR:-$repo/build/kernels}")
-VNG_MEMORY=${VNG_MEMORY:-4G}
+VNG_MEMORY=${VNG_MEMORY:-8G}
 VNG_CPUS=${VNG_CPUS:-2}
 # A whole row under TCG takes tens of minutes; a hung VM must still end.
 ROW_TIMEOUT=${ROW_TIMEOUT:-5400}
@@ -39,7 +39,7 @@ mkdir -p "$KERNELS_DIR/results"
 
 # Which binaries to run.
 sel=$(mktemp)
-trap 'rm -f "$sel"' EXIT
+trap 'rm -f "$sel" "$sel.times"' EXIT
 while read -r name bin; do
     [[ -n $bin ]] || continue
     if [[ -z $TESTS || " $TESTS " == *" $name "* ]]; then echo "$name $bin"; fi
@@ -81,6 +81,25 @@ pick_accel() {
     rm -rf "$probe"
 }
 
+# One tar of what the tests read again and again (guest.sh unpacks it into the
+# VM's tmpfs): the rootfs fixtures, the probes, berth and berth-worker.
+fixtures=$(realpath "${BERTH_FIXTURES:-$repo/build}")
+payload=$KERNELS_DIR/payload.tar
+tar --xattrs --xattrs-include='*' -cf "$payload" -C "$fixtures" rootfs probes \
+    --transform "s,^$(basename "$BERTH_BIN")\$,bin/berth," \
+    --transform "s,^$(basename "$BERTH_WORKER_BIN")\$,bin/berth-worker," \
+    -C "$(dirname "$(realpath "$BERTH_BIN")")" "$(basename "$BERTH_BIN")" \
+    -C "$(dirname "$(realpath "$BERTH_WORKER_BIN")")" "$(basename "$BERTH_WORKER_BIN")"
+
+# CPU seconds (user + system) of every child that ended so far, in $cpu:
+# qemu's share. `times` must run in this shell, not in a $(...) subshell.
+children_cpu() {
+    times >"$sel.times"
+    cpu=$(tail -1 "$sel.times" | awk '{ s = 0
+        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+        printf "%d\n", s }')
+}
+
 status=0
 accel=
 ran=()
@@ -92,13 +111,15 @@ for k in $KERNELS; do
     # VM sees the host's tree at the same paths.
     envfile=$KERNELS_DIR/test.env
     {
-        echo "BERTH_FIXTURES=$(realpath "${BERTH_FIXTURES:-$repo/build}")"
+        echo "BERTH_FIXTURES=$fixtures"
         echo "BERTH_BIN=$(realpath "$BERTH_BIN")"
         echo "BERTH_WORKER_BIN=$(realpath "$BERTH_WORKER_BIN")"
         # Under TCG every instruction is emulated: stretch the tests' waits.
         echo "BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-$([[ $accel == kvm ]] && echo 2 || echo 10)}"
         echo "BERTH_KERNELS_BATS='$BATS'"
         echo "BERTH_KERNELS_CONFORMANCE=$CONFORMANCE"
+        # The fixtures and binaries the guest unpacks into its tmpfs.
+        echo "BERTH_KERNELS_PAYLOAD=$payload"
         # The harness builds nothing when its cache is there (see its README).
         echo "RUNC_GIT=${RUNC_GIT:-}"
     } >"$envfile"
@@ -108,10 +129,15 @@ for k in $KERNELS; do
         mkdir -p "$row"
         echo "== test-kernels: Linux $k ($(basename "$kimg")), cgroup $cg, $accel"
         start=$(date +%s)
+        children_cpu
+        cpu0=$cpu
         boot "$kimg" "$accel" "$row" "bash $here/guest.sh $cg $row $sel $envfile" \
             "$ROW_TIMEOUT" >"$row/console.log" 2>&1 || true
         secs=$(($(date +%s) - start))
         echo "$secs" >"$row/seconds"
+        # On a shared machine the wall time says more about the neighbours.
+        children_cpu
+        echo $((cpu - cpu0)) >"$row/cpu-seconds"
         echo "$accel" >"$row/accel"
         grep '^guest:' "$row/guest.log" 2>/dev/null || true
         if [[ ! -e $row/done ]]; then

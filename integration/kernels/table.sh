@@ -5,8 +5,10 @@
 #   table.sh RESULTS_DIR DOC
 #
 # A cell is "pass N" (N tests passed), "FAIL f/N", "timeout" or "-" (binary not
-# run in that row); "+s skip" counts tests that skipped themselves for a
-# missing kernel feature (their reasons are listed below the table).
+# run in that row), then the binary's wall time; "+s skip" counts tests that
+# skipped themselves for a missing kernel feature (their reasons are listed
+# below the table). The row time is the VM's wall time and, when recorded, the
+# CPU time qemu used (what the row costs on an otherwise idle machine).
 set -euo pipefail
 results=$1 doc=$2
 order=(5.10-v2 5.10-v1 5.10-hybrid 6.1-v2 6.1-v1 6.1-hybrid 6.12-v2 6.12-v1 6.12-hybrid)
@@ -31,15 +33,19 @@ trap 'rm -f "$table"' EXIT
                     total = $3 + $4
                     if ($2 == "pass") c = "pass " $3; else if ($2 == "timeout") c = "TIMEOUT"; else c = "FAIL " $4 "/" total
                     if ($6 > 0) c = c " +" $6 " skip"
-                    print c }' "$results/$r/results.tsv")
+                    print c ", " $7 "s" }' "$results/$r/results.tsv")
                 printf ' %s |' "${cell:--}"
             done
             printf '\n'
         done
         printf '| *row time* |'
         for r in "${rows[@]}"; do
-            printf ' %s min (%s) |' "$(( ($(cat "$results/$r/seconds" 2>/dev/null || echo 0) + 30) / 60 ))" \
+            printf ' %s min (%s' "$(( ($(cat "$results/$r/seconds" 2>/dev/null || echo 0) + 30) / 60 ))" \
                 "$(cat "$results/$r/accel" 2>/dev/null || echo ?)"
+            if [[ -s $results/$r/cpu-seconds ]]; then
+                printf ', %s CPU-min' "$(( ($(cat "$results/$r/cpu-seconds") + 30) / 60 ))"
+            fi
+            printf ') |'
         done
         printf '\n'
         missing=()

@@ -156,6 +156,19 @@ pub fn scaled(d: Duration) -> Duration {
     d * factor
 }
 
+/// `n` divided by `$BERTH_TEST_TIME_SCALE` (at least 1): how many times to repeat
+/// something whose assertion holds for any count (no leftovers after N runs, no
+/// failure in N runs). The kernel matrix's emulated VMs run fewer rounds; `make
+/// test` runs all `n`. Never for a count the test asserts on.
+pub fn scaled_count(n: usize) -> usize {
+    let factor = std::env::var("BERTH_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|f| *f >= 1)
+        .unwrap_or(1);
+    (n / factor).max(1)
+}
+
 /// `readlink` of one of this (host) process's namespaces, e.g. `"net:[4026531840]"`.
 pub fn host_ns(kind: &str) -> String {
     std::fs::read_link(format!("/proc/self/ns/{kind}"))

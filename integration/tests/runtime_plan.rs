@@ -170,3 +170,59 @@ fn plan_refuses_a_bad_config_like_create() {
     rt.run(&["plan", &bundle.path_str()])
         .assert_fails_mentioning(&["process.args"]);
 }
+
+#[test]
+fn plan_shows_every_setup_step_with_actor_and_phase() {
+    let rt = Runtime::new();
+    let bundle = Bundle::busybox().args(&["echo", "planned"]);
+    let id = berth_integration::unique_id("plan_phases");
+    let steps = plan_json(&rt, &bundle, &id);
+    // Each step says who performs it and in which phase, and the phases
+    // come in order.
+    let order = ["host", "namespaces", "rootfs", "process", "start"];
+    let mut last = 0;
+    for s in &steps {
+        let phase = s["phase"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a phase: {s}"));
+        let at = order
+            .iter()
+            .position(|p| *p == phase)
+            .unwrap_or_else(|| panic!("a known phase: {s}"));
+        assert!(at >= last, "phases in order: {s}");
+        last = at;
+        assert!(
+            ["runtime", "stage1", "init"].contains(&s["actor"].as_str().unwrap_or("")),
+            "an actor: {s}"
+        );
+    }
+    // The steps that used to happen off the plan are in it, where they happen.
+    let at = |name: &str| &steps[position(&steps, name)];
+    for (name, actor, phase) in [
+        ("create_exec_fifo", "runtime", "host"),
+        ("spawn_stage1", "runtime", "host"),
+        ("set_parent_death_signal", "stage1", "namespaces"),
+        ("set_not_dumpable", "stage1", "namespaces"),
+        ("join_cgroup", "runtime", "namespaces"),
+        ("clear_umask", "init", "rootfs"),
+        ("restore_parent_death_signal", "init", "process"),
+        ("umask", "init", "process"),
+        ("wait_exec_fifo", "init", "start"),
+        ("reset_signals", "init", "start"),
+        ("exec", "init", "start"),
+    ] {
+        assert_eq!(at(name)["actor"], actor, "{name}");
+        assert_eq!(at(name)["phase"], phase, "{name}");
+    }
+    assert!(position(&steps, "set_not_dumpable") < position(&steps, "unshare"));
+    assert_eq!(
+        position(&steps, "reset_signals") + 1,
+        position(&steps, "exec"),
+        "signals are reset right before execve"
+    );
+    assert!(at("create_exec_fifo")["path"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("{id}/exec.fifo")));
+    leftovers(rt.root(), &id, bundle.path()).assert_empty(&id);
+}

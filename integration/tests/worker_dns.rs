@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_integration::scaled;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use netns_common::*;
@@ -69,7 +70,7 @@ impl Lab {
                 l.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        if rx.recv_timeout(scaled(Duration::from_secs(10))).is_err() {
             let _ = child.kill();
             panic!("proxy did not start: {}", log.lock().unwrap());
         }
@@ -82,8 +83,11 @@ impl Lab {
 
     /// getaddrinfo(NAME) by the glibc or musl probe, with resolv.conf naming `ns`.
     fn gai(&self, musl: bool, ns: &str, name: &str) -> String {
-        self.c
-            .set_resolv_conf(&format!("nameserver {ns}\noptions timeout:2 attempts:1\n"));
+        // The resolver's own wait, stretched under emulation (glibc caps it at 30s).
+        let t = scaled(Duration::from_secs(2)).as_secs().min(30);
+        self.c.set_resolv_conf(&format!(
+            "nameserver {ns}\noptions timeout:{t} attempts:1\n"
+        ));
         let probe = fixtures().join(if musl {
             "probes/berth-probe-musl"
         } else {
@@ -104,7 +108,8 @@ impl Lab {
         let b = m.to_vec().unwrap();
         self.c.run(move || {
             let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+            s.set_read_timeout(Some(scaled(Duration::from_secs(8))))
+                .unwrap();
             s.send_to(&b, server).unwrap();
             let mut buf = [0u8; 65535];
             let n = s.recv(&mut buf).ok()?;
@@ -285,7 +290,7 @@ fn a_silent_upstream_gives_servfail_after_the_timeout_and_the_next_upstream_answ
     assert_eq!(r.response_code(), ResponseCode::ServFail);
     assert_eq!(r.id(), 9);
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        took >= Duration::from_secs(1) && took < scaled(Duration::from_secs(5)),
         "{took:?}"
     );
     assert!(lab.mute.seen.udp.load(Ordering::SeqCst) >= 1);
@@ -296,7 +301,10 @@ fn a_silent_upstream_gives_servfail_after_the_timeout_and_the_next_upstream_answ
     assert_eq!(stat(&log, "servfail"), 2, "{log}");
 
     // Several upstreams: the silent one first, then the real one.
-    let p = lab.proxy("127.0.0.1", &["--upstream", MUTE, UP, "--timeout", "300ms"]);
+    // Each upstream gets the timeout: the real one must answer within it, which
+    // under emulation (the kernel matrix) takes longer.
+    let each = format!("{}ms", scaled(Duration::from_millis(300)).as_millis());
+    let p = lab.proxy("127.0.0.1", &["--upstream", MUTE, UP, "--timeout", &each]);
     let r = lab.ask(p.addr, &query_msg(11, "a.test.", RecordType::A, None));
     assert_eq!(r.response_code(), ResponseCode::NoError);
     assert_eq!(r.answers().len(), 1);
@@ -310,7 +318,7 @@ fn malformed_and_oversized_packets_are_dropped_counted_and_serving_goes_on() {
     let addr = p.addr;
     lab.c.run(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(300)))
+        s.set_read_timeout(Some(scaled(Duration::from_millis(300))))
             .unwrap();
         let mut buf = [0u8; 4096];
         // Garbage, a truncated header, a *response* sent as a query, a 5000-byte datagram.
@@ -329,7 +337,8 @@ fn malformed_and_oversized_packets_are_dropped_counted_and_serving_goes_on() {
         use std::io::{Read, Write};
         let mut c = std::net::TcpStream::connect(addr).unwrap();
         c.write_all(&60000u16.to_be_bytes()).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.set_read_timeout(Some(scaled(Duration::from_secs(5))))
+            .unwrap();
         assert_eq!(c.read(&mut buf).unwrap_or(0), 0);
     });
     let r = lab.ask(p.addr, &query_msg(6, "a.test.", RecordType::A, None));
@@ -342,7 +351,10 @@ fn malformed_and_oversized_packets_are_dropped_counted_and_serving_goes_on() {
 #[test]
 fn a_thousand_concurrent_queries_are_all_answered() {
     let lab = Lab::new();
-    let p = lab.proxy("127.0.0.1", &["--upstream", UP]);
+    // The upstream answers all 1000 in turn: under emulation (the kernel matrix)
+    // the last ones wait longer than the default 2s for it.
+    let each = format!("{}ms", scaled(Duration::from_secs(2)).as_millis());
+    let p = lab.proxy("127.0.0.1", &["--upstream", UP, "--timeout", &each]);
     let addr = p.addr;
     let answered = lab.c.run(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -367,7 +379,8 @@ fn a_thousand_concurrent_queries_are_all_answered() {
             let q = query_msg(i, names[i as usize % 4], t, None);
             s.send_to(&q.to_vec().unwrap(), addr).unwrap();
         }
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(scaled(Duration::from_secs(10))))
+            .unwrap();
         let mut seen = vec![false; 1000];
         let mut buf = [0u8; 4096];
         while let Ok(n) = s.recv(&mut buf) {

@@ -377,6 +377,18 @@ fn git_inputs_leave_out_ignored_paths_unless_include_ignored() {
         ] {
             assert!(s.lines().any(|l| l == p), "{mode}: {p} missing:\n{s}");
         }
+        // An input that git ignores as a whole (under target/) is taken whole.
+        let whole = env.write(
+            "whole.yml",
+            "platform: linux\ninputs: [{name: repo}]\nrun: {path: sh, args: [-ec, 'cd repo; find . | sort']}\n",
+        );
+        let o = env.run(
+            &whole,
+            &busybox(),
+            &["-i", &format!("repo={}", env.path("repo/target").display())],
+        );
+        assert!(o.status.success(), "{mode}: {}", text(&o));
+        assert!(stdout(&o).contains("./debug/app\n"), "{mode}: {}", text(&o));
         // The caller's repository is untouched.
         assert!(env.path("repo/target/debug/app").exists());
         assert!(!env.path("repo/deep/new").exists());

@@ -49,7 +49,9 @@ fn start_registry(env: &Env) -> Registry {
         storage,
     };
     // Wait until it accepts connections (bounded; not a timing assertion).
-    for _ in 0..200 {
+    let deadline =
+        std::time::Instant::now() + berth_integration::scaled(std::time::Duration::from_secs(10));
+    while std::time::Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return reg;
         }

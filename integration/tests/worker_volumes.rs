@@ -290,3 +290,158 @@ fn check_plan_prints_the_layout_binds_and_owners() {
     assert!(env.run_ids().is_empty());
     env.assert_clean(&[]);
 }
+
+/// Issue 12 item 11: `gc` removes what an interrupted import left in the store (a process
+/// killed mid-import, and the older unowned names), but never an import in progress.
+#[test]
+fn gc_removes_interrupted_imports_but_not_one_in_progress() {
+    let env = Env::new();
+    let images = env.work_dir().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    // A dead importer: a child that has exited (its pid is gone or reused with another start
+    // time), an old-style name without an owner, and a live one: this test process.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let me = std::process::id();
+    let start: u64 = std::fs::read_to_string(format!("/proc/{me}/stat"))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stale = [
+        format!(".import-{dead}-1-aaaa"),
+        ".import-0123456789ab".to_string(),
+        format!(".pull-{dead}-1-bbbb"),
+    ];
+    let live = format!(".import-{me}-{start}-cccc");
+    for d in stale.iter().chain([&live]) {
+        std::fs::create_dir_all(images.join(d).join("rootfs/bin")).unwrap();
+        std::fs::write(images.join(d).join("rootfs/bin/x"), "x").unwrap();
+    }
+    let o = env.worker(&["gc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for d in &stale {
+        assert!(!images.join(d).exists(), "{d} left: {}", text(&o));
+        assert!(stdout(&o).contains(d.as_str()), "{}", text(&o));
+    }
+    assert!(
+        images.join(&live).join("rootfs/bin/x").exists(),
+        "{}",
+        text(&o)
+    );
+    // A real import still works and leaves no partial directory behind.
+    let tar = env.path("rootfs.tar");
+    sh(r#"tar -C "$1" -cf "$2" ."#, &[&busybox(), &tar]);
+    let o = env.worker(&["images", "import", tar.to_str().unwrap(), "--name", "bb"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let left: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n != &live)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Issue 12 item 4: concurrent runs of one task each get a copy-on-write view of the cache;
+/// a successful run's view becomes the cache (the last one wins), a failed run's changes are
+/// dropped. In both id modes, and across privileged and unprivileged runs.
+#[test]
+fn concurrent_runs_get_their_own_cache_view_and_the_last_success_commits() {
+    for idmap in IDMAP_MODES {
+        let env = Env::with_idmap(idmap);
+        // Each run adds its own file, says READY, and waits until the test creates `open` in
+        // its /scratch (a plain bind of the run's vol/scratch, so the host's write shows); a
+        // run given FAIL=1 fails after writing.
+        let task = env.write(
+            "task.yml",
+            "platform: linux\ncaches: [{path: c}]\nparams: {NAME: x, FAIL: '0', WAIT: '1'}\nrun: {path: sh, args: [-c, 'ls c | tr \"\\n\" \" \"; echo; echo $NAME > c/$NAME; echo READY; while [ $WAIT = 1 ] && [ ! -e /scratch/open ]; do sleep 0.05; done; [ $FAIL = 0 ]']}\n",
+        );
+        let p = |k: &str, v: &str| format!("{k}={v}");
+        let o = env.run(
+            &task,
+            &busybox(),
+            &["--param", &p("NAME", "first"), "--param", "WAIT=0"],
+        );
+        assert!(o.status.success(), "{idmap}: {}", text(&o));
+        let mut runs = Vec::new();
+        for (name, fail, extra) in [
+            ("a", "0", None),
+            ("b", "1", None),
+            ("c", "0", Some("--privileged")),
+        ] {
+            let mut args = vec![
+                "--param".to_string(),
+                p("NAME", name),
+                "--param".into(),
+                p("FAIL", fail),
+            ];
+            if let Some(e) = extra {
+                args.push(e.into());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (child, out) = env.spawn_until(&task, &busybox(), &args, "READY");
+            runs.push((name, child, out));
+        }
+        // All three are inside the task now, each on its own view.
+        for id in env.run_ids() {
+            std::fs::write(
+                env.work_dir()
+                    .join("runs")
+                    .join(id)
+                    .join("vol/scratch/open"),
+                "",
+            )
+            .unwrap();
+        }
+        let mut codes = Vec::new();
+        for (name, child, out) in runs {
+            drop(out);
+            let o = child.wait_with_output().unwrap();
+            codes.push((name, o.status.code()));
+        }
+        assert_eq!(
+            codes,
+            [("a", Some(0)), ("b", Some(1)), ("c", Some(0))],
+            "{idmap}"
+        );
+        // The last successful run to finish committed its view; the failed one's file never
+        // appears, and no run's file is in another's commit.
+        let o = env.run(
+            &task,
+            &busybox(),
+            &["--param", "NAME=check", "--param", "WAIT=0"],
+        );
+        assert!(o.status.success(), "{idmap}: {}", text(&o));
+        let seen = stdout(&o).lines().next().unwrap().to_string();
+        assert!(
+            seen == "a first " || seen == "c first ",
+            "{idmap}: {seen:?}: {}",
+            text(&o)
+        );
+        env.assert_clean(&[]);
+        // Only the current generation is left once no run holds the others (a run still holds
+        // its base while it commits; the next run or `gc` removes that one).
+        let o = env.worker(&["gc"]);
+        assert!(o.status.success(), "{}", text(&o));
+        for e in std::fs::read_dir(env.work_dir().join("caches"))
+            .unwrap()
+            .flatten()
+        {
+            if e.path().join("gens").is_dir() {
+                let gens: Vec<_> = std::fs::read_dir(e.path().join("gens"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name())
+                    .collect();
+                assert_eq!(gens.len(), 1, "{idmap}: {gens:?}");
+            }
+        }
+    }
+}

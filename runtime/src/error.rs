@@ -33,6 +33,12 @@ pub enum Error {
     /// The id is taken.
     #[error("container with id {0:?} already exists")]
     AlreadyExists(String),
+    /// A host operation failed with this errno; the message names the
+    /// operation and its operand. Callers that retry or tolerate a
+    /// particular errno (a vanished cgroup parent: ENOENT) match the errno,
+    /// never the text.
+    #[error("{msg}")]
+    Os { msg: String, errno: i32 },
     /// Stage 1 or init reported a failed step.
     #[error("{msg}")]
     Child {
@@ -46,6 +52,30 @@ pub enum Error {
 /// The first typed berth error in `e`'s chain, if any.
 pub fn kind_of(e: &anyhow::Error) -> Option<&Error> {
     e.chain().find_map(|c| c.downcast_ref::<Error>())
+}
+
+/// The errno behind `e`: from a typed [`Error::Os`] or [`Error::Child`],
+/// or an `io::Error`, anywhere in its chain.
+pub fn errno_of(e: &anyhow::Error) -> Option<i32> {
+    e.chain().find_map(|c| {
+        if let Some(err) = c.downcast_ref::<Error>() {
+            return match err {
+                Error::Os { errno, .. } | Error::Child { errno, .. } if *errno != 0 => Some(*errno),
+                _ => None,
+            };
+        }
+        c.downcast_ref::<std::io::Error>()
+            .and_then(crate::sys::errno)
+    })
+}
+
+/// An [`Error::Os`] for `e`, with `msg` as its whole text.
+pub fn os(msg: String, e: &std::io::Error) -> anyhow::Error {
+    Error::Os {
+        msg,
+        errno: crate::sys::errno(e).unwrap_or(0),
+    }
+    .into()
 }
 
 /// Does `e` say the container does not exist?
@@ -104,6 +134,23 @@ mod tests {
         assert!(!is_not_found(&anyhow::anyhow!(
             "container \"c\" does not exist"
         )));
+    }
+
+    #[test]
+    fn errno_survives_context_and_wording() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = os("creating cgroup /x: whatever the host says".into(), &io).context("create");
+        assert_eq!(errno_of(&e), Some(libc::ENOENT));
+        assert_eq!(
+            e.root_cause().to_string(),
+            "creating cgroup /x: whatever the host says"
+        );
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES)).context("x");
+        assert_eq!(errno_of(&e), Some(libc::EACCES));
+        assert_eq!(
+            errno_of(&anyhow::anyhow!("No such file or directory")),
+            None
+        );
     }
 
     #[test]

@@ -320,6 +320,30 @@ pub fn recv_fd(sock: RawFd) -> io::Result<(Vec<u8>, OwnedFd)> {
     Ok((buf, unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// Undo /proc/*/mountinfo's octal escapes (`\040` is a space; tab, newline and backslash
+/// likewise). Shared with berth-worker.
+pub fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Start time of a process in clock ticks since boot (/proc/<pid>/stat field
 /// 22). Together with the pid it names a process uniquely, so berth never
 /// signals an unrelated process that reused a container's pid.
@@ -417,4 +441,16 @@ pub fn peek_exit(pid: i32) -> Option<String> {
         libc::CLD_EXITED => format!("exited with status {status}"),
         _ => format!("killed by signal {status}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/trailing\04"), r"/trailing\04");
+    }
 }

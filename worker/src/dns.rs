@@ -491,6 +491,8 @@ fn rand_id() -> u16 {
 /// How many connected sockets each upstream gets. Queries are spread over them, so a reply
 /// must match a random 16-bit id *and* one of several random source ports.
 const SOCKS_PER_UPSTREAM: usize = 8;
+/// When an unanswered UDP query is first sent again.
+const RETRANSMIT: Duration = Duration::from_millis(400);
 
 /// The UDP sockets to one upstream, shared by every query (no socket per query: creating,
 /// connecting and closing one cost more than the whole forward). Each query gets a fresh
@@ -575,8 +577,22 @@ impl UpSocks {
         let mut out = pkt.to_vec();
         out[..2].copy_from_slice(&id.to_be_bytes()); // the header's id (RFC 1035 §4.1.1)
         s.sock.send(&out).await?;
-        rx.await
-            .map_err(|_| anyhow!("the upstream refused the query (port unreachable)"))
+        // UDP may drop the query or the reply (a full socket queue in a burst): send it again,
+        // as a stub resolver would, after 400 ms, then at doubling intervals, until an answer
+        // comes or the caller's timeout ends the exchange.
+        let (mut rx, mut wait) = (rx, RETRANSMIT);
+        loop {
+            match tokio::time::timeout(wait, &mut rx).await {
+                Ok(r) => {
+                    return r
+                        .map_err(|_| anyhow!("the upstream refused the query (port unreachable)"))
+                }
+                Err(_) => {
+                    s.sock.send(&out).await?;
+                    wait *= 2;
+                }
+            }
+        }
     }
 }
 

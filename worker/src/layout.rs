@@ -40,6 +40,10 @@ impl WorkLayout {
     pub fn new(root: &Path) -> WorkLayout {
         WorkLayout { root: root.into() }
     }
+    /// The image store.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
     /// Task caches, one directory per key.
     pub fn caches(&self) -> PathBuf {
         self.root.join("caches")
@@ -65,6 +69,38 @@ impl WorkLayout {
     /// Where berth-init is installed.
     pub fn bin(&self) -> PathBuf {
         self.root.join("bin")
+    }
+}
+
+/// The name of a partial directory (an import, pull or archive being unpacked under
+/// `images/`): `<prefix><pid>-<start time>-<random>`, so `gc` can tell an interrupted one
+/// (its process gone) from one in progress.
+pub fn partial_name(prefix: &str) -> String {
+    let me = std::process::id();
+    format!(
+        "{prefix}{me}-{}-{}",
+        crate::sys::proc_start_time(me).unwrap_or(0),
+        crate::sys::random_hex(6)
+    )
+}
+
+/// The prefixes of partial directories under `images/`.
+pub const PARTIAL_PREFIXES: [&str; 3] = [".import-", ".pull-", ".archive-"];
+
+/// Is the partial directory `name` (see [`partial_name`]) abandoned: its process gone, or
+/// made by a worker that did not record its owner (before owners were recorded)?
+pub fn partial_is_stale(name: &str) -> bool {
+    let Some(rest) = PARTIAL_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
+        return false;
+    };
+    let mut f = rest.splitn(3, '-');
+    match (
+        f.next().and_then(|p| p.parse::<u32>().ok()),
+        f.next().and_then(|t| t.parse::<u64>().ok()),
+        f.next(),
+    ) {
+        (Some(pid), Some(start), Some(_)) => !crate::sys::proc_alive(pid, start),
+        _ => true,
     }
 }
 

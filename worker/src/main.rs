@@ -2,6 +2,7 @@
 //! one-machine Concourse worker. See docs/worker.md.
 
 mod bundle;
+mod cache;
 mod dns;
 mod fly;
 mod image;
@@ -9,7 +10,6 @@ mod layout;
 mod materialize;
 mod net;
 mod plan;
-mod registry;
 mod run;
 mod runtime;
 mod shift;
@@ -417,6 +417,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     p.display()
                 );
             }
+            cache::gc(&layout::WorkLayout::new(&cli.work_dir).caches());
+            for p in run::sweep_partial(&w)? {
+                println!("removed {} (an interrupted import or pull)", p.display());
+            }
             Ok(0)
         }
         Cmd::Images { cmd } => {
@@ -470,6 +474,9 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     .iter()
                     .for_each(|id| eprintln!("berth-worker: cleaned up stale run {id}")),
                 Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
+            }
+            if let Err(e) = run::sweep_partial(&w) {
+                eprintln!("berth-worker: warning: removing interrupted imports: {e:#}");
             }
             let opts = RunOptions {
                 task_file: file,

@@ -35,6 +35,17 @@ pub fn cow_mount(
     target: &Path,
     userns: Option<&std::os::fd::OwnedFd>,
 ) -> Result<()> {
+    cow_mount_with(lower, layer_dir, target, userns, "")
+}
+
+/// [`cow_mount`] with `extra` overlay mount options.
+fn cow_mount_with(
+    lower: &Path,
+    layer_dir: &Path,
+    target: &Path,
+    userns: Option<&std::os::fd::OwnedFd>,
+    extra: &str,
+) -> Result<()> {
     let rw = layer_dir.join("rw");
     for d in [&rw.join("upper"), &rw.join("work"), &target.to_path_buf()] {
         mkdir(d)?;
@@ -50,7 +61,7 @@ pub fn cow_mount(
             sys::lchown(&upper, m.uid(), m.gid())?;
             std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(m.mode() & 0o7777))
                 .with_context(|| format!("chmod {}", upper.display()))?;
-            sys::mount_overlay(lower, &upper, &rw.join("work"), target)
+            sys::mount_overlay(lower, &upper, &rw.join("work"), target, extra)
         }
         Some(ns) => {
             let (lower_m, rw_m) = (
@@ -61,7 +72,13 @@ pub fn cow_mount(
             mkdir(&rw_m)?;
             sys::idmap_mount(lower, &lower_m, ns)?;
             sys::idmap_mount(&rw, &rw_m, ns)?;
-            let r = sys::mount_overlay(&lower_m, &rw_m.join("upper"), &rw_m.join("work"), target);
+            let r = sys::mount_overlay(
+                &lower_m,
+                &rw_m.join("upper"),
+                &rw_m.join("work"),
+                target,
+                extra,
+            );
             // overlayfs keeps private clones of its layers: the attached copies can go now.
             sys::umount(&lower_m)?;
             sys::umount(&rw_m)?;
@@ -80,6 +97,7 @@ pub fn materialize(
     image: &Image,
     ns: Option<&std::os::fd::OwnedFd>,
     header: &mut Vec<String>,
+    leases: &mut Vec<crate::cache::Lease>,
 ) -> Result<ContainerPlan> {
     let run = plan.layout();
     let max = plan.host_max;
@@ -182,17 +200,27 @@ pub fn materialize(
     for out in plan.outputs.iter().filter(|o| o.input.is_none()) {
         new_volume(&out.source)?;
     }
-    // Caches: persistent per (task file, cache path).
+    // Caches: a copy-on-write view of the current generation, kept in the id space of the
+    // runs that use it (a plain overlay: no idmapping needed, in both id modes).
+    let run_id = run
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
     for c in &plan.caches {
-        if !c.dir.exists() {
-            mkdir(&c.dir)?;
-            sys::lchown(&c.dir, own_uid, own_gid)?;
+        let (lease, note) =
+            crate::cache::acquire(c, run_id.as_deref().unwrap_or("run"), (own_uid, own_gid))?;
+        if let Some(n) = note {
+            header.push(format!("cache {}: {n}", c.path));
         }
-        // A cache lives in the id space of the runs that use it: converted (in place, once)
-        // when it crosses between privileged and unprivileged runs.
-        if let Some(how) = cache_to_space(&c.dir, !plan.privileged, max)? {
-            header.push(format!("cache {}: {how}", c.path));
-        }
+        cow_mount_with(
+            &lease.lower,
+            &c.layers,
+            &c.view,
+            None,
+            crate::cache::OVERLAY_OPTIONS,
+        )
+        .with_context(|| format!("mounting cache {}", c.path))?;
+        leases.push(lease);
     }
 
     // /etc files and init.
@@ -312,65 +340,6 @@ fn make_run_dir(
         }
     }
     Ok(made.map(|()| cwd.to_string()))
-}
-
-/// The id space a cache's files are in, recorded next to it in `<cache>.ids`.
-fn cache_space_file(dir: &Path) -> PathBuf {
-    let mut f = dir.as_os_str().to_owned();
-    f.push(".ids");
-    PathBuf::from(f)
-}
-
-/// Bring the cache `dir` into the namespaced space (`ns`) or host space, chowning it in place
-/// if it was last used by the other kind of run. Returns what was done, if anything.
-///
-/// A cache without a record (made before records existed) is in the space its top directory's
-/// owner says: namespaced when that is `max`. The record is written after the conversion, and
-/// the conversion is idempotent, so a crash in between is repaired by the next run.
-fn cache_to_space(dir: &Path, ns: bool, max: u32) -> Result<Option<String>> {
-    use std::os::unix::fs::MetadataExt;
-    let rec = cache_space_file(dir);
-    let want = if ns {
-        format!("ns-{max}")
-    } else {
-        "host".into()
-    };
-    let have = match std::fs::read_to_string(&rec) {
-        Ok(s) => s.trim().to_string(),
-        Err(_) => {
-            let m = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
-            if m.uid() == max {
-                format!("ns-{max}")
-            } else {
-                "host".into()
-            }
-        }
-    };
-    let mut done = None;
-    if have != want {
-        let t = std::time::Instant::now();
-        let n = if ns {
-            shift::shift_in_place(dir, Shift::ToNs(max))?
-        } else {
-            // From whatever namespaced space it was in.
-            let from = have
-                .strip_prefix("ns-")
-                .and_then(|m| m.parse().ok())
-                .unwrap_or(max);
-            shift::shift_in_place(dir, Shift::ToHost(from))?
-        };
-        done = Some(format!(
-            "converted from {have} to {want} space ({n} entries, {:.2}s)",
-            t.elapsed().as_secs_f64()
-        ));
-    }
-    if have != want || !rec.exists() {
-        let tmp = cache_space_file(&dir.with_extension(format!("tmp-{}", sys::random_hex(4))));
-        std::fs::write(&tmp, format!("{want}\n"))
-            .and_then(|()| std::fs::rename(&tmp, &rec))
-            .with_context(|| format!("writing {}", rec.display()))?;
-    }
-    Ok(done)
 }
 
 /// Write berth-init to `p` (once per content).

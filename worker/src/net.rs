@@ -8,14 +8,14 @@
 //!
 //! Order, as Concourse's containerd backend does it: `<runtime> create` makes the container
 //! and its network namespace (inside the task's user namespace, so the task can mount sysfs),
-//! the worker bind-mounts `/proc/<pid>/ns/net` to `runs/<id>/net/ns` (the namespace then
-//! outlives the container, so DEL can always find the veth), runs ADD against it, and only
-//! then `<runtime> start`s the task.
+//! the worker bind-mounts `/proc/<pid>/ns/net` to `runs/<id>/net/ns` (a path for the plugins,
+//! and the namespace cannot vanish under ADD), runs ADD against it, and only then
+//! `<runtime> start`s the task.
 //!
 //! Crash safety: `runs/<id>/net/state.json` is written *before* ADD and updated after every
-//! plugin, so a cleanup — the run's own, or a later worker's sweep after a `kill -9` — runs DEL
-//! for every plugin in reverse with the last result as `prevResult`: the veth goes, the IPAM
-//! lease is released.
+//! plugin, so a cleanup — the run's own, or a later worker's sweep after a `kill -9` — drops
+//! the namespace (the veth goes with it) and runs DEL for every plugin in reverse with the
+//! last result as `prevResult`: the IPAM lease is released.
 //!
 //! Two bridges, fixed and worker-wide (created by the bridge plugin on first use):
 //!
@@ -285,9 +285,16 @@ pub async fn attach(
     Ok(Attached { ip })
 }
 
-/// DEL for every plugin of a recorded network, in reverse, then release the namespace.
-/// Idempotent: no state, nothing to do; a namespace already gone is fine (CNI DEL must
-/// succeed then too). The loopback DEL runs alongside the chain's.
+/// DEL for every plugin of a recorded network, in reverse, after releasing the namespace.
+/// Idempotent: no state, nothing to do.
+///
+/// The namespace goes first: with the task's processes gone, unmounting our hold on it lets
+/// the kernel destroy it, and the veth pair with it, in the background. DEL then runs with an
+/// empty `CNI_NETNS` ("the namespace is gone", which every plugin must accept): the bridge
+/// plugin releases the IPAM lease. Asking the plugin to delete the veth itself instead waits
+/// out an RCU grace period per device (`ip link del` of a veth: ~10-30 ms), the largest part of
+/// a bridge task's cleanup. Nothing is left either way: the veth lives exactly as long as the
+/// namespace, and the loopback plugin has nothing to undo without it.
 pub async fn detach(run_dir: &Path) -> Result<()> {
     let d = net_dir(run_dir);
     let st: State = match std::fs::read(d.join("state.json")) {
@@ -295,47 +302,23 @@ pub async fn detach(run_dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).context("reading the network state"),
     };
-    let ns = d.join("ns");
-    // Only a mounted namespace is a namespace; an empty file means ADD never got that far.
-    let ns_s = if sys::mounts_under(&ns)?.is_empty() {
-        String::new()
-    } else {
-        ns.to_string_lossy().into_owned()
-    };
-    let chain = async {
-        let mut errs = Vec::new();
-        for p in st.plugins.iter().rev() {
-            let mut conf = p.clone();
-            if let Some(r) = &st.result {
-                conf["prevResult"] = r.clone();
-            }
-            let kind = conf["type"].as_str().unwrap_or_default().to_string();
-            if let Err(e) = timed(
-                &format!("{kind} DEL"),
-                exec("DEL", &conf, &st.container_id, &ns_s, IFNAME),
-            )
-            .await
-            {
-                errs.push(format!("{e:#}"));
-            }
+    sys::umount(&d.join("ns"))?;
+    let mut errs = Vec::new();
+    for p in st.plugins.iter().rev() {
+        let mut conf = p.clone();
+        if let Some(r) = &st.result {
+            conf["prevResult"] = r.clone();
         }
-        errs
-    };
-    let lo = async {
-        if ns_s.is_empty() {
-            return Ok(Value::Null);
-        }
-        timed(
-            "loopback DEL",
-            exec("DEL", &loopback_conf(), &st.container_id, &ns_s, "lo"),
+        let kind = conf["type"].as_str().unwrap_or_default().to_string();
+        if let Err(e) = timed(
+            &format!("{kind} DEL"),
+            exec("DEL", &conf, &st.container_id, "", IFNAME),
         )
         .await
-    };
-    let (mut errs, lo) = tokio::join!(chain, lo);
-    if let Err(e) = lo {
-        errs.push(format!("{e:#}"));
+        {
+            errs.push(format!("{e:#}"));
+        }
     }
-    sys::umount(&ns)?;
     if !errs.is_empty() {
         bail!("network cleanup: {}", errs.join("; "));
     }

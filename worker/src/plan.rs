@@ -350,7 +350,7 @@ impl TaskPlan {
             .map(|(i, c)| {
                 let dir = p.work.cache(&cache_key(p.task_key, &c.path));
                 CachePlan {
-                    source: dir.clone(),
+                    source: run.cache(i),
                     path: c.path.clone(),
                     dest: if c.path.starts_with('/') {
                         c.path.clone()
@@ -573,9 +573,10 @@ impl TaskPlan {
         for c in &self.caches {
             let _ = writeln!(
                 o,
-                "cache {}: {}: kept in {} space, converted in place when the last run was {}",
+                "cache {}: {}: a copy-on-write view of {}, committed if the task succeeds; kept in {} space (a shifted copy when the last run was {})",
                 c.path,
                 c.dest,
+                c.dir.display(),
                 if self.privileged {
                     "host"
                 } else {

@@ -387,6 +387,8 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
     };
     write_record(&w.layout(), &rec)?;
 
+    // Held until the run is cleaned up: the cache generations its views are built on.
+    let mut leases: Vec<crate::cache::Lease> = Vec::new();
     let result = async {
         let mut header = vec![match &plan.ids {
             plan::Ids::Host => "privileged (host root, no user namespace)".to_string(),
@@ -396,8 +398,15 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
                 plan::ids_text(m)
             ),
         }];
-        let container =
-            crate::materialize::materialize(w, opts, &plan, &image, g.ns.as_ref(), &mut header)?;
+        let container = crate::materialize::materialize(
+            w,
+            opts,
+            &plan,
+            &image,
+            g.ns.as_ref(),
+            &mut header,
+            &mut leases,
+        )?;
         if opts.verbose || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             for l in &header {
                 eprintln!("berth-worker: run {}: {l}", rec.id);
@@ -410,6 +419,14 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
         )
         .context("writing config.json")?;
         let outcome = execute(w, opts, &rec, &bundle_dir, &mut sigint, &mut sigterm).await?;
+        if outcome == Outcome::Exited(0) {
+            // The run's view of each cache becomes the cache (the last successful run wins);
+            // a failed, timed-out or aborted run's changes are dropped with its run dir.
+            for (c, lease) in plan.caches.iter().zip(&leases) {
+                sys::umount(&c.view)?;
+                crate::cache::commit(lease, c, &rec.id)?;
+            }
+        }
         if let Outcome::Exited(code) = outcome {
             // Whatever the exit status: Concourse registers a failed task's outputs too (test
             // reports of failing tests are the common case). Not after a timeout or an abort.
@@ -486,7 +503,7 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
                 return Ok(img);
             }
         }
-        let mut r = crate::registry::Reference::parse(&name)
+        let mut r = crate::image::Reference::parse(&name)
             .with_context(|| format!("image_resource.source.repository {repo:?}"))?;
         r.digest = ir.digest().map(str::to_string);
         let creds = match (
@@ -496,7 +513,7 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
             (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
             _ => None,
         };
-        return crate::registry::pull(store, &r, creds).with_context(|| {
+        return crate::image::pull(store, &r, creds).with_context(|| {
             format!("image_resource: {repo} is not in the image store and pulling it failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
         });
     }
@@ -797,6 +814,30 @@ fn remove_cgroup_parents() {
         }
     }
     let _ = std::fs::remove_dir("/sys/fs/cgroup/berth-worker");
+}
+
+/// Remove what interrupted imports and pulls left under `images/` (hidden `.import-*`,
+/// `.pull-*`, `.archive-*` directories) once their process is gone; one in progress is left
+/// alone (its name records its pid and start time). Returns what was removed.
+pub fn sweep_partial(w: &Worker) -> Result<Vec<PathBuf>> {
+    let images = w.layout().images();
+    let mut done = Vec::new();
+    let rd = match std::fs::read_dir(&images) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", images.display())),
+    };
+    for e in rd.flatten() {
+        if crate::layout::partial_is_stale(&e.file_name().to_string_lossy()) {
+            match std::fs::remove_dir_all(e.path()) {
+                Err(x) if x.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(x).with_context(|| format!("removing {}", e.path().display()))
+                }
+                _ => done.push(e.path()),
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// Clean up runs whose worker is gone (crashed, `kill -9`ed). Returns the ids removed.

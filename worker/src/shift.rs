@@ -274,57 +274,6 @@ fn par_dirs<T: Send>(root: T, visit: impl Fn(T, &dyn Fn(T)) -> Result<()> + Sync
     }
 }
 
-/// Change the owner of one entry by `shift`, keeping set-id bits and file capabilities, which
-/// the kernel drops on chown. Returns whether anything changed.
-fn shift_entry(p: &Path, m: &fs::Metadata, shift: Shift) -> Result<bool> {
-    let (uid, gid) = (shift.uid(m.uid()), shift.gid(m.gid()));
-    if (uid, gid) == (m.uid(), m.gid()) {
-        return Ok(false);
-    }
-    let cap = CString::new("security.capability").expect("literal");
-    let caps = if m.file_type().is_file() {
-        getxattr(&cstr(p)?, &cap).with_context(|| format!("reading caps of {}", p.display()))?
-    } else {
-        None
-    };
-    lchown(p, uid, gid)?;
-    if let Some(c) = caps {
-        setxattr(p, &cap, &c)?;
-    }
-    if !m.file_type().is_symlink() && m.mode() & 0o6000 != 0 {
-        chmod(p, m.mode())?;
-    }
-    Ok(true)
-}
-
-/// Convert the tree at `root` in place (the cache crossing between privileged and
-/// unprivileged runs). Returns how many entries changed owner.
-pub fn shift_in_place(root: &Path, shift: Shift) -> Result<u64> {
-    let changed = std::sync::atomic::AtomicU64::new(0);
-    let m = fs::symlink_metadata(root).with_context(|| format!("{}", root.display()))?;
-    if shift_entry(root, &m, shift)? {
-        changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    if !m.is_dir() {
-        return Ok(changed.into_inner());
-    }
-    par_dirs(root.to_path_buf(), |dir: PathBuf, push| {
-        for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let e = e.with_context(|| format!("reading {}", dir.display()))?;
-            let p = e.path();
-            let m = fs::symlink_metadata(&p).with_context(|| format!("{}", p.display()))?;
-            if shift_entry(&p, &m, shift)? {
-                changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            if m.is_dir() {
-                push(p);
-            }
-        }
-        Ok(())
-    })?;
-    Ok(changed.into_inner())
-}
-
 /// Give `dst` the owner (shifted), xattrs, and mode of `src` (described by `m`).
 fn copy_attrs(src: &Path, dst: &Path, m: &fs::Metadata, shift: Shift) -> Result<()> {
     lchown(dst, shift.uid(m.uid()), shift.gid(m.gid()))?;
@@ -541,35 +490,6 @@ mod tests {
     }
 
     /// Runs as root (as the whole test suite does): chown needs it.
-    #[test]
-    fn in_place_shift_keeps_setid_bits_and_is_idempotent() {
-        let max = 4294967294;
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path().join("c");
-        fs::create_dir_all(r.join("d")).unwrap();
-        fs::write(r.join("d/suid"), "x").unwrap();
-        fs::write(r.join("user"), "x").unwrap();
-        std::os::unix::fs::symlink("d", r.join("sym")).unwrap();
-        lchown(&r.join("user"), 1000, 1000).unwrap();
-        fs::set_permissions(r.join("d/suid"), fs::Permissions::from_mode(0o6755)).unwrap();
-        let owner = |p: &str| {
-            let m = fs::symlink_metadata(r.join(p)).unwrap();
-            (m.uid(), m.gid())
-        };
-        assert_eq!(shift_in_place(&r, Shift::ToNs(max)).unwrap(), 4);
-        assert_eq!(owner("d/suid"), (max, max));
-        assert_eq!(owner("sym"), (max, max));
-        assert_eq!(owner("user"), (1000, 1000));
-        assert_eq!(
-            fs::metadata(r.join("d/suid")).unwrap().mode() & 0o7777,
-            0o6755
-        );
-        assert_eq!(shift_in_place(&r, Shift::ToNs(max)).unwrap(), 0);
-        assert_eq!(shift_in_place(&r, Shift::ToHost(max)).unwrap(), 4);
-        assert_eq!(owner("d/suid"), (0, 0));
-        assert_eq!(owner("user"), (1000, 1000));
-    }
-
     #[test]
     fn copy_keeps_links_modes_and_content() {
         let t = tempfile::tempdir().unwrap();

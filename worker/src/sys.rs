@@ -28,13 +28,24 @@ fn escape_overlay(p: &Path) -> String {
 /// `volatile` (Linux ≥ 5.10) skips every sync of the upper layer: a task's upper layer is
 /// thrown away after the run, and without it the unmount alone synced the whole upper
 /// filesystem (~110 ms per run on this machine's ext4).
-pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    let opts = format!(
+/// `extra`: more options, comma-separated (or empty).
+pub fn mount_overlay(
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    extra: &str,
+) -> Result<()> {
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={},volatile",
         escape_overlay(lower),
         escape_overlay(upper),
         escape_overlay(work)
     );
+    if !extra.is_empty() {
+        opts.push(',');
+        opts.push_str(extra);
+    }
     let (src, tgt, fstype, data) = (
         cstr(Path::new("overlay"))?,
         cstr(target)?,
@@ -163,6 +174,7 @@ pub fn probe_idmapped_overlay(parent: &Path, userns: &OwnedFd) -> Result<()> {
             &dir.join("rw-m/upper"),
             &dir.join("rw-m/work"),
             &dir.join("merged"),
+            "",
         )?;
         // A kernel that cannot do overlay bookkeeping through the idmapped upper mounts the
         // overlay read-only instead of failing.
@@ -229,33 +241,12 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .map(|m| PathBuf::from(berth::sys::unescape_mountinfo(m)))
         .filter(|m| m.starts_with(dir))
         .collect();
     out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     out.dedup();
     Ok(out)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unmount everything at or below `dir` (repeating, since a detach can uncover another mount
@@ -327,29 +318,20 @@ pub fn wait_pid(pid: i32) -> Result<i32> {
     }
 }
 
-/// The start time (clock ticks since boot, field 22 of /proc/PID/stat) of a process: with the
-/// pid it identifies a process across pid reuse.
+/// The start time (clock ticks since boot) of a process: with the pid it identifies a process
+/// across pid reuse. The runtime's own reading of /proc/PID/stat.
 pub fn proc_start_time(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The comm field may contain spaces; fields after it start past the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    berth::sys::start_time(i32::try_from(pid).ok()?)
 }
 
 /// Is the process `pid`, started at `start_time`, still running? A zombie (killed, not yet
 /// reaped by its parent) counts as gone: it can no longer clean anything up.
 pub fn proc_alive(pid: u32, start_time: u64) -> bool {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
-    let Some(close) = s.rfind(')') else {
-        return false;
-    };
-    let rest = &s[close + 2..];
-    let state = rest.split(' ').next().unwrap_or("");
-    state != "Z"
-        && state != "X"
-        && rest.split(' ').nth(19).and_then(|t| t.parse().ok()) == Some(start_time)
+    !matches!(berth::sys::proc_state(pid), None | Some('Z' | 'X'))
+        && berth::sys::start_time(pid) == Some(start_time)
 }
 
 /// `chown` without following symlinks.
@@ -396,18 +378,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-    }
-
-    #[test]
     fn overlay_escaping() {
         assert_eq!(escape_overlay(Path::new("/a:b,c")), r"/a\:b\,c");
     }
 
     #[test]
     fn own_start_time_is_readable() {
-        assert!(proc_start_time(std::process::id()).is_some());
+        let me = std::process::id();
+        let t = proc_start_time(me).unwrap();
+        assert!(proc_alive(me, t));
+        assert!(
+            !proc_alive(me, t + 1),
+            "another start time is another process"
+        );
     }
 }

@@ -66,29 +66,6 @@ pub fn detect() -> Result<Layout> {
     parse_mountinfo(&text)
 }
 
-/// Undo mountinfo's octal escapes (`\040` is a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = u32::from(b[i + 1] - b'0') * 64
-                + u32::from(b[i + 2] - b'0') * 8
-                + u32::from(b[i + 3] - b'0');
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The pure part of [`detect`]: mountinfo text → [`Layout`].
 ///
 /// Each line is `id parent major:minor root mountpoint opts [optional…] - fstype source superopts`.
@@ -125,7 +102,7 @@ pub fn parse_mountinfo(text: &str) -> Result<Layout> {
         if l.len() < 5 || r.is_empty() {
             continue;
         }
-        let mountpoint = PathBuf::from(unescape(l[4]));
+        let mountpoint = PathBuf::from(crate::sys::unescape_mountinfo(l[4]));
         match r[0] {
             "cgroup2" if unified.is_none() => unified = Some(mountpoint),
             "cgroup" => {

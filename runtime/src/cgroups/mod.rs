@@ -297,8 +297,12 @@ impl Cgroup {
     pub fn create(&self) -> Result<()> {
         for mount in self.layout.mounts() {
             let dir = self.dir_in(&mount);
-            fs::create_dir_all(&dir)
-                .map_err(|e| anyhow!("creating cgroup {}: {}", dir.display(), errno_text(&e)))?;
+            fs::create_dir_all(&dir).map_err(|e| {
+                crate::error::os(
+                    format!("creating cgroup {}: {}", dir.display(), errno_text(&e)),
+                    &e,
+                )
+            })?;
             if self.layout.unified_root() == Some(mount.as_path()) {
                 v2::enable_controllers(&mount, &dir)?;
             } else if self.layout.v1_mount("cpuset") == Some(mount.as_path()) {
@@ -808,15 +812,21 @@ pub(crate) fn write_field(field: &str, dir: &Path, file: &str, value: &str) -> R
                     }
                     None => "this kernel or controller offers no such cgroup file".to_string(),
                 };
-                anyhow!(
-                    "{field}: cannot write {value}: {} does not exist ({why})",
-                    path.display()
+                crate::error::os(
+                    format!(
+                        "{field}: cannot write {value}: {} does not exist ({why})",
+                        path.display()
+                    ),
+                    &e,
                 )
             } else {
-                anyhow!(
-                    "{field}: writing {value} to {}: {}",
-                    path.display(),
-                    errno_text(&e)
+                crate::error::os(
+                    format!(
+                        "{field}: writing {value} to {}: {}",
+                        path.display(),
+                        errno_text(&e)
+                    ),
+                    &e,
                 )
             }
         })
@@ -842,7 +852,12 @@ pub(crate) fn read_file(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
     fs::read_to_string(&path)
         .map(|s| s.trim().to_string())
-        .map_err(|e| anyhow!("reading {}: {}", path.display(), errno_text(&e)))
+        .map_err(|e| {
+            crate::error::os(
+                format!("reading {}: {}", path.display(), errno_text(&e)),
+                &e,
+            )
+        })
 }
 
 /// Read a number from `dir/file`; `max` reads as u64::MAX.

@@ -5,17 +5,16 @@
 //! any failure unwinds through [`super::delete::destroy`] — the same code
 //! `delete --force` runs — so a failed create leaves nothing behind.
 
+use super::executor::Executor;
 use super::session::{Event, Session};
 use super::Container;
 use crate::cgroups;
-use crate::init::{self, Channel, Fds};
-use crate::plan::{Options, Plan, Step};
+use crate::init;
+use crate::plan::{Options, Plan};
 use crate::spec::{NsKind, Spec, SpecError};
 use crate::state::{Proc, Root, State, Status};
-use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// `create` flags.
@@ -128,7 +127,6 @@ pub fn prepare(root: &Root, o: &CreateOpts) -> Result<Prepared> {
 pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     let p = prepare(root, o)?;
     check_cgroup_unused(&p.cgroup)?;
-    let (dir, lock) = root.claim(&o.id)?;
     let mut state = State::new(&o.id, &p.bundle, &p.plan.rootfs);
     state.annotations = p.spec.annotations.clone();
     state.record.cgroup_path = Some(p.cgroup.path.clone());
@@ -137,13 +135,23 @@ pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     state.record.own_pidns = p.plan.own_pidns;
     state.record.hooks = p.spec.hooks.clone();
     state.record.config = serde_json::to_value(&p.spec).ok();
-    state.save(&dir)?;
-    let mut c = Container {
-        dir,
-        state,
-        lock: Some(lock),
+    let pidfd_socket = o
+        .pidfd_socket
+        .as_deref()
+        .map(super::pidfd::connect)
+        .transpose()?;
+    let mut ex = Executor::new(&p.plan, &p.cgroup);
+    ex.claim = Some((root, state));
+    ex.resources = effective_resources(&p.spec);
+    ex.console_socket = o.console_socket.clone();
+    let host = ex.run_host_phase();
+    // Nothing to undo before the state dir is claimed.
+    let Some(mut c) = ex.container.take() else {
+        host?;
+        bail!("plan: no state dir was claimed");
     };
-    match start_init(&mut c, &p, o) {
+    let result = host.and_then(|()| drive(&mut c, o, ex, pidfd_socket.as_ref()));
+    match result {
         Ok(()) => Ok(c),
         Err(e) => {
             let cleanup = super::delete::destroy(&mut c);
@@ -228,98 +236,33 @@ pub fn effective_resources(spec: &Spec) -> Option<crate::spec::Resources> {
     Some(r)
 }
 
-/// mkdir -p the cgroup. A concurrent `delete` may remove the shared
-/// `/berth` parent between our mkdirs (it removes it when empty), so a
-/// vanished parent is retried.
-fn create_cgroup(cg: &cgroups::Cgroup) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        match cg.create() {
-            Err(e)
-                if tries < 5 && {
-                    let m = format!("{e:#}");
-                    m.contains("No such file or directory") || m.contains("does not exist")
-                } =>
-            {
-                tries += 1
-            }
-            other => return other,
-        }
-    }
-}
-
-fn start_init(c: &mut Container, p: &Prepared, o: &CreateOpts) -> Result<()> {
-    // Runtime steps before the fork, in plan order.
-    for step in p
-        .plan
-        .steps
-        .iter()
-        .take_while(|s| !matches!(s, Step::SpawnStage1))
-    {
-        if let Step::CreateCgroup { .. } = step {
-            create_cgroup(&p.cgroup)?;
-            if let Some(r) = effective_resources(&p.spec) {
-                p.cgroup.apply(&r)?;
-            }
-        }
-    }
-    let fifo = c.dir.join("exec.fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(|e| anyhow!("mkfifo {}: {e}", fifo.display()))?;
-    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))?;
-    let fifo_fd = sys::open(&fifo, libc::O_PATH, 0)?;
-    let console = o
-        .console_socket
-        .as_deref()
-        .map(connect_console)
-        .transpose()?;
-    let pidfd_socket = o
-        .pidfd_socket
-        .as_deref()
-        .map(super::pidfd::connect)
-        .transpose()?;
-    let (parent, child) = Channel::pair()?;
-    let fds = Fds {
-        exec_fifo: fifo_fd.as_raw_fd(),
-        console: console.as_ref().map(|c| c.as_raw_fd()),
-    };
-    let lock_fd = c.lock.as_ref().map(|l| l.raw());
-    let pid = sys::fork()?;
-    if pid == 0 {
-        // The children must not hold the runtime's end of the channel (its
-        // EOF is how they notice a dead runtime) nor the state-dir lock.
-        drop(parent);
-        if let Some(fd) = lock_fd {
-            // SAFETY: closing our copy of the lock fd; the runtime keeps its own.
-            unsafe { libc::close(fd) };
-        }
-        init::stage1(&p.plan, &child, fds);
-    }
-    drop(child);
-    if let Some(h) = Proc::of(pid) {
-        c.state.record.helpers.push(h);
-        c.state.save(&c.dir)?;
-    }
-    let result = drive(c, p, o, &parent, pid, pidfd_socket.as_ref());
-    // Reap stage 1 whatever happened.
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+/// Answer the children's messages until init reports `created`, then reap
+/// stage 1.
+fn drive(
+    c: &mut Container,
+    o: &CreateOpts,
+    ex: Executor,
+    pidfd_socket: Option<&OwnedFd>,
+) -> Result<()> {
+    let stage1 = ex.stage1;
+    let session = Session::new(ex)?;
+    let result = answer(c, o, &session, pidfd_socket);
+    // Reap stage 1 whatever happened (it exits once init is forked, or
+    // with the runtime's end of the socket, which `session` holds).
+    drop(session);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
     c.state.record.helpers.clear();
-    drop(fifo_fd);
     result?;
     c.state.save(&c.dir)?;
     Ok(())
 }
 
-/// Answer the children's messages until init reports `created`.
-fn drive(
+fn answer(
     c: &mut Container,
-    p: &Prepared,
     o: &CreateOpts,
-    ch: &Channel,
-    stage1: i32,
+    session: &Session,
     pidfd_socket: Option<&OwnedFd>,
 ) -> Result<()> {
-    let session = Session::new(ch, &p.plan, &p.cgroup, stage1)?;
     loop {
         match session.next()? {
             Event::InitPid(pid) => {
@@ -331,10 +274,10 @@ fn drive(
                 let mut st = c.state.oci_json(&c.dir);
                 st["status"] = "creating".into();
                 st["pid"] = pid.into();
-                session.set_state(st)?;
+                session.set_state(st);
             }
             Event::SeccompFd(fd) => {
-                seccomp_agent(c, p, &fd)?;
+                seccomp_agent(c, session.plan(), &fd)?;
                 session.go()?;
             }
             Event::Created => {
@@ -351,12 +294,6 @@ fn drive(
             }
         }
     }
-}
-
-pub(super) fn connect_console(path: &Path) -> Result<OwnedFd> {
-    let s = std::os::unix::net::UnixStream::connect(path)
-        .with_context(|| format!("--console-socket {}", path.display()))?;
-    Ok(OwnedFd::from(s))
 }
 
 /// The pid file: decimal, no newline (go-runc parses it with Atoi), written
@@ -376,8 +313,8 @@ pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 /// Hand the seccomp listener to the agent at `listenerPath`: one container
 /// process state JSON with the fd attached (runtime-spec §seccomp).
-fn seccomp_agent(c: &Container, p: &Prepared, fd: &OwnedFd) -> Result<()> {
-    let Some(prog) = &p.plan.seccomp else {
+fn seccomp_agent(c: &Container, plan: &Plan, fd: &OwnedFd) -> Result<()> {
+    let Some(prog) = &plan.seccomp else {
         return Ok(());
     };
     let Some(path) = &prog.listener_path else {

@@ -5,14 +5,13 @@
 //! puts it in the container's cgroup, and the forked process goes through
 //! the container's seccomp, capabilities, user and no_new_privs steps.
 
+use super::executor::Executor;
 use super::session::{Event, Session};
 use super::Container;
-use crate::init::{self, Channel, Fds};
 use crate::plan::{Options, Plan};
 use crate::seccomp;
 use crate::spec::{Process, Spec};
 use crate::state::{Root, Status};
-use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -85,31 +84,18 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         .ok_or_else(|| anyhow!("container {} has no cgroup", o.id))?
         .with_sub_cgroups(&o.sub_cgroups)?;
 
-    // The exec'd process must not see the fifo; give it a closed-off one.
-    let devnull = sys::open(std::path::Path::new("/dev/null"), libc::O_PATH, 0)?;
-    let console = console_path
-        .as_deref()
-        .map(super::create::connect_console)
-        .transpose()?;
     let pidfd_socket = o
         .pidfd_socket
         .as_deref()
         .map(super::pidfd::connect)
         .transpose()?;
-    let (parent, child) = Channel::pair()?;
-    let fds = Fds {
-        exec_fifo: devnull.as_raw_fd(),
-        console: console.as_ref().map(|c| c.as_raw_fd()),
-    };
-    let stage1 = sys::fork()?;
-    if stage1 == 0 {
-        drop(parent);
-        init::stage1(&plan, &child, fds);
-    }
-    drop(child);
+    let mut ex = Executor::new(&plan, &cgroup);
+    ex.console_socket = console_path;
+    ex.run_host_phase()?;
+    let stage1 = ex.stage1;
     let mut pid = 0;
     let result = (|| -> Result<()> {
-        let session = Session::new(&parent, &plan, &cgroup, stage1)?;
+        let session = Session::new(ex)?;
         loop {
             match session.next()? {
                 Event::InitPid(p) => pid = p,
@@ -144,6 +130,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
                     session.go()?;
                     // Like runc: return once the process has exec'd.
                     session.wait_exec();
+                    // Only init and the process it became hold the console
+                    // connection now: dropping the session closes ours, so a
+                    // console server sees EOF once the process has its pty.
                     return Ok(());
                 }
             }
@@ -164,9 +153,6 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         }
         return Err(e).context("exec failed");
     }
-    // Only init and the process it became hold the socket connection: close
-    // ours so a console server sees EOF once the process has its pty.
-    drop(console);
     if o.detach {
         return Ok(0);
     }

@@ -4,6 +4,7 @@ pub mod console;
 pub mod create;
 pub mod delete;
 pub mod exec;
+pub mod executor;
 pub mod kill;
 pub mod manage;
 pub mod pidfd;

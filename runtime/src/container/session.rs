@@ -1,11 +1,11 @@
 //! The runtime's side of the conversation with stage 1 and init, shared
-//! by `create` and `exec`: it performs the runtime steps when stage 1 asks
-//! and turns everything else into [`Event`]s.
+//! by `create` and `exec`: when a child hands over a run of runtime steps
+//! the [`Executor`] performs it; everything else becomes an [`Event`].
 
-use crate::cgroups::Cgroup;
+use super::executor::Executor;
 use crate::init::channel::Received;
 use crate::init::{Channel, Msg};
-use crate::plan::{Actor, Plan, Step};
+use crate::plan::Plan;
 use crate::sys::Pidfd;
 use anyhow::{anyhow, bail, Result};
 use std::cell::{Cell, RefCell};
@@ -22,44 +22,40 @@ pub enum Event {
 }
 
 pub struct Session<'a> {
-    pub ch: &'a Channel,
-    pub plan: &'a Plan,
-    pub cgroup: &'a Cgroup,
-    pub stage1: i32,
-    /// Where the next run of runtime steps is searched from.
-    pub cursor: Cell<usize>,
+    /// Performs the runtime steps; holds the runtime's end of the socket.
+    ex: RefCell<Executor<'a>>,
+    ch: Channel,
+    stage1: i32,
+    /// How many runtime turns the children have taken so far.
+    turns_done: Cell<usize>,
     /// Init's host pid, once stage 1 reports it.
-    pub init_pid: Cell<i32>,
-    /// The container state for hooks (set once init's pid is known).
-    pub state: RefCell<Option<serde_json::Value>>,
+    init_pid: Cell<i32>,
     /// The children whose death ends the wait for a message: stage 1
     /// until it has forked init, then init.
     watch: RefCell<Vec<Pidfd>>,
 }
 
 impl<'a> Session<'a> {
-    pub fn new(
-        ch: &'a Channel,
-        plan: &'a Plan,
-        cgroup: &'a Cgroup,
-        stage1: i32,
-    ) -> Result<Session<'a>> {
+    /// Talk to the stage 1 that `ex` spawned (its host phase is done).
+    pub fn new(mut ex: Executor<'a>) -> Result<Session<'a>> {
+        let ch = ex
+            .channel
+            .take()
+            .ok_or_else(|| anyhow!("plan: stage 1 was not spawned"))?;
+        let stage1 = ex.stage1;
         let watch = vec![Pidfd::open(stage1)?];
-        let after_spawn = plan
-            .steps
-            .iter()
-            .position(|s| matches!(s, Step::SpawnStage1))
-            .map_or(0, |i| i + 1);
         Ok(Session {
+            ex: RefCell::new(ex),
             ch,
-            plan,
-            cgroup,
             stage1,
-            cursor: Cell::new(after_spawn),
+            turns_done: Cell::new(0),
             init_pid: Cell::new(0),
-            state: RefCell::new(None),
             watch: RefCell::new(watch),
         })
+    }
+
+    pub fn plan(&self) -> &'a Plan {
+        self.ex.borrow().plan
     }
 
     /// The next message from stage 1 or init. Their end of the socket
@@ -94,9 +90,8 @@ impl<'a> Session<'a> {
     }
 
     /// Record the state hooks will see; it travels to init with each `Go`.
-    pub fn set_state(&self, state: serde_json::Value) -> Result<()> {
-        *self.state.borrow_mut() = Some(state);
-        Ok(())
+    pub fn set_state(&self, state: serde_json::Value) {
+        self.ex.borrow_mut().hook_state = Some(state);
     }
 
     /// Wait for the next event; runtime steps are done on the way.
@@ -152,7 +147,7 @@ impl<'a> Session<'a> {
     /// say so instead of only "the other side … is gone".
     fn init_gone(&self, e: std::io::Error) -> anyhow::Error {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            if let Some(prog) = &self.plan.seccomp {
+            if let Some(prog) = &self.plan().seccomp {
                 let killed = prog.kills_init_needs();
                 if !killed.is_empty() {
                     return anyhow!(
@@ -168,7 +163,7 @@ impl<'a> Session<'a> {
     }
 
     pub fn go(&self) -> Result<()> {
-        let state = self.state.borrow().as_ref().map(|s| s.to_string());
+        let state = self.ex.borrow().hook_state.as_ref().map(|s| s.to_string());
         if let Err(e) = self.ch.send(&Msg::Go { state }) {
             // The child is gone: report its last word if it left one (it
             // is queued before the child's end closes, so never wait).
@@ -180,52 +175,24 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// The next run of runtime steps (the children walk the same plan and
-    /// hand over at each run).
+    /// The next run of runtime steps: the children walk the same plan and
+    /// hand over at the first step of each run ([`Plan::runtime_turns`]).
     fn runtime_steps(&self) -> Result<()> {
-        let steps = &self.plan.steps;
-        let mut i = self.cursor.get();
-        while i < steps.len() && steps[i].actor() != Actor::Runtime {
-            i += 1;
+        let plan = self.plan();
+        let turns = plan.runtime_turns();
+        let n = self.turns_done.get();
+        let turn = turns.get(n).ok_or_else(|| {
+            anyhow!(
+                "a child asked for runtime turn {} of {}",
+                n + 1,
+                turns.len()
+            )
+        })?;
+        self.turns_done.set(n + 1);
+        let mut ex = self.ex.borrow_mut();
+        for step in turn {
+            ex.run(step)?;
         }
-        while i < steps.len() && steps[i].actor() == Actor::Runtime {
-            match &steps[i] {
-                Step::JoinCgroup => self.cgroup.add_pid(self.stage1)?,
-                Step::WriteIdMaps { uid, gid } => write_id_maps(self.stage1, uid, gid)?,
-                Step::RuntimeHooks {
-                    prestart,
-                    create_runtime,
-                } => {
-                    let state = self.state.borrow().clone().unwrap_or_default();
-                    use crate::hooks::{run, Kind};
-                    run(Kind::Prestart, prestart, &state, &mut |_| {})?;
-                    run(Kind::CreateRuntime, create_runtime, &state, &mut |_| {})?;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        self.cursor.set(i);
         Ok(())
     }
-}
-
-fn write_id_maps(
-    pid: i32,
-    uid: &[crate::spec::IdMapping],
-    gid: &[crate::spec::IdMapping],
-) -> Result<()> {
-    let fmt = |m: &[crate::spec::IdMapping]| {
-        m.iter()
-            .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
-            .collect::<String>()
-    };
-    for (file, maps, field) in [
-        ("uid_map", uid, "linux.uidMappings"),
-        ("gid_map", gid, "linux.gidMappings"),
-    ] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, fmt(maps)).map_err(|e| anyhow!("{field}: writing {path}: {e}"))?;
-    }
-    Ok(())
 }

@@ -3,14 +3,14 @@
 //! node (runc and crun do the same).
 
 use super::Ctx;
-use crate::plan::Step;
+use crate::plan::DeviceNode;
 use crate::sys::{self, fd_path};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
-    let Step::CreateDevice {
+pub(super) fn create(ctx: &mut Ctx, d: &DeviceNode) -> io::Result<()> {
+    let DeviceNode {
         path,
         kind,
         major,
@@ -19,10 +19,7 @@ pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
         uid,
         gid,
         bind,
-    } = step
-    else {
-        return Err(io::Error::other("not a device step"));
-    };
+    } = d;
     let root = ctx
         .root
         .as_ref()

@@ -1,9 +1,11 @@
 //! Inside the sandbox: the step executor for stage 1 and init.
 //!
-//! Both processes walk the same [`Plan`] the runtime printed. Stage 1 runs
-//! the namespace steps; when it meets a runtime step (joining the cgroup,
-//! writing id maps) it asks the runtime to do it and waits. Init runs the
-//! rest, one step → one function, in [`namespaces`], [`rootfs`],
+//! Both processes walk the same [`Plan`] the runtime printed: stage 1 the
+//! namespaces phase, init the rootfs, process and start phases
+//! ([`Plan::walked_by`]). When a child meets a runtime step (joining the
+//! cgroup, writing id maps, prestart hooks) it asks the runtime to do the
+//! run of them and waits. Each executor matches its actor's step enum
+//! exhaustively, one step → one function in [`namespaces`], [`rootfs`],
 //! [`devices`] and [`process`].
 
 pub mod channel;
@@ -15,15 +17,15 @@ pub mod rootfs;
 pub use channel::{Channel, Msg};
 
 use crate::error::ChildFailure;
-use crate::plan::{Actor, Plan, Step};
+use crate::plan::{Actor, InitStep, Plan, Stage1Step, Step};
 use std::ffi::CString;
 use std::os::fd::{OwnedFd, RawFd};
 
 /// The fds a child inherits from the runtime (all opened before fork).
 #[derive(Debug, Clone, Copy)]
 pub struct Fds {
-    /// O_PATH fd of `<state>/exec.fifo`.
-    pub exec_fifo: RawFd,
+    /// O_PATH fd of `<state>/exec.fifo` (none for `exec`).
+    pub exec_fifo: Option<RawFd>,
     /// Connected `--console-socket`, if any.
     pub console: Option<RawFd>,
 }
@@ -72,44 +74,42 @@ fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
     // for it (debug.bats, exec.bats: "nsexec container setup", …); stage 1
     // is berth's counterpart of runc's nsexec.
     crate::log::debug("stage 1: => nsexec container setup");
-    crate::sys::prctl(
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGKILL as libc::c_ulong,
-        "PR_SET_PDEATHSIG",
-    )?;
-    // CVE-2019-5736: until execve this process (and init, which inherits
-    // the flag) is the host's berth binary. Non-dumpable, its
-    // /proc/<pid>/exe cannot be opened by container processes, so they
-    // cannot reach — and overwrite — the host binary through it. execve
-    // of the container program resets the flag.
-    crate::sys::prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE 0")?;
-    let start = plan
-        .steps
-        .iter()
-        .position(|s| matches!(s, Step::SpawnStage1))
-        .map_or(0, |i| i + 1);
     let mut turn = RuntimeTurns::default();
-    for step in &plan.steps[start..] {
-        match step.actor() {
-            Actor::Runtime => {
+    for step in plan.walked_by(Actor::Stage1) {
+        let step = match step {
+            Step::Runtime(_) => {
                 turn.hand_over(ch, &mut None)?;
                 continue;
             }
-            Actor::Stage1 => turn.back(),
-            Actor::Init => break,
-        }
-        if let Step::ForkInit = step {
-            let pid = crate::sys::fork_sibling()?;
-            if pid == 0 {
-                run_init(plan, ch, fds);
+            Step::Stage1(s) => s,
+            Step::Init(s) => anyhow::bail!("plan: init step in stage 1's phase: {}", s.describe()),
+        };
+        turn.back();
+        use crate::sys;
+        let done = match step {
+            Stage1Step::SetParentDeathSignal { signal } => sys::prctl(
+                libc::PR_SET_PDEATHSIG,
+                *signal as libc::c_ulong,
+                "PR_SET_PDEATHSIG",
+            ),
+            Stage1Step::SetNotDumpable => sys::prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE 0"),
+            Stage1Step::JoinNamespace { kind, path } => namespaces::join(*kind, path),
+            Stage1Step::UnshareUserNamespace => sys::unshare(libc::CLONE_NEWUSER),
+            Stage1Step::BecomeRoot => namespaces::become_root(),
+            Stage1Step::Unshare { kinds } => namespaces::unshare(kinds),
+            Stage1Step::ForkInit => {
+                let pid = sys::fork_sibling()?;
+                if pid == 0 {
+                    run_init(plan, ch, fds);
+                }
+                crate::log::debug(&format!(
+                    "stage 1: <= nsexec container setup (init is pid {pid})"
+                ));
+                ch.send(&Msg::InitPid { pid })?;
+                return Ok(());
             }
-            crate::log::debug(&format!(
-                "stage 1: <= nsexec container setup (init is pid {pid})"
-            ));
-            ch.send(&Msg::InitPid { pid })?;
-            return Ok(());
-        }
-        namespaces::run(step).map_err(|e| anyhow::anyhow!("{}: {e}", step.describe()))?;
+        };
+        done.map_err(|e| anyhow::anyhow!("{}: {e}", step.describe()))?;
     }
     Ok(())
 }
@@ -149,38 +149,40 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
         state: None,
         cwd_done: false,
     };
-    // Files created while building the rootfs get exactly the modes asked
-    // for; the process umask is set by its own step later.
-    // SAFETY: umask cannot fail.
-    unsafe { libc::umask(0) };
-    let start = plan
-        .steps
-        .iter()
-        .position(|s| matches!(s, Step::ForkInit))
-        .map_or(0, |i| i + 1);
     crate::log::debug("init: child process in init()");
     let mut turn = RuntimeTurns::default();
-    for step in &plan.steps[start..] {
-        if let Step::ReportCreated = step {
+    for step in plan.walked_by(Actor::Init) {
+        let step = match step {
+            Step::Runtime(r) => {
+                if let Err(e) = turn.hand_over(ch, &mut ctx.state) {
+                    fail(ch, format!("{}: {e}", r.describe()), &e, ChildFailure::Step);
+                }
+                continue;
+            }
+            Step::Init(s) => s,
+            Step::Stage1(s) => fail(
+                ch,
+                s.describe(),
+                &std::io::Error::other("plan: stage 1 step in init's phases"),
+                ChildFailure::Step,
+            ),
+        };
+        turn.back();
+        if let InitStep::ReportCreated = step {
             // runc's last words before init hands over (standard_init for
             // create/run, setns_init for exec).
-            let creating = plan.steps.iter().any(|s| matches!(s, Step::WaitExecFifo));
-            crate::log::debug(if creating {
+            crate::log::debug(if ctx.fds.exec_fifo.is_some() {
                 "init: closing the pipe to signal completion"
             } else {
                 "setns_init: about to exec"
             });
         }
-        let result = match step.actor() {
-            Actor::Runtime => turn.hand_over(ch, &mut ctx.state),
-            _ => {
-                turn.back();
-                run_step(&mut ctx, step)
-            }
-        };
-        if let Err(e) = result {
+        if let Err(e) = run_step(&mut ctx, step) {
             let msg = format!("{}: {e}", step_label(step));
-            if matches!(step, Step::Exec { .. } | Step::StartContainerHooks { .. }) {
+            if matches!(
+                step,
+                InitStep::Exec { .. } | InitStep::StartContainerHooks { .. }
+            ) {
                 // Past the point of reporting to the runtime: say it on stderr.
                 eprintln!("berth: {msg}");
                 let code = if crate::sys::errno(&e) == Some(libc::EACCES) {
@@ -191,34 +193,40 @@ fn run_init(plan: &Plan, ch: &Channel, fds: Fds) -> ! {
                 // SAFETY: see stage1.
                 unsafe { libc::_exit(code) }
             }
-            let sent = ch.send(&Msg::Error {
-                msg: msg.clone(),
-                errno: crate::sys::errno(&e).unwrap_or(0),
-                kind: failure_kind(step, &e),
-            });
-            if sent.is_err() {
-                // The runtime is gone (it returns after `created`): the
-                // container's stderr is the only place left to say it.
-                eprintln!("berth: {msg}");
-            }
-            ch.drain();
-            // SAFETY: see stage1.
-            unsafe { libc::_exit(1) }
+            fail(ch, msg, &e, failure_kind(step, &e));
         }
     }
     // SAFETY: see stage1 (Exec never returns on success).
     unsafe { libc::_exit(127) }
 }
 
+/// Report a failed step to the runtime (or, once it is gone, on stderr)
+/// and exit.
+fn fail(ch: &Channel, msg: String, e: &std::io::Error, kind: ChildFailure) -> ! {
+    let sent = ch.send(&Msg::Error {
+        msg: msg.clone(),
+        errno: crate::sys::errno(e).unwrap_or(0),
+        kind,
+    });
+    if sent.is_err() {
+        // The runtime is gone (it returns after `created`): the
+        // container's stderr is the only place left to say it.
+        eprintln!("berth: {msg}");
+    }
+    ch.drain();
+    // SAFETY: see stage1.
+    unsafe { libc::_exit(1) }
+}
+
 /// What kind of failure to report: a program that cannot be run is told
 /// apart from other failed steps by its step and the error's kind, so the
 /// runtime never has to read the message.
-fn failure_kind(step: &Step, e: &std::io::Error) -> ChildFailure {
+fn failure_kind(step: &InitStep, e: &std::io::Error) -> ChildFailure {
     match (step, e.kind()) {
-        (Step::ResolveExecutable { .. }, std::io::ErrorKind::NotFound) => {
+        (InitStep::ResolveExecutable { .. }, std::io::ErrorKind::NotFound) => {
             ChildFailure::ProgramNotFound
         }
-        (Step::ResolveExecutable { .. }, std::io::ErrorKind::PermissionDenied) => {
+        (InitStep::ResolveExecutable { .. }, std::io::ErrorKind::PermissionDenied) => {
             ChildFailure::ProgramNotExecutable
         }
         _ => ChildFailure::Step,
@@ -226,10 +234,10 @@ fn failure_kind(step: &Step, e: &std::io::Error) -> ChildFailure {
 }
 
 /// How an init error names the step: the config field where there is one.
-fn step_label(step: &Step) -> String {
+fn step_label(step: &InitStep) -> String {
     match step {
-        Step::Mount(m) => format!("mounts[{}] ({})", m.index, step.describe()),
-        Step::Rlimit {
+        InitStep::Mount(m) => format!("mounts[{}] ({})", m.index, step.describe()),
+        InitStep::Rlimit {
             index,
             name,
             soft,
@@ -241,22 +249,97 @@ fn step_label(step: &Step) -> String {
     }
 }
 
-fn run_step(ctx: &mut Ctx, step: &Step) -> std::io::Result<()> {
-    use Step::*;
+/// Init's executor: every init step, one function each.
+fn run_step(ctx: &mut Ctx, step: &InitStep) -> std::io::Result<()> {
+    use crate::sys;
+    use InitStep::*;
     match step {
-        SetRootPropagation { .. }
-        | SetNewRootPropagation { .. }
-        | BindRootfs { .. }
-        | Mount(_)
-        | MountCgroups { .. }
-        | PivotRoot
-        | ChrootNoPivot
-        | MaskPath { .. }
-        | RemountReadonly { .. }
-        | ReadonlyPath { .. }
-        | ReadonlyRoot
-        | Symlink { .. } => rootfs::run(ctx, step),
-        CreateDevice { .. } => devices::run(ctx, step),
-        _ => process::run(ctx, step),
+        ClearUmask => {
+            // SAFETY: umask cannot fail.
+            unsafe { libc::umask(0) };
+            Ok(())
+        }
+        JoinSessionKeyring { name } => process::join_session_keyring(name),
+        SetRootPropagation { flags } | SetNewRootPropagation { flags } => {
+            rootfs::set_propagation(*flags)
+        }
+        BindRootfs { rootfs } => rootfs::bind_rootfs(ctx, rootfs),
+        Mount(m) => rootfs::mount(rootfs::root(ctx)?, m),
+        MountCgroups {
+            readonly,
+            destination,
+            binds,
+            symlinks,
+        } => rootfs::mount_cgroups(rootfs::root(ctx)?, destination, binds, symlinks, *readonly),
+        CreateDevice(d) => devices::create(ctx, d),
+        Symlink { target, link } => rootfs::symlink(rootfs::root(ctx)?, target, link),
+        CreateContainerHooks { hooks } => {
+            process::init_hooks(ctx, crate::hooks::Kind::CreateContainer, hooks)
+        }
+        PivotRoot => rootfs::pivot_root(ctx),
+        ChrootNoPivot => rootfs::chroot_no_pivot(ctx),
+        BringUpLoopback => process::loopback_up(),
+        Sysctl { key, value } => process::sysctl(key, value),
+        SetHostname { name } => {
+            nix::unistd::sethostname(name).map_err(|e| sys::err("sethostname", e.into()))
+        }
+        SetDomainname { name } => process::set_domainname(name),
+        RemountReadonly { path } => rootfs::remount_readonly_in_root(ctx, path),
+        MaskPath { path } => rootfs::mask(rootfs::root(ctx)?, path),
+        ReadonlyPath { path } => rootfs::readonly(rootfs::root(ctx)?, path),
+        ReadonlyRoot => rootfs::remount_ro(std::path::Path::new("/")),
+        OpenConsole {
+            uid, rows, cols, ..
+        } => process::open_console(ctx, *uid, *rows, *cols),
+        Rlimit {
+            name, soft, hard, ..
+        } => process::set_rlimit(name, *soft, *hard),
+        OomScoreAdj { value } => std::fs::write("/proc/self/oom_score_adj", value.to_string())
+            .map_err(|e| sys::err("process.oomScoreAdj: write /proc/self/oom_score_adj", e)),
+        LimitUserNamespaces => std::fs::write("/proc/sys/user/max_user_namespaces", "0")
+            .map_err(|e| sys::err("write /proc/sys/user/max_user_namespaces", e)),
+        LoadSeccomp { .. } => process::load_seccomp(ctx),
+        DropBoundingCaps { keep } => process::drop_bounding(keep),
+        SwitchUser {
+            uid,
+            gid,
+            additional_gids,
+        } => process::switch_user(*uid, *gid, additional_gids),
+        RestoreParentDeathSignal { signal } => sys::prctl(
+            libc::PR_SET_PDEATHSIG,
+            *signal as libc::c_ulong,
+            "PR_SET_PDEATHSIG",
+        ),
+        SetCapabilities {
+            effective,
+            permitted,
+            inheritable,
+            ambient,
+        } => process::set_caps(effective, permitted, inheritable, ambient),
+        NoNewPrivileges => sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS"),
+        Umask { mask } => {
+            // SAFETY: umask cannot fail.
+            unsafe { libc::umask(*mask as libc::mode_t) };
+            Ok(())
+        }
+        ChdirAsRoot { cwd } => process::chdir_as_root(ctx, cwd),
+        Chdir { cwd } if !ctx.cwd_done => process::chdir(cwd),
+        Chdir { .. } => Ok(()),
+        ResolveExecutable { arg0 } => process::resolve(ctx, arg0),
+        CloseHostFds { keep_up_to } => process::close_host_fds(*keep_up_to),
+        ClearParentDeathSignal => sys::prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG 0"),
+        ReportCreated => {
+            ctx.ch.send(&Msg::Created)?;
+            ctx.ch.expect_go(&mut ctx.state)
+        }
+        WaitExecFifo => process::wait_exec_fifo(ctx.fds.exec_fifo),
+        StartContainerHooks { hooks } => {
+            process::init_hooks(ctx, crate::hooks::Kind::StartContainer, hooks)
+        }
+        ResetSignals => {
+            process::reset_signals();
+            Ok(())
+        }
+        Exec { args, env } => process::exec(ctx.exe.as_ref(), args, env, ctx.plan.seccomp.as_ref()),
     }
 }

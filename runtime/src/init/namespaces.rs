@@ -1,32 +1,26 @@
 //! Stage 1 steps: join namespaces by path, create new ones.
 
-use crate::plan::Step;
 use crate::spec::NsKind;
 use crate::sys;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
-pub fn run(step: &Step) -> io::Result<()> {
-    match step {
-        Step::JoinNamespace { kind, path } => {
-            let fd = sys::open(path, libc::O_RDONLY, 0)?;
-            sys::setns(
-                fd.as_raw_fd(),
-                kind.clone_flag(),
-                &format!("{} {}", kind.name(), path.display()),
-            )
-        }
-        Step::UnshareUserNamespace => sys::unshare(libc::CLONE_NEWUSER),
-        Step::BecomeRoot => become_root(),
-        Step::Unshare { kinds } => {
-            let flags = kinds.iter().fold(0, |f, k| f | k.clone_flag());
-            sys::unshare(flags)
-        }
-        other => Err(io::Error::other(format!("not a stage 1 step: {other:?}"))),
-    }
+pub(super) fn join(kind: NsKind, path: &Path) -> io::Result<()> {
+    let fd = sys::open(path, libc::O_RDONLY, 0)?;
+    sys::setns(
+        fd.as_raw_fd(),
+        kind.clone_flag(),
+        &format!("{} {}", kind.name(), path.display()),
+    )
 }
 
-fn become_root() -> io::Result<()> {
+pub(super) fn unshare(kinds: &[NsKind]) -> io::Result<()> {
+    let flags = kinds.iter().fold(0, |f, k| f | k.clone_flag());
+    sys::unshare(flags)
+}
+
+pub(super) fn become_root() -> io::Result<()> {
     // SAFETY: plain syscalls with integer arguments.
     unsafe {
         if libc::setresgid(0, 0, 0) != 0 {

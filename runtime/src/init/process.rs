@@ -2,109 +2,59 @@
 //! console, rlimits, seccomp, capabilities, user, cwd, fds, and finally
 //! the wait on exec.fifo and execve.
 
-use super::{Ctx, Msg};
+use super::Ctx;
 use crate::hooks::Kind;
-use crate::plan::Step;
+use crate::plan::InitStep;
 use crate::sys;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
-    use Step::*;
-    match step {
-        BringUpLoopback => loopback_up(),
-        JoinSessionKeyring { name } => join_session_keyring(name),
-        Sysctl { key, value } => {
-            let field = crate::spec::sysctl_field(key);
-            let rel = crate::spec::sysctl_path(key)
-                .map_err(|e| io::Error::other(format!("{field}: {e}")))?;
-            let path = format!("/proc/sys/{rel}");
-            std::fs::write(&path, value)
-                .map_err(|e| sys::err(format_args!("{field}: write {path}"), e))
-        }
-        SetHostname { name } => {
-            nix::unistd::sethostname(name).map_err(|e| sys::err("sethostname", e.into()))
-        }
-        SetDomainname { name } => {
-            // SAFETY: pointer and length of a live buffer.
-            let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
-            if r != 0 {
-                return Err(sys::last("setdomainname"));
-            }
+pub(super) fn sysctl(key: &str, value: &str) -> io::Result<()> {
+    let field = crate::spec::sysctl_field(key);
+    let rel =
+        crate::spec::sysctl_path(key).map_err(|e| io::Error::other(format!("{field}: {e}")))?;
+    let path = format!("/proc/sys/{rel}");
+    std::fs::write(&path, value).map_err(|e| sys::err(format_args!("{field}: write {path}"), e))
+}
+
+pub(super) fn set_domainname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length of a live buffer.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if r != 0 {
+        return Err(sys::last("setdomainname"));
+    }
+    Ok(())
+}
+
+pub(super) fn chdir_as_root(ctx: &mut Ctx, cwd: &str) -> io::Result<()> {
+    match chdir(cwd) {
+        Ok(()) => {
+            ctx.cwd_done = true;
             Ok(())
         }
-        OpenConsole {
-            uid, rows, cols, ..
-        } => open_console(ctx, *uid, *rows, *cols),
-        Rlimit {
-            name, soft, hard, ..
-        } => set_rlimit(name, *soft, *hard),
-        OomScoreAdj { value } => std::fs::write("/proc/self/oom_score_adj", value.to_string())
-            .map_err(|e| sys::err("process.oomScoreAdj: write /proc/self/oom_score_adj", e)),
-        LimitUserNamespaces => std::fs::write("/proc/sys/user/max_user_namespaces", "0")
-            .map_err(|e| sys::err("write /proc/sys/user/max_user_namespaces", e)),
-        LoadSeccomp { .. } => load_seccomp(ctx),
-        DropBoundingCaps { keep } => drop_bounding(keep),
-        SwitchUser {
-            uid,
-            gid,
-            additional_gids,
-        } => switch_user(*uid, *gid, additional_gids),
-        SetCapabilities {
-            effective,
-            permitted,
-            inheritable,
-            ambient,
-        } => set_caps(effective, permitted, inheritable, ambient),
-        NoNewPrivileges => sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS"),
-        Umask { mask } => {
-            // SAFETY: umask cannot fail.
-            unsafe { libc::umask(*mask as libc::mode_t) };
-            Ok(())
-        }
-        ChdirAsRoot { cwd } => match chdir(cwd) {
-            Ok(()) => {
-                ctx.cwd_done = true;
-                Ok(())
-            }
-            // Denied to root (e.g. a root-squashed or idmapped volume): the
-            // user may be allowed, so `Chdir` tries again after setuid.
-            Err(e) if matches!(sys::errno(&e), Some(libc::EACCES | libc::EPERM)) => Ok(()),
-            Err(e) => Err(e),
-        },
-        Chdir { cwd } if !ctx.cwd_done => chdir(cwd),
-        Chdir { .. } => Ok(()),
-        ResolveExecutable { arg0 } => {
-            let env = match ctx.plan.steps.last() {
-                Some(Exec { env, .. }) => env.clone(),
-                _ => Vec::new(),
-            };
-            let args = match ctx.plan.steps.last() {
-                Some(Exec { args, .. }) => args.clone(),
-                _ => Vec::new(),
-            };
-            let exe = resolve_executable(arg0, &env)?;
-            check_exec_size(&exe, &args, &env)?;
-            ctx.exe = Some(exe);
-            Ok(())
-        }
-        CloseHostFds { keep_up_to } => close_host_fds(*keep_up_to),
-        ClearParentDeathSignal => sys::prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG 0"),
-        ReportCreated => {
-            ctx.ch.send(&Msg::Created)?;
-            ctx.ch.expect_go(&mut ctx.state)
-        }
-        WaitExecFifo => wait_exec_fifo(ctx.fds.exec_fifo),
-        CreateContainerHooks { hooks } => init_hooks(ctx, Kind::CreateContainer, hooks),
-        StartContainerHooks { hooks } => init_hooks(ctx, Kind::StartContainer, hooks),
-        Exec { args, env } => exec(ctx.exe.as_ref(), args, env, ctx.plan.seccomp.as_ref()),
-        other => Err(io::Error::other(format!("not a process step: {other:?}"))),
+        // Denied to root (e.g. a root-squashed or idmapped volume): the
+        // user may be allowed, so `Chdir` tries again after setuid.
+        Err(e) if matches!(sys::errno(&e), Some(libc::EACCES | libc::EPERM)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
-fn loopback_up() -> io::Result<()> {
+/// Find args[0] in the container and check execve will take the
+/// arguments (the plan's last step is the `Exec` that uses them).
+pub(super) fn resolve(ctx: &mut Ctx, arg0: &str) -> io::Result<()> {
+    let (args, env) = match ctx.plan.steps.last().and_then(|s| s.as_init()) {
+        Some(InitStep::Exec { args, env }) => (args.clone(), env.clone()),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let exe = resolve_executable(arg0, &env)?;
+    check_exec_size(&exe, &args, &env)?;
+    ctx.exe = Some(exe);
+    Ok(())
+}
+
+pub(super) fn loopback_up() -> io::Result<()> {
     // SAFETY: a plain socket we close below; ifreq is zeroed then filled.
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
@@ -126,7 +76,7 @@ fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-fn open_console(ctx: &Ctx, uid: u32, rows: u16, cols: u16) -> io::Result<()> {
+pub(super) fn open_console(ctx: &Ctx, uid: u32, rows: u16, cols: u16) -> io::Result<()> {
     let sock = ctx
         .fds
         .console
@@ -182,7 +132,7 @@ fn open_console(ctx: &Ctx, uid: u32, rows: u16, cols: u16) -> io::Result<()> {
     Ok(())
 }
 
-fn set_rlimit(name: &str, soft: u64, hard: u64) -> io::Result<()> {
+pub(super) fn set_rlimit(name: &str, soft: u64, hard: u64) -> io::Result<()> {
     let res =
         crate::plan::rlimit_resource(name).ok_or_else(|| io::Error::other("unknown rlimit"))?;
     let lim = libc::rlimit {
@@ -212,7 +162,7 @@ fn set_rlimit(name: &str, soft: u64, hard: u64) -> io::Result<()> {
     Err(sys::err("setrlimit", e))
 }
 
-fn load_seccomp(ctx: &Ctx) -> io::Result<()> {
+pub(super) fn load_seccomp(ctx: &Ctx) -> io::Result<()> {
     let prog = ctx
         .plan
         .seccomp
@@ -287,7 +237,7 @@ fn last_cap() -> u8 {
         .unwrap_or(40)
 }
 
-fn drop_bounding(keep: &[String]) -> io::Result<()> {
+pub(super) fn drop_bounding(keep: &[String]) -> io::Result<()> {
     let keep = cap_bits(keep)?;
     for cap in 0..=last_cap() {
         if keep & (1 << cap) == 0 {
@@ -301,7 +251,7 @@ fn drop_bounding(keep: &[String]) -> io::Result<()> {
     Ok(())
 }
 
-fn switch_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
+pub(super) fn switch_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     sys::prctl(libc::PR_SET_KEEPCAPS, 1, "PR_SET_KEEPCAPS")?;
     // SAFETY: setgroups reads `groups`, a live slice; the others take ints.
     unsafe {
@@ -315,17 +265,17 @@ fn switch_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
             return Err(sys::last(format_args!("setuid {uid}")));
         }
     }
-    sys::prctl(libc::PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS 0")?;
-    // A credential change clears the parent-death signal: set it again so a
-    // dying runtime still takes an unfinished init with it.
-    sys::prctl(
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGKILL as libc::c_ulong,
-        "PR_SET_PDEATHSIG",
-    )
+    // A credential change clears the parent-death signal: the plan's next
+    // step sets it again.
+    sys::prctl(libc::PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS 0")
 }
 
-fn set_caps(eff: &[String], perm: &[String], inh: &[String], amb: &[String]) -> io::Result<()> {
+pub(super) fn set_caps(
+    eff: &[String],
+    perm: &[String],
+    inh: &[String],
+    amb: &[String],
+) -> io::Result<()> {
     #[repr(C)]
     struct Header {
         version: u32,
@@ -375,7 +325,7 @@ fn set_caps(eff: &[String], perm: &[String], inh: &[String], amb: &[String]) -> 
     Ok(())
 }
 
-fn chdir(cwd: &str) -> io::Result<()> {
+pub(super) fn chdir(cwd: &str) -> io::Result<()> {
     std::env::set_current_dir(cwd)
         .map_err(|e| sys::err(format_args!("process.cwd: chdir {cwd}"), e))?;
     // CVE-2024-21626: a cwd reached through a leaked host fd
@@ -463,7 +413,7 @@ fn check_exec_size(exe: &CString, args: &[String], env: &[String]) -> io::Result
     Ok(())
 }
 
-fn close_host_fds(keep_up_to: i32) -> io::Result<()> {
+pub(super) fn close_host_fds(keep_up_to: i32) -> io::Result<()> {
     for fd in 3..=keep_up_to {
         // SAFETY: clearing FD_CLOEXEC on a preserved fd number.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
@@ -471,7 +421,9 @@ fn close_host_fds(keep_up_to: i32) -> io::Result<()> {
     sys::cloexec_from(keep_up_to + 1)
 }
 
-fn wait_exec_fifo(fifo: i32) -> io::Result<()> {
+pub(super) fn wait_exec_fifo(fifo: Option<i32>) -> io::Result<()> {
+    let fifo =
+        fifo.ok_or_else(|| io::Error::other("no exec.fifo (an exec'd process runs at once)"))?;
     let path = format!("/proc/self/fd/{fifo}");
     // Blocks until `berth start` opens the other end.
     let fd = sys::open(Path::new(&path), libc::O_WRONLY, 0)
@@ -488,7 +440,7 @@ fn wait_exec_fifo(fifo: i32) -> io::Result<()> {
 /// Give the container program the signal state a fresh process has: an
 /// ignored signal stays ignored across execve, and Rust ignores SIGPIPE at
 /// start-up, so without this `yes | head` would misbehave in a container.
-fn reset_signals() {
+pub(super) fn reset_signals() {
     for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
@@ -504,14 +456,13 @@ fn reset_signals() {
     }
 }
 
-fn exec(
+pub(super) fn exec(
     exe: Option<&CString>,
     args: &[String],
     env: &[String],
     seccomp: Option<&crate::seccomp::Program>,
 ) -> io::Result<()> {
     let exe = exe.ok_or_else(|| io::Error::other("executable not resolved"))?;
-    reset_signals();
     let argv: Vec<CString> = args.iter().map(sys::cstr).collect::<io::Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(sys::cstr).collect::<io::Result<_>>()?;
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
@@ -552,7 +503,7 @@ fn exec(
 /// namespaces, so init runs them (runtime-spec §hooks). createContainer
 /// hooks run before pivot_root with the rootfs as their working directory,
 /// as runc does (`./lib/…` in a hook means the container's /lib).
-fn init_hooks(ctx: &Ctx, kind: Kind, hooks: &[crate::spec::Hook]) -> io::Result<()> {
+pub(super) fn init_hooks(ctx: &Ctx, kind: Kind, hooks: &[crate::spec::Hook]) -> io::Result<()> {
     let state: serde_json::Value = ctx
         .state
         .as_deref()
@@ -569,7 +520,7 @@ fn init_hooks(ctx: &Ctx, kind: Kind, hooks: &[crate::spec::Hook]) -> io::Result<
 
 /// keyctl(KEYCTL_JOIN_SESSION_KEYRING). Kernels without keys, or a user
 /// namespace that may not use them, say ENOSYS/EACCES: like runc, go on.
-fn join_session_keyring(name: &str) -> io::Result<()> {
+pub(super) fn join_session_keyring(name: &str) -> io::Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     let c = sys::cstr(name)?;
     // SAFETY: keyctl with a valid C string; returns a key serial or -1.

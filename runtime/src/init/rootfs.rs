@@ -8,51 +8,35 @@
 //! bug behind runc's CVE-2021-30465.
 
 use super::Ctx;
-use crate::plan::{MountStep, Step};
+use crate::plan::MountStep;
 use crate::sys::{self, fd_path, open_in_root};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-pub fn run(ctx: &mut Ctx, step: &Step) -> io::Result<()> {
-    match step {
-        Step::SetRootPropagation { flags } => sys::mount(None, Path::new("/"), None, *flags, None),
-        Step::SetNewRootPropagation { flags } => {
-            sys::mount(None, Path::new("/"), None, *flags, None)
-        }
-        Step::BindRootfs { rootfs } => {
-            parent_mount_private(rootfs)?;
-            sys::mount(
-                Some(rootfs),
-                rootfs,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )?;
-            ctx.root = Some(sys::open(rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)?);
-            Ok(())
-        }
-        Step::Mount(m) => mount(root(ctx)?, m),
-        Step::MountCgroups {
-            readonly,
-            destination,
-            binds,
-            symlinks,
-        } => mount_cgroups(root(ctx)?, destination, binds, symlinks, *readonly),
-        Step::Symlink { target, link } => symlink(root(ctx)?, target, link),
-        Step::PivotRoot => pivot_root(ctx),
-        Step::ChrootNoPivot => chroot_no_pivot(ctx),
-        Step::RemountReadonly { path } => {
-            let fd = open_in_root(root(ctx)?.as_raw_fd(), path, libc::O_PATH)?;
-            remount_ro(&fd_path(&fd))
-        }
-        Step::MaskPath { path } => mask(root(ctx)?, path),
-        Step::ReadonlyPath { path } => readonly(root(ctx)?, path),
-        Step::ReadonlyRoot => remount_ro(Path::new("/")),
-        other => Err(io::Error::other(format!("not a rootfs step: {other:?}"))),
-    }
+/// `mount --make-<flags> /` (before building the rootfs, and on the new root).
+pub(super) fn set_propagation(flags: u64) -> io::Result<()> {
+    sys::mount(None, Path::new("/"), None, flags, None)
+}
+
+pub(super) fn bind_rootfs(ctx: &mut Ctx, rootfs: &Path) -> io::Result<()> {
+    parent_mount_private(rootfs)?;
+    sys::mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    ctx.root = Some(sys::open(rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)?);
+    Ok(())
+}
+
+/// Remount a path inside the (new) root read-only in place.
+pub(super) fn remount_readonly_in_root(ctx: &Ctx, path: &Path) -> io::Result<()> {
+    let fd = open_in_root(root(ctx)?.as_raw_fd(), path, libc::O_PATH)?;
+    remount_ro(&fd_path(&fd))
 }
 
 /// Make the mount that holds `path` private (runc's
@@ -72,7 +56,7 @@ fn parent_mount_private(path: &Path) -> io::Result<()> {
     }
 }
 
-fn root<'a>(ctx: &'a Ctx) -> io::Result<&'a OwnedFd> {
+pub(super) fn root<'a>(ctx: &'a Ctx) -> io::Result<&'a OwnedFd> {
     ctx.root
         .as_ref()
         .ok_or_else(|| io::Error::other("rootfs is not open yet"))
@@ -223,7 +207,7 @@ fn remount(path: &Path, flags: u64) -> io::Result<()> {
     )
 }
 
-fn remount_ro(path: &Path) -> io::Result<()> {
+pub(super) fn remount_ro(path: &Path) -> io::Result<()> {
     remount(path, libc::MS_RDONLY)
 }
 
@@ -254,7 +238,7 @@ fn check_ordinary_dir(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
     }
 }
 
-fn mount(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
+pub(super) fn mount(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
     check_ordinary_dir(root, m)?;
     let source_is_file = m.bind
         && m.source
@@ -372,7 +356,7 @@ fn mount_setattr_rdonly(fd: &OwnedFd) -> io::Result<()> {
 
 /// Show the container its own cgroup: bind the host directories of its
 /// cgroup under the destination (a tmpfs when there are several).
-fn mount_cgroups(
+pub(super) fn mount_cgroups(
     root: &OwnedFd,
     dest: &Path,
     binds: &[(PathBuf, PathBuf)],
@@ -420,7 +404,7 @@ fn mount_cgroups(
     Ok(())
 }
 
-fn symlink(root: &OwnedFd, target: &Path, link: &Path) -> io::Result<()> {
+pub(super) fn symlink(root: &OwnedFd, target: &Path, link: &Path) -> io::Result<()> {
     let parent = link.parent().unwrap_or(Path::new("/"));
     let name = link.file_name().unwrap_or(OsStr::new(""));
     let dir = ensure_in_root(root, parent, false)?;
@@ -462,7 +446,7 @@ fn settle_in_new_root(ctx: &mut Ctx) -> io::Result<()> {
     Ok(())
 }
 
-fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
+pub(super) fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
     enter_rootfs(ctx)?;
     // pivot_root(".", "."): the old root is stacked on top of the new one,
     // so no directory inside the image is needed to hold it.
@@ -480,7 +464,7 @@ fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
     settle_in_new_root(ctx)
 }
 
-fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
+pub(super) fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
     enter_rootfs(ctx)?;
     sys::mount(
         Some(Path::new(".")),
@@ -493,7 +477,7 @@ fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
     settle_in_new_root(ctx)
 }
 
-fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
+pub(super) fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
     let fd = match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => fd,
         Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => return Ok(()),
@@ -522,7 +506,7 @@ fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
     }
 }
 
-fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
+pub(super) fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
     let fd = match open_in_root(root.as_raw_fd(), path, libc::O_PATH) {
         Ok(fd) => fd,
         Err(e) if crate::sys::errno(&e) == Some(libc::ENOENT) => return Ok(()),
@@ -537,9 +521,4 @@ fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
     )?;
     let again = open_in_root(root.as_raw_fd(), path, libc::O_PATH)?;
     remount_ro(&fd_path(&again))
-}
-
-/// Bytes of a path, for messages.
-pub fn show(p: &Path) -> String {
-    String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned()
 }

@@ -65,19 +65,78 @@ pub enum Actor {
     Init,
 }
 
-/// One step of a container start.
+impl Actor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Actor::Runtime => "runtime",
+            Actor::Stage1 => "stage 1",
+            Actor::Init => "init",
+        }
+    }
+}
+
+/// Where in a start a step sits. Each phase is walked by one process
+/// ([`Phase::walker`]); a runtime step inside a child's phase is done by the
+/// runtime when the child reaches it (a runtime turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The runtime, before any child exists.
+    Host,
+    /// Stage 1 enters and creates the namespaces, then forks init.
+    Namespaces,
+    /// Init builds the container's filesystem and kernel settings.
+    Rootfs,
+    /// Init shapes the process, then reports `created`.
+    Process,
+    /// Init waits for `berth start`, then becomes the program.
+    Start,
+}
+
+impl Phase {
+    /// The process that walks this phase's steps.
+    pub fn walker(self) -> Actor {
+        match self {
+            Phase::Host => Actor::Runtime,
+            Phase::Namespaces => Actor::Stage1,
+            Phase::Rootfs | Phase::Process | Phase::Start => Actor::Init,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Phase::Host => "host — the runtime, before any child exists",
+            Phase::Namespaces => "namespaces — stage 1",
+            Phase::Rootfs => "rootfs — init, inside the container",
+            Phase::Process => "process — init",
+            Phase::Start => "start — init becomes the program",
+        }
+    }
+}
+
+/// One step of a container start, by the actor that performs it. Each
+/// actor's executor matches its own enum exhaustively, so a step added here
+/// and not executed is a compile error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Step {
+    Runtime(RuntimeStep),
+    Stage1(Stage1Step),
+    Init(InitStep),
+}
+
+/// Steps of the `berth` process on the host ([`crate::container::executor`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
-pub enum Step {
-    // ---- runtime (host) ----
+pub enum RuntimeStep {
     /// Claim `<root>/<id>` and write state.json ("creating") before anything else.
-    CreateStateDir {
-        dir: PathBuf,
-    },
+    CreateStateDir { dir: PathBuf },
     /// Make the cgroup directories (recorded in state first) and apply limits.
-    CreateCgroup {
-        path: String,
-    },
+    CreateCgroup { path: String },
+    /// The fifo init blocks on until `berth start` opens it.
+    CreateExecFifo { path: PathBuf },
+    /// Connect to `--console-socket`; init sends the pty master over it.
+    ConnectConsole,
     /// Fork stage 1, connected to the runtime by a socket pair.
     SpawnStage1,
     /// Put stage 1 into the cgroup, so everything it forks starts there.
@@ -87,8 +146,23 @@ pub enum Step {
         uid: Vec<IdMapping>,
         gid: Vec<IdMapping>,
     },
+    /// prestart + createRuntime hooks, in the runtime namespace, before pivot_root.
+    RuntimeHooks {
+        prestart: Vec<crate::spec::Hook>,
+        create_runtime: Vec<crate::spec::Hook>,
+    },
+}
 
-    // ---- stage 1 ----
+/// Steps of stage 1 ([`crate::init::stage1`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Stage1Step {
+    /// PR_SET_DUMPABLE 0; init inherits it (CVE-2019-5736).
+    SetNotDumpable,
+    /// PR_SET_PDEATHSIG: die with the runtime.
+    SetParentDeathSignal {
+        signal: i32,
+    },
     JoinNamespace {
         kind: NsKind,
         path: PathBuf,
@@ -101,8 +175,29 @@ pub enum Step {
     },
     /// Fork the init (CLONE_PARENT: it becomes the runtime's child).
     ForkInit,
+}
 
-    // ---- init: rootfs ----
+/// A device node for the container's /dev.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceNode {
+    pub path: PathBuf,
+    pub kind: char,
+    pub major: i64,
+    pub minor: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Bind the host's node instead of mknod (user namespace).
+    pub bind: bool,
+}
+
+/// Steps of the container's init ([`crate::init`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum InitStep {
+    // ---- rootfs ----
+    /// umask 0 while the rootfs is built.
+    ClearUmask,
     /// A fresh session keyring, so the container cannot read the host's keys.
     JoinSessionKeyring {
         name: String,
@@ -125,24 +220,10 @@ pub enum Step {
         /// Links for co-mounted v1 controllers (`cpu` → `cpu,cpuacct`).
         symlinks: Vec<(PathBuf, PathBuf)>,
     },
-    CreateDevice {
-        path: PathBuf,
-        kind: char,
-        major: i64,
-        minor: i64,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        bind: bool,
-    },
+    CreateDevice(DeviceNode),
     Symlink {
         target: PathBuf,
         link: PathBuf,
-    },
-    /// prestart + createRuntime hooks, in the runtime namespace, before pivot_root.
-    RuntimeHooks {
-        prestart: Vec<crate::spec::Hook>,
-        create_runtime: Vec<crate::spec::Hook>,
     },
     /// createContainer hooks, in the container's namespaces, before pivot_root.
     CreateContainerHooks {
@@ -174,7 +255,7 @@ pub enum Step {
     },
     ReadonlyRoot,
 
-    // ---- init: process ----
+    // ---- process ----
     OpenConsole {
         uid: u32,
         gid: u32,
@@ -202,6 +283,10 @@ pub enum Step {
         gid: u32,
         additional_gids: Vec<u32>,
     },
+    /// A credential change clears the parent-death signal: set it again.
+    RestoreParentDeathSignal {
+        signal: i32,
+    },
     SetCapabilities {
         effective: Vec<String>,
         permitted: Vec<String>,
@@ -213,7 +298,7 @@ pub enum Step {
         mask: u32,
     },
     /// First try at process.cwd, as root with every capability (runc does
-    /// this too); a permission error leaves it to [`Step::Chdir`].
+    /// this too); a permission error leaves it to [`InitStep::Chdir`].
     ChdirAsRoot {
         cwd: String,
     },
@@ -229,53 +314,121 @@ pub enum Step {
     /// Stop dying with the runtime: from `created` on, the container outlives `berth create`.
     ClearParentDeathSignal,
     ReportCreated,
+
+    // ---- start ----
     WaitExecFifo,
     /// startContainer hooks, in the container, after `start`, before execve.
     StartContainerHooks {
         hooks: Vec<crate::spec::Hook>,
     },
+    /// Default dispositions and an empty signal mask for the program.
+    ResetSignals,
     Exec {
         args: Vec<String>,
         env: Vec<String>,
     },
 }
 
+impl From<RuntimeStep> for Step {
+    fn from(s: RuntimeStep) -> Step {
+        Step::Runtime(s)
+    }
+}
+
+impl From<Stage1Step> for Step {
+    fn from(s: Stage1Step) -> Step {
+        Step::Stage1(s)
+    }
+}
+
+impl From<InitStep> for Step {
+    fn from(s: InitStep) -> Step {
+        Step::Init(s)
+    }
+}
+
 impl Step {
     pub fn actor(&self) -> Actor {
-        use Step::*;
         match self {
-            CreateStateDir { .. }
-            | CreateCgroup { .. }
-            | SpawnStage1
-            | JoinCgroup
-            | WriteIdMaps { .. }
-            | RuntimeHooks { .. } => Actor::Runtime,
-            JoinNamespace { .. }
-            | UnshareUserNamespace
-            | BecomeRoot
-            | Unshare { .. }
-            | ForkInit => Actor::Stage1,
-            _ => Actor::Init,
+            Step::Runtime(_) => Actor::Runtime,
+            Step::Stage1(_) => Actor::Stage1,
+            Step::Init(_) => Actor::Init,
         }
     }
 
     /// One line saying what the step does, with its operands.
     pub fn describe(&self) -> String {
-        use Step::*;
-        let j = |v: &[String]| {
-            if v.is_empty() {
-                "(none)".to_string()
-            } else {
-                v.join(",")
-            }
-        };
+        match self {
+            Step::Runtime(s) => s.describe(),
+            Step::Stage1(s) => s.describe(),
+            Step::Init(s) => s.describe(),
+        }
+    }
+
+    /// Why the step exists or sits where it does.
+    pub fn why(&self) -> &'static str {
+        match self {
+            Step::Runtime(s) => s.why(),
+            Step::Stage1(s) => s.why(),
+            Step::Init(s) => s.why(),
+        }
+    }
+
+    /// The init step, if this is one.
+    pub fn as_init(&self) -> Option<&InitStep> {
+        match self {
+            Step::Init(s) => Some(s),
+            Step::Runtime(_) | Step::Stage1(_) => None,
+        }
+    }
+}
+
+impl RuntimeStep {
+    pub fn describe(&self) -> String {
+        use RuntimeStep::*;
         match self {
             CreateStateDir { dir } => format!("create state dir {}", dir.display()),
             CreateCgroup { path } => format!("create cgroup {path} and apply linux.resources"),
+            CreateExecFifo { path } => format!("mkfifo {}", path.display()),
+            ConnectConsole => "connect to --console-socket".into(),
             SpawnStage1 => "fork stage 1".into(),
             JoinCgroup => "move stage 1 into the cgroup".into(),
             WriteIdMaps { uid, gid } => {
                 format!("write uid_map {} gid_map {}", maps(uid), maps(gid))
+            }
+            RuntimeHooks {
+                prestart,
+                create_runtime,
+            } => format!(
+                "run {} prestart and {} createRuntime hook(s) on the host",
+                prestart.len(),
+                create_runtime.len()
+            ),
+        }
+    }
+
+    pub fn why(&self) -> &'static str {
+        use RuntimeStep::*;
+        match self {
+            CreateStateDir { .. } => "recorded before any resource exists, so `delete --force` can always clean up",
+            CreateCgroup { .. } => "the directories are recorded in state.json before mkdir: a killed create leaks nothing",
+            CreateExecFifo { .. } => "`create` and `start` are separate commands: init blocks on this fifo until `start` opens it",
+            ConnectConsole => "before the fork: stage 1 and init inherit the connection, init sends the pty master over it",
+            SpawnStage1 => "namespace setup needs a fresh, single-threaded process",
+            JoinCgroup => "before unsharing the cgroup namespace, so its root is the container's cgroup",
+            WriteIdMaps { .. } => "only a process outside the new user namespace may write its maps",
+            RuntimeHooks { .. } => "runtime-spec: after the namespaces and mounts exist, before pivot_root (network setup happens here)",
+        }
+    }
+}
+
+impl Stage1Step {
+    pub fn describe(&self) -> String {
+        use Stage1Step::*;
+        match self {
+            SetNotDumpable => "prctl(PR_SET_DUMPABLE, 0)".into(),
+            SetParentDeathSignal { signal } => {
+                format!("prctl(PR_SET_PDEATHSIG, {})", signal_name(*signal))
             }
             JoinNamespace { kind, path } => format!("setns {} {}", kind.name(), path.display()),
             UnshareUserNamespace => "unshare user namespace, wait for id maps".into(),
@@ -285,6 +438,35 @@ impl Step {
                 kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
             ),
             ForkInit => "fork init (CLONE_PARENT)".into(),
+        }
+    }
+
+    pub fn why(&self) -> &'static str {
+        use Stage1Step::*;
+        match self {
+            SetNotDumpable => "CVE-2019-5736: until execve stage 1 and init (which inherits it) are the host's berth binary; non-dumpable, their /proc/<pid>/exe cannot be opened by container processes to overwrite it (execve resets the flag)",
+            SetParentDeathSignal { .. } => "a `berth create` killed half-way takes its children with it instead of leaving a half-built container",
+            JoinNamespace { .. } => "user first (it grants the rights to join the others), mount last",
+            UnshareUserNamespace => "other namespaces created after it are owned by it",
+            BecomeRoot => "uid 0 in the namespace, so mounts and mknod are checked against the container's root",
+            Unshare { .. } => "pid and time namespaces apply to children only: init is forked next",
+            ForkInit => "init must be pid 1 of the new pid namespace and a child of the runtime, which waits for it",
+        }
+    }
+}
+
+impl InitStep {
+    pub fn describe(&self) -> String {
+        use InitStep::*;
+        let j = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        match self {
+            ClearUmask => "umask 0000".into(),
             JoinSessionKeyring { name } => format!("keyctl join session keyring {name}"),
             SetRootPropagation { flags } => format!("mount --make-{} /", prop_name(*flags)),
             SetNewRootPropagation { flags } => {
@@ -321,31 +503,22 @@ impl Step {
                 destination.display(),
                 if *readonly { " read-only" } else { "" }
             ),
-            CreateDevice {
-                path,
-                kind,
-                major,
-                minor,
-                bind,
-                ..
-            } => {
-                if *bind {
-                    format!("bind host {} (user namespace: no mknod)", path.display())
+            CreateDevice(d) => {
+                if d.bind {
+                    format!("bind host {} (user namespace: no mknod)", d.path.display())
                 } else {
-                    format!("mknod {} {kind} {major}:{minor}", path.display())
+                    format!(
+                        "mknod {} {} {}:{}",
+                        d.path.display(),
+                        d.kind,
+                        d.major,
+                        d.minor
+                    )
                 }
             }
             Symlink { target, link } => {
                 format!("symlink {} -> {}", link.display(), target.display())
             }
-            RuntimeHooks {
-                prestart,
-                create_runtime,
-            } => format!(
-                "run {} prestart and {} createRuntime hook(s) on the host",
-                prestart.len(),
-                create_runtime.len()
-            ),
             CreateContainerHooks { hooks } => {
                 format!("run {} createContainer hook(s)", hooks.len())
             }
@@ -376,6 +549,9 @@ impl Step {
                 "setgroups {:?}, setgid {gid}, setuid {uid}",
                 additional_gids
             ),
+            RestoreParentDeathSignal { signal } => {
+                format!("prctl(PR_SET_PDEATHSIG, {}) again", signal_name(*signal))
+            }
             SetCapabilities {
                 effective,
                 permitted,
@@ -397,33 +573,23 @@ impl Step {
             ClearParentDeathSignal => "prctl(PR_SET_PDEATHSIG, 0)".into(),
             ReportCreated => "tell the runtime: created".into(),
             WaitExecFifo => "block on exec.fifo until `berth start`".into(),
+            ResetSignals => "default signal dispositions, empty signal mask".into(),
             Exec { args, .. } => format!("execve {}", args.join(" ")),
         }
     }
 
-    /// Why the step exists or sits where it does.
     pub fn why(&self) -> &'static str {
-        use Step::*;
+        use InitStep::*;
         match self {
-            CreateStateDir { .. } => "recorded before any resource exists, so `delete --force` can always clean up",
-            CreateCgroup { .. } => "the directories are recorded in state.json before mkdir: a killed create leaks nothing",
-            SpawnStage1 => "namespace setup needs a fresh, single-threaded process",
-            JoinCgroup => "before unsharing the cgroup namespace, so its root is the container's cgroup",
-            WriteIdMaps { .. } => "only a process outside the new user namespace may write its maps",
-            JoinNamespace { .. } => "user first (it grants the rights to join the others), mount last",
-            UnshareUserNamespace => "other namespaces created after it are owned by it",
-            BecomeRoot => "uid 0 in the namespace, so mounts and mknod are checked against the container's root",
-            Unshare { .. } => "pid and time namespaces apply to children only: init is forked next",
-            ForkInit => "init must be pid 1 of the new pid namespace and a child of the runtime, which waits for it",
+            ClearUmask => "files and nodes made for the container get exactly the modes asked for; the process umask is its own step later",
             JoinSessionKeyring { .. } => "as runc: keys in the caller's session keyring stay out of reach (--no-new-keyring skips it)",
             SetRootPropagation { .. } => "first, so no mount made for the container propagates to the host",
             SetNewRootPropagation { .. } => "runc's order: applied to the container's / once it is the root, so a shared root stays the container's own and never joins the host's peer group",
             BindRootfs { .. } => "pivot_root needs the new root to be a mount point; the mount holding the rootfs is made private first (pivot_root refuses a shared parent, a bind from an unbindable one fails)",
             Mount(_) => "destination resolved inside the rootfs (openat2 RESOLVE_IN_ROOT): a symlink cannot aim it at the host",
             MountCgroups { .. } => "bind the container's own cgroup dirs; works the same on v1, v2 and hybrid hosts",
-            CreateDevice { .. } => "in a user namespace mknod is refused, so devices are bind-mounted from the host",
+            CreateDevice(_) => "in a user namespace mknod is refused, so devices are bind-mounted from the host",
             Symlink { .. } => "the /dev links programs expect (/dev/fd, /dev/ptmx, …)",
-            RuntimeHooks { .. } => "runtime-spec: after the namespaces and mounts exist, before pivot_root (network setup happens here)",
             CreateContainerHooks { .. } => "runtime-spec: in the container's mount namespace, before pivot_root",
             StartContainerHooks { .. } => "runtime-spec: after `start`, just before the user program",
             PivotRoot => "pivot_root, unlike chroot, leaves no way back to the host tree",
@@ -442,6 +608,7 @@ impl Step {
             LoadSeccomp { .. } => "without no_new_privs loading needs CAP_SYS_ADMIN (before caps drop); with it, as late as possible",
             DropBoundingCaps { .. } => "before setuid: the bounding set caps what any later execve can gain",
             SwitchUser { .. } => "PR_SET_KEEPCAPS keeps permitted caps across the uid change",
+            RestoreParentDeathSignal { .. } => "the uid change cleared it: a dying runtime must still take an unfinished init with it",
             SetCapabilities { .. } => "after setuid; inheritable and ambient stay empty unless asked (CVE-2022-29162)",
             NoNewPrivileges => "setuid binaries and file caps can no longer raise privileges",
             Umask { .. } => "process.user.umask, or 0022 like runc",
@@ -452,8 +619,17 @@ impl Step {
             ClearParentDeathSignal => "before the late seccomp filter (a profile may deny prctl) and before reporting created (the runtime exits right after); a runtime that dies before `Go` is still seen as EOF",
             ReportCreated => "the runtime records `created` and returns",
             WaitExecFifo => "`create` and `start` are separate: init waits here",
+            ResetSignals => "an ignored signal stays ignored across execve and berth runs with signals blocked: the program starts with a fresh process's signal state (`yes | head` works)",
             Exec { .. } => "the container process replaces init; seccomp and caps stay",
         }
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        0 => "0".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        n => n.to_string(),
     }
 }
 
@@ -498,16 +674,64 @@ pub struct Options {
 }
 
 /// Everything a container start will do.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub id: String,
     pub rootfs: PathBuf,
     pub steps: Vec<Step>,
+    /// Where each phase starts in `steps`, in order (see [`Plan::phases`]).
+    phase_starts: Vec<(Phase, usize)>,
     /// The compiled filter that `LoadSeccomp` loads (bytes only in the child).
-    #[serde(skip)]
     pub seccomp: Option<seccomp::Program>,
     pub new_userns: bool,
     pub own_pidns: bool,
+}
+
+/// One phase of a plan: its steps, numbered from `first` in the whole plan.
+#[derive(Debug, Clone, Copy)]
+pub struct PhaseRun<'a> {
+    pub phase: Phase,
+    pub first: usize,
+    pub steps: &'a [Step],
+}
+
+/// The plan as `berth plan --json` prints it: every step with its actor
+/// and phase.
+impl Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            actor: Actor,
+            phase: Phase,
+            #[serde(flatten)]
+            step: &'a Step,
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            id: &'a str,
+            rootfs: &'a Path,
+            steps: Vec<Row<'a>>,
+            new_userns: bool,
+            own_pidns: bool,
+        }
+        Out {
+            id: &self.id,
+            rootfs: &self.rootfs,
+            steps: self
+                .phases()
+                .flat_map(|run| {
+                    run.steps.iter().map(move |step| Row {
+                        actor: step.actor(),
+                        phase: run.phase,
+                        step,
+                    })
+                })
+                .collect(),
+            new_userns: self.new_userns,
+            own_pidns: self.own_pidns,
+        }
+        .serialize(ser)
+    }
 }
 
 /// The devices every container gets (runc's `AllowedDevices` minus ptmx,
@@ -520,6 +744,23 @@ const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
     ("/dev/urandom", 1, 9),
     ("/dev/tty", 5, 0),
 ];
+
+/// Steps in order, each under the phase begun last.
+#[derive(Default)]
+struct Builder {
+    steps: Vec<Step>,
+    phase_starts: Vec<(Phase, usize)>,
+}
+
+impl Builder {
+    fn phase(&mut self, p: Phase) {
+        self.phase_starts.push((p, self.steps.len()));
+    }
+
+    fn push(&mut self, s: impl Into<Step>) {
+        self.steps.push(s.into());
+    }
+}
 
 impl Plan {
     /// Build the plan. `seccomp` is the filter already compiled for this spec.
@@ -539,18 +780,25 @@ impl Plan {
         } else {
             opts.bundle.join(&root.path)
         };
-        let mut s = Vec::new();
+        let mut b = Builder::default();
 
-        // ---- runtime ----
-        s.push(Step::CreateStateDir {
+        b.phase(Phase::Host);
+        b.push(RuntimeStep::CreateStateDir {
             dir: opts.state_dir.clone(),
         });
-        s.push(Step::CreateCgroup {
+        b.push(RuntimeStep::CreateCgroup {
             path: opts.cgroup_path.clone(),
         });
-        s.push(Step::SpawnStage1);
+        b.push(RuntimeStep::CreateExecFifo {
+            path: opts.state_dir.join("exec.fifo"),
+        });
+        if opts.console_socket {
+            b.push(RuntimeStep::ConnectConsole);
+        }
+        b.push(RuntimeStep::SpawnStage1);
 
-        // ---- stage 1: namespaces ----
+        b.phase(Phase::Namespaces);
+        stage1_setup(&mut b);
         let mut joined = Vec::new();
         let mut new = Vec::new();
         for kind in NsKind::ALL {
@@ -560,7 +808,7 @@ impl Plan {
                 .find(|n| NsKind::parse(&n.typ) == Some(kind))
             {
                 match &ns.path {
-                    Some(p) => joined.push(Step::JoinNamespace {
+                    Some(p) => joined.push(Stage1Step::JoinNamespace {
                         kind,
                         path: p.clone(),
                     }),
@@ -568,30 +816,33 @@ impl Plan {
                 }
             }
         }
-        s.extend(joined);
+        for j in joined {
+            b.push(j);
+        }
         let new_userns = new.contains(&NsKind::User);
         if new_userns {
-            s.push(Step::UnshareUserNamespace);
+            b.push(Stage1Step::UnshareUserNamespace);
         }
-        s.push(Step::JoinCgroup);
+        b.push(RuntimeStep::JoinCgroup);
         if new_userns {
-            s.push(Step::WriteIdMaps {
+            b.push(RuntimeStep::WriteIdMaps {
                 uid: linux.uid_mappings.clone(),
                 gid: linux.gid_mappings.clone(),
             });
-            s.push(Step::BecomeRoot);
+            b.push(Stage1Step::BecomeRoot);
         }
         let rest: Vec<NsKind> = new.iter().copied().filter(|k| *k != NsKind::User).collect();
         if !rest.is_empty() {
-            s.push(Step::Unshare {
+            b.push(Stage1Step::Unshare {
                 kinds: rest.clone(),
             });
         }
-        s.push(Step::ForkInit);
+        b.push(Stage1Step::ForkInit);
 
-        // ---- init: rootfs ----
+        b.phase(Phase::Rootfs);
+        b.push(InitStep::ClearUmask);
         if !opts.no_new_keyring {
-            s.push(Step::JoinSessionKeyring {
+            b.push(InitStep::JoinSessionKeyring {
                 name: format!("_ses.{}", opts.id),
             });
         }
@@ -603,50 +854,50 @@ impl Plan {
             .any(|n| NsKind::parse(&n.typ) == Some(NsKind::Mount));
         let in_userns = linux.namespaces.iter().any(|n| n.typ == "user");
         if new_mountns {
-            plan_rootfs(&mut s, spec, opts, &rootfs, in_userns)?;
+            plan_rootfs(&mut b, spec, opts, &rootfs, in_userns)?;
         }
         if new.contains(&NsKind::Network) {
-            s.push(Step::BringUpLoopback);
+            b.push(InitStep::BringUpLoopback);
         }
         for (key, value) in &linux.sysctl {
-            s.push(Step::Sysctl {
+            b.push(InitStep::Sysctl {
                 key: key.clone(),
                 value: value.clone(),
             });
         }
         if seccomp.as_ref().is_some_and(|p| p.guard_user_namespaces) {
-            s.push(Step::LimitUserNamespaces);
+            b.push(InitStep::LimitUserNamespaces);
         }
         if let Some(h) = spec.hostname.as_ref().filter(|h| !h.is_empty()) {
-            s.push(Step::SetHostname { name: h.clone() });
+            b.push(InitStep::SetHostname { name: h.clone() });
         }
         if let Some(d) = spec.domainname.as_ref().filter(|d| !d.is_empty()) {
-            s.push(Step::SetDomainname { name: d.clone() });
+            b.push(InitStep::SetDomainname { name: d.clone() });
         }
         if new_mountns {
             for p in &linux.masked_paths {
-                s.push(Step::MaskPath { path: p.into() });
+                b.push(InitStep::MaskPath { path: p.into() });
             }
             for p in &linux.readonly_paths {
-                s.push(Step::ReadonlyPath { path: p.into() });
+                b.push(InitStep::ReadonlyPath { path: p.into() });
             }
             if root.readonly {
-                s.push(Step::ReadonlyRoot);
+                b.push(InitStep::ReadonlyRoot);
             }
         }
 
-        // ---- init: process ----
         let start_hooks = spec
             .hooks
             .as_ref()
             .map(|h| h.start_container.clone())
             .unwrap_or_default();
-        plan_process(&mut s, &process, seccomp.as_ref(), opts, true, &start_hooks)?;
+        plan_process(&mut b, &process, seccomp.as_ref(), opts, true, &start_hooks)?;
 
         Ok(Plan {
             id: opts.id.clone(),
             rootfs,
-            steps: s,
+            steps: b.steps,
+            phase_starts: b.phase_starts,
             seccomp,
             new_userns,
             own_pidns: new.contains(&NsKind::Pid),
@@ -664,7 +915,14 @@ impl Plan {
         seccomp: Option<seccomp::Program>,
     ) -> Result<Plan, SpecError> {
         let linux = spec.linux();
-        let mut s = vec![Step::SpawnStage1];
+        let mut b = Builder::default();
+        b.phase(Phase::Host);
+        if opts.console_socket {
+            b.push(RuntimeStep::ConnectConsole);
+        }
+        b.push(RuntimeStep::SpawnStage1);
+        b.phase(Phase::Namespaces);
+        stage1_setup(&mut b);
         for kind in NsKind::ALL {
             if linux
                 .namespaces
@@ -672,54 +930,111 @@ impl Plan {
                 .any(|n| NsKind::parse(&n.typ) == Some(kind))
             {
                 let path = PathBuf::from(format!("/proc/{init_pid}/ns/{}", kind.proc_name()));
-                s.push(Step::JoinNamespace { kind, path });
+                b.push(Stage1Step::JoinNamespace { kind, path });
             }
         }
-        s.push(Step::JoinCgroup);
-        s.push(Step::ForkInit);
-        plan_process(&mut s, process, seccomp.as_ref(), opts, false, &[])?;
+        b.push(RuntimeStep::JoinCgroup);
+        b.push(Stage1Step::ForkInit);
+        b.phase(Phase::Process);
+        b.push(InitStep::ClearUmask);
+        plan_process(&mut b, process, seccomp.as_ref(), opts, false, &[])?;
         Ok(Plan {
             id: opts.id.clone(),
             rootfs: PathBuf::from("/"),
-            steps: s,
+            steps: b.steps,
+            phase_starts: b.phase_starts,
             seccomp,
             new_userns: false,
             own_pidns: false,
         })
     }
 
-    /// Steps for one actor, in order.
-    pub fn steps_of(&self, actor: Actor) -> impl Iterator<Item = &Step> {
-        self.steps.iter().filter(move |s| s.actor() == actor)
+    /// The phases in order, each with its steps.
+    pub fn phases(&self) -> impl Iterator<Item = PhaseRun<'_>> {
+        self.phase_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &(phase, first))| {
+                let end = self
+                    .phase_starts
+                    .get(i + 1)
+                    .map_or(self.steps.len(), |&(_, next)| next);
+                PhaseRun {
+                    phase,
+                    first,
+                    steps: &self.steps[first..end],
+                }
+            })
     }
 
-    /// The plan as `berth plan` prints it.
+    /// The steps `actor` walks, in order: the phases it is the walker of
+    /// (with the runtime steps among them, which it hands to the runtime).
+    pub fn walked_by(&self, actor: Actor) -> &[Step] {
+        let mut runs = self.phases().filter(|r| r.phase.walker() == actor);
+        let Some(first) = runs.next() else {
+            return &[];
+        };
+        let end = runs
+            .last()
+            .map_or(first.first + first.steps.len(), |r| r.first + r.steps.len());
+        &self.steps[first.first..end]
+    }
+
+    /// The runs of runtime steps inside the children's phases, in order:
+    /// the child reaching the first step of a run hands the whole run to
+    /// the runtime (a runtime turn) and waits until it is done.
+    pub fn runtime_turns(&self) -> Vec<Vec<&RuntimeStep>> {
+        let mut turns: Vec<Vec<&RuntimeStep>> = Vec::new();
+        for actor in [Actor::Stage1, Actor::Init] {
+            let mut in_turn = false;
+            for step in self.walked_by(actor) {
+                match step {
+                    Step::Runtime(r) => {
+                        if !in_turn {
+                            turns.push(Vec::new());
+                            in_turn = true;
+                        }
+                        if let Some(t) = turns.last_mut() {
+                            t.push(r);
+                        }
+                    }
+                    Step::Stage1(_) | Step::Init(_) => in_turn = false,
+                }
+            }
+        }
+        turns
+    }
+
+    /// The plan as `berth plan` prints it: each phase, then its steps with
+    /// the actor that performs each.
     pub fn render(&self) -> String {
         let mut out = format!(
             "plan for container {:?} (rootfs {})\n",
             self.id,
             self.rootfs.display()
         );
-        let mut last = None;
-        for (i, step) in self.steps.iter().enumerate() {
-            let actor = step.actor();
-            if last != Some(actor) {
-                out += match actor {
-                    Actor::Runtime => "\n[runtime — on the host]\n",
-                    Actor::Stage1 => "\n[stage 1 — namespaces]\n",
-                    Actor::Init => "\n[init — inside the container]\n",
-                };
-                last = Some(actor);
+        for run in self.phases() {
+            out += &format!("\n[{}]\n", run.phase.title());
+            for (i, step) in run.steps.iter().enumerate() {
+                out += &format!(
+                    "{:3}. {:<8} {}\n       why: {}\n",
+                    run.first + i + 1,
+                    step.actor().name(),
+                    step.describe(),
+                    step.why()
+                );
             }
-            out += &format!(
-                "{:3}. {}\n       why: {}\n",
-                i + 1,
-                step.describe(),
-                step.why()
-            );
         }
         out
     }
+}
+
+/// What stage 1 does first, before any namespace step.
+fn stage1_setup(b: &mut Builder) {
+    b.push(Stage1Step::SetParentDeathSignal {
+        signal: libc::SIGKILL,
+    });
+    b.push(Stage1Step::SetNotDumpable);
 }
 
 /// The kernel's limit on one execve argument or environment string,
@@ -730,7 +1045,7 @@ pub const MAX_ARG_STRLEN: usize = 32 * 4096;
 /// `wait_for_start`: a container's init waits on exec.fifo; an exec'd
 /// process runs at once.
 fn plan_process(
-    s: &mut Vec<Step>,
+    b: &mut Builder,
     process: &crate::spec::Process,
     seccomp: Option<&seccomp::Program>,
     opts: &Options,
@@ -757,6 +1072,13 @@ fn plan_process(
             ));
         }
     }
+    if !b
+        .phase_starts
+        .last()
+        .is_some_and(|(p, _)| *p == Phase::Process)
+    {
+        b.phase(Phase::Process);
+    }
     if process.terminal {
         if !opts.console_socket {
             return Err(SpecError::new(
@@ -765,7 +1087,7 @@ fn plan_process(
             ));
         }
         let size = process.console_size.unwrap_or_default();
-        s.push(Step::OpenConsole {
+        b.push(InitStep::OpenConsole {
             uid: process.user.uid,
             gid: process.user.gid,
             rows: size.height,
@@ -773,7 +1095,7 @@ fn plan_process(
         });
     }
     for (index, r) in process.rlimits.iter().enumerate() {
-        s.push(Step::Rlimit {
+        b.push(InitStep::Rlimit {
             index,
             name: r.typ.clone(),
             soft: r.soft,
@@ -781,64 +1103,73 @@ fn plan_process(
         });
     }
     if let Some(v) = process.oom_score_adj {
-        s.push(Step::OomScoreAdj { value: v });
+        b.push(InitStep::OomScoreAdj { value: v });
     }
     let caps = process.capabilities.clone().unwrap_or_default();
-    let seccomp_step = seccomp.map(|p| Step::LoadSeccomp {
+    let seccomp_step = seccomp.map(|p| InitStep::LoadSeccomp {
         summary: p.summary.clone(),
     });
     // Before any filter: its CVE-2024-21626 check calls getcwd, which a
     // profile may deny (runtime-tools linux_seccomp denies exactly getcwd).
-    s.push(Step::ChdirAsRoot {
+    b.push(InitStep::ChdirAsRoot {
         cwd: process.cwd.clone(),
     });
     // runc: without no_new_privs the filter must be loaded while
     // CAP_SYS_ADMIN is still held; with it, as close to execve as possible.
     if !process.no_new_privileges {
-        s.extend(seccomp_step.clone());
+        if let Some(s) = seccomp_step.clone() {
+            b.push(s);
+        }
     }
-    s.push(Step::DropBoundingCaps {
+    b.push(InitStep::DropBoundingCaps {
         keep: caps.bounding.clone(),
     });
-    s.push(Step::SwitchUser {
+    b.push(InitStep::SwitchUser {
         uid: process.user.uid,
         gid: process.user.gid,
         additional_gids: process.user.additional_gids.clone(),
     });
-    s.push(Step::SetCapabilities {
+    b.push(InitStep::RestoreParentDeathSignal {
+        signal: libc::SIGKILL,
+    });
+    b.push(InitStep::SetCapabilities {
         effective: caps.effective.clone(),
         permitted: caps.permitted.clone(),
         inheritable: caps.inheritable.clone(),
         ambient: caps.ambient.clone(),
     });
     if process.no_new_privileges {
-        s.push(Step::NoNewPrivileges);
+        b.push(InitStep::NoNewPrivileges);
     }
-    s.push(Step::Umask {
+    b.push(InitStep::Umask {
         mask: process.user.umask.unwrap_or(0o022),
     });
-    s.push(Step::Chdir {
+    b.push(InitStep::Chdir {
         cwd: process.cwd.clone(),
     });
-    s.push(Step::ResolveExecutable {
+    b.push(InitStep::ResolveExecutable {
         arg0: process.args[0].clone(),
     });
-    s.push(Step::CloseHostFds {
+    b.push(InitStep::CloseHostFds {
         keep_up_to: 2 + opts.preserve_fds,
     });
-    s.push(Step::ClearParentDeathSignal);
+    b.push(InitStep::ClearParentDeathSignal);
     if process.no_new_privileges {
-        s.extend(seccomp_step);
-    }
-    s.push(Step::ReportCreated);
-    if wait_for_start {
-        s.push(Step::WaitExecFifo);
-        let hooks = start_hooks.to_vec();
-        if !hooks.is_empty() {
-            s.push(Step::StartContainerHooks { hooks });
+        if let Some(s) = seccomp_step {
+            b.push(s);
         }
     }
-    s.push(Step::Exec {
+    b.push(InitStep::ReportCreated);
+    b.phase(Phase::Start);
+    if wait_for_start {
+        b.push(InitStep::WaitExecFifo);
+        let hooks = start_hooks.to_vec();
+        if !hooks.is_empty() {
+            b.push(InitStep::StartContainerHooks { hooks });
+        }
+    }
+    b.push(InitStep::ResetSignals);
+    b.push(InitStep::Exec {
         args: process.args.clone(),
         env: process.env.clone(),
     });
@@ -846,7 +1177,7 @@ fn plan_process(
 }
 
 fn plan_rootfs(
-    s: &mut Vec<Step>,
+    b: &mut Builder,
     spec: &Spec,
     opts: &Options,
     rootfs: &Path,
@@ -857,8 +1188,8 @@ fn plan_rootfs(
         Some(p) => propagation_flags(p).unwrap_or(libc::MS_SLAVE | libc::MS_REC),
         None => libc::MS_SLAVE | libc::MS_REC, // runc's default
     };
-    s.push(Step::SetRootPropagation { flags: prop });
-    s.push(Step::BindRootfs {
+    b.push(InitStep::SetRootPropagation { flags: prop });
+    b.push(InitStep::BindRootfs {
         rootfs: rootfs.to_path_buf(),
     });
     let mut dev_is_bind = false;
@@ -869,7 +1200,7 @@ fn plan_rootfs(
         let fstype = m.typ.clone().filter(|t| !t.is_empty());
         let bind = flags & libc::MS_BIND != 0 || fstype.as_deref() == Some("bind");
         if fstype.as_deref() == Some("cgroup") || fstype.as_deref() == Some("cgroup2") {
-            s.push(Step::MountCgroups {
+            b.push(InitStep::MountCgroups {
                 readonly: flags & libc::MS_RDONLY != 0,
                 destination: m.destination.clone(),
                 binds: opts.cgroup_binds.clone(),
@@ -915,7 +1246,7 @@ fn plan_rootfs(
         } else {
             (flags, None)
         };
-        s.push(Step::Mount(MountStep {
+        b.push(InitStep::Mount(MountStep {
             index,
             source,
             destination: m.destination.clone(),
@@ -929,9 +1260,9 @@ fn plan_rootfs(
         }));
     }
     if !dev_is_bind {
-        let mut devices: Vec<Step> = DEFAULT_DEVICES
+        let mut devices: Vec<DeviceNode> = DEFAULT_DEVICES
             .iter()
-            .map(|(p, maj, min)| Step::CreateDevice {
+            .map(|(p, maj, min)| DeviceNode {
                 path: p.into(),
                 kind: 'c',
                 major: *maj,
@@ -943,8 +1274,8 @@ fn plan_rootfs(
             })
             .collect();
         for d in &linux.devices {
-            devices.retain(|x| !matches!(x, Step::CreateDevice { path, .. } if *path == d.path));
-            devices.push(Step::CreateDevice {
+            devices.retain(|x| x.path != d.path);
+            devices.push(DeviceNode {
                 path: d.path.clone(),
                 kind: d.typ.chars().next().unwrap_or('c'),
                 major: d.major,
@@ -955,7 +1286,9 @@ fn plan_rootfs(
                 bind: in_userns,
             });
         }
-        s.extend(devices);
+        for d in devices {
+            b.push(InitStep::CreateDevice(d));
+        }
         for (target, link) in [
             ("/proc/self/fd", "/dev/fd"),
             ("/proc/self/fd/0", "/dev/stdin"),
@@ -963,7 +1296,7 @@ fn plan_rootfs(
             ("/proc/self/fd/2", "/dev/stderr"),
             ("pts/ptmx", "/dev/ptmx"),
         ] {
-            s.push(Step::Symlink {
+            b.push(InitStep::Symlink {
                 target: target.into(),
                 link: link.into(),
             });
@@ -976,20 +1309,20 @@ fn plan_rootfs(
         || !hooks.create_runtime.is_empty()
         || !hooks.create_container.is_empty()
     {
-        s.push(Step::RuntimeHooks {
+        b.push(RuntimeStep::RuntimeHooks {
             prestart: hooks.prestart.clone(),
             create_runtime: hooks.create_runtime.clone(),
         });
     }
     if !hooks.create_container.is_empty() {
-        s.push(Step::CreateContainerHooks {
+        b.push(InitStep::CreateContainerHooks {
             hooks: hooks.create_container.clone(),
         });
     }
-    s.push(if opts.no_pivot {
-        Step::ChrootNoPivot
+    b.push(if opts.no_pivot {
+        InitStep::ChrootNoPivot
     } else {
-        Step::PivotRoot
+        InitStep::PivotRoot
     });
     if let Some(flags) = linux
         .rootfs_propagation
@@ -997,10 +1330,10 @@ fn plan_rootfs(
         .and_then(propagation_flags)
         .filter(|f| f & libc::MS_PRIVATE == 0)
     {
-        s.push(Step::SetNewRootPropagation { flags });
+        b.push(InitStep::SetNewRootPropagation { flags });
     }
     if dev_readonly {
-        s.push(Step::RemountReadonly {
+        b.push(InitStep::RemountReadonly {
             path: PathBuf::from("/dev"),
         });
     }
@@ -1094,7 +1427,7 @@ mod tests {
     #[test]
     fn user_namespace_binds_devices() {
         let p = Plan::new(&spec(base()), &opts(), None).unwrap();
-        assert!(p.steps.iter().any(|s| matches!(s, Step::CreateDevice { path, bind: true, .. } if path == Path::new("/dev/null"))));
+        assert!(p.steps.iter().any(|s| matches!(s, Step::Init(InitStep::CreateDevice(d)) if d.bind && d.path == Path::new("/dev/null"))));
         assert!(p.new_userns && p.own_pidns);
     }
 
@@ -1105,7 +1438,7 @@ mod tests {
             .steps
             .iter()
             .find_map(|s| match s {
-                Step::Mount(m) if m.bind => Some(m.clone()),
+                Step::Init(InitStep::Mount(m)) if m.bind => Some(m.clone()),
                 _ => None,
             })
             .unwrap();
@@ -1145,5 +1478,101 @@ mod tests {
         let text = p.render();
         assert_eq!(text.matches("why:").count(), p.steps.len());
         assert!(text.contains("setns network /run/netns/x"));
+        for p in [
+            Phase::Host,
+            Phase::Namespaces,
+            Phase::Rootfs,
+            Phase::Process,
+            Phase::Start,
+        ] {
+            assert!(text.contains(&format!("[{}]", p.title())), "{text}");
+        }
+        // Each step line names its actor: a runtime step inside stage 1's phase too.
+        assert!(
+            text.contains("runtime  move stage 1 into the cgroup"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn phases_cover_every_step_once_in_order() {
+        for p in [
+            Plan::new(&spec(base()), &opts(), None).unwrap(),
+            Plan::for_exec(
+                &spec(base()),
+                &spec(base()).process.unwrap(),
+                42,
+                &opts(),
+                None,
+            )
+            .unwrap(),
+        ] {
+            let mut next = 0;
+            for run in p.phases() {
+                assert_eq!(run.first, next, "{:?}", run.phase);
+                assert!(!run.steps.is_empty(), "{:?} is empty", run.phase);
+                next += run.steps.len();
+            }
+            assert_eq!(next, p.steps.len());
+            // Each phase ends where its walker's work ends.
+            let host = p.walked_by(Actor::Runtime);
+            assert_eq!(host.last(), Some(&Step::Runtime(RuntimeStep::SpawnStage1)));
+            let stage1 = p.walked_by(Actor::Stage1);
+            assert_eq!(stage1.last(), Some(&Step::Stage1(Stage1Step::ForkInit)));
+            let init = p.walked_by(Actor::Init);
+            assert_eq!(init.first(), Some(&Step::Init(InitStep::ClearUmask)));
+            assert!(matches!(
+                init.last(),
+                Some(Step::Init(InitStep::Exec { .. }))
+            ));
+            assert_eq!(host.len() + stage1.len() + init.len(), p.steps.len());
+        }
+    }
+
+    #[test]
+    fn hidden_setup_is_in_the_plan() {
+        let mut o = opts();
+        o.console_socket = true;
+        let mut v = base();
+        v["process"]["terminal"] = true.into();
+        let p = Plan::new(&spec(v), &o, None).unwrap();
+        // Stage 1 dies with the runtime and is not dumpable before any namespace step.
+        assert!(pos(&p, "set_parent_death_signal") < pos(&p, "join_namespace"));
+        assert!(pos(&p, "set_not_dumpable") < pos(&p, "join_namespace"));
+        // The fifo and the console connection exist before stage 1 is forked.
+        assert!(pos(&p, "create_exec_fifo") < pos(&p, "spawn_stage1"));
+        assert!(pos(&p, "connect_console") < pos(&p, "spawn_stage1"));
+        // The uid change clears the parent-death signal: set again right after.
+        assert_eq!(
+            pos(&p, "restore_parent_death_signal"),
+            pos(&p, "switch_user") + 1
+        );
+        // umask 0 while building, the process umask later; signals reset just before execve.
+        assert!(pos(&p, "clear_umask") < pos(&p, "mount"));
+        assert!(pos(&p, "umask") > pos(&p, "switch_user"));
+        assert_eq!(pos(&p, "reset_signals") + 1, pos(&p, "exec"));
+        // The runtime's turns: join the cgroup and write the id maps, in one turn.
+        let turns = p.runtime_turns();
+        assert_eq!(turns.len(), 1, "{turns:?}");
+        assert!(matches!(
+            turns[0][..],
+            [RuntimeStep::JoinCgroup, RuntimeStep::WriteIdMaps { .. }]
+        ));
+    }
+
+    #[test]
+    fn json_rows_carry_actor_and_phase() {
+        let p = Plan::new(&spec(base()), &opts(), None).unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        let steps = v["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), p.steps.len());
+        let row = |name: &str| steps.iter().find(|s| s["step"] == name).unwrap().clone();
+        assert_eq!(row("join_cgroup")["actor"], "runtime");
+        assert_eq!(row("join_cgroup")["phase"], "namespaces");
+        assert_eq!(row("mount")["actor"], "init");
+        assert_eq!(row("mount")["phase"], "rootfs");
+        assert_eq!(row("mount")["destination"], "/proc");
+        assert_eq!(row("create_device")["path"], "/dev/null");
+        assert_eq!(row("exec")["phase"], "start");
     }
 }

@@ -1,19 +1,21 @@
 //! Pulling an image over the Docker Registry HTTP API v2 (what Concourse's registry-image
 //! resource does before a task runs): manifest (following an image index / manifest list to
-//! linux/amd64), config and layers, every byte checked against its sha256 digest, stored in
-//! the image store by manifest digest — a second pull of the same digest is a store lookup.
+//! linux/amd64), config and layers, every byte checked against its sha256 digest, written as an
+//! OCI image layout into a directory the caller gives. This module knows nothing of the store:
+//! image/mod.rs looks the digest up there first and imports the layout.
 //!
 //! Plain HTTP is used for `localhost`, `127.*` and `[::1]` registries and for hosts listed in
 //! `BERTH_WORKER_INSECURE_REGISTRIES` (comma-separated); HTTPS otherwise. Anonymous bearer
 //! tokens (the `WWW-Authenticate: Bearer realm=…` dance) and `source.username/password` are
 //! supported.
 
+use std::fs;
 use std::io::{IsTerminal, Read};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use sha2::{Digest, Sha256};
 
-use crate::image::{self, Image, Store};
+use super::oci::{self, sha256_hex};
 
 /// A parsed reference: `[host[:port]/]repo[:tag][@sha256:…]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,12 +91,6 @@ impl Reference {
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-struct Client {
-    agent: ureq::Agent,
-    auth: Option<String>,
-    basic: Option<(String, String)>,
-}
-
 impl Client {
     fn get(&mut self, url: &str, accept: Option<&str>) -> Result<ureq::Response> {
         for attempt in 0..2 {
@@ -114,11 +110,24 @@ impl Client {
                             .with_context(|| format!("authenticating for {url}"))?,
                     );
                 }
+                Err(ureq::Error::Status(code, r)) if code >= 500 => {
+                    return Err(Unreachable {
+                        host: self.r.host.clone(),
+                        detail: format!("GET {url}: HTTP {code} {}", r.status_text()),
+                    }
+                    .into())
+                }
                 Err(ureq::Error::Status(code, r)) => {
                     let body = r.into_string().unwrap_or_default();
                     bail!("GET {url}: HTTP {code}: {}", body.trim());
                 }
-                Err(e) => bail!("GET {url}: {e}"),
+                Err(e) => {
+                    return Err(Unreachable {
+                        host: self.r.host.clone(),
+                        detail: format!("GET {url}: {e}"),
+                    }
+                    .into())
+                }
             }
         }
         bail!("GET {url}: still unauthorized after authenticating")
@@ -193,127 +202,166 @@ fn base64(s: &str) -> String {
     out
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+/// What a tag (or digest) points at, from one manifest GET.
+pub struct Resolved {
+    /// The platform (linux/amd64) image manifest's digest: the image's identity.
+    pub digest: String,
+    /// The manifest itself when the GET returned it (not an index).
+    manifest: Option<(Vec<u8>, serde_json::Value)>,
 }
 
-/// Pull `r` into the store (or find it there by digest) and return it.
-pub fn pull(store: &Store, r: &Reference, creds: Option<(String, String)>) -> Result<Image> {
-    if let Some(d) = &r.digest {
-        if let Some(img) = store.find(d)? {
-            return Ok(img);
+/// A registry that answered nothing (connection refused, DNS, TLS, timeout, HTTP 5xx): the
+/// one case where a run may fall back to a stored image of the same name.
+#[derive(Debug, thiserror::Error)]
+#[error("registry {host} is unreachable: {detail}")]
+pub struct Unreachable {
+    pub host: String,
+    pub detail: String,
+}
+
+/// A client for one repository.
+pub struct Client {
+    r: Reference,
+    base: String,
+    agent: ureq::Agent,
+    auth: Option<String>,
+    basic: Option<(String, String)>,
+}
+
+impl Client {
+    /// A client for `r`'s repository, with `source.username/password` if given.
+    pub fn new(r: &Reference, creds: Option<(String, String)>) -> Client {
+        Client {
+            r: r.clone(),
+            base: r.base(),
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(std::time::Duration::from_secs(15))
+                .build(),
+            auth: None,
+            basic: creds,
         }
     }
-    let mut c = Client {
-        agent: ureq::AgentBuilder::new()
-            .timeout_connect(std::time::Duration::from_secs(15))
-            .build(),
-        auth: None,
-        basic: creds,
-    };
-    let base = r.base();
-    let what = r.digest.clone().unwrap_or_else(|| r.tag.clone());
-    let (mut digest, mut m) = fetch_manifest(&mut c, &base, &what)?;
-    if m.get("manifests").is_some() {
-        let d = image::pick_manifest(&m, None)
-            .with_context(|| format!("{}: image index {digest}", r.name()))?;
-        let d = d["digest"]
-            .as_str()
-            .ok_or_else(|| anyhow!("image index {digest}: entry without digest"))?
-            .to_string();
-        (digest, m) = fetch_manifest(&mut c, &base, &d)?;
-    }
-    if let Some(img) = store.find(&digest)? {
-        store.tag(&img.id, &r.name())?;
-        return Ok(img);
-    }
-    let cfg_digest = m["config"]["digest"]
-        .as_str()
-        .ok_or_else(|| anyhow!("manifest {digest}: no config.digest"))?
-        .to_string();
-    let cfg_bytes = read_all(c.get(&format!("{base}/blobs/{cfg_digest}"), None)?)?;
-    image::verify_digest(
-        &cfg_digest,
-        &sha256_hex(&cfg_bytes),
-        &format!("config blob of {}", r.name()),
-    )?;
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&cfg_bytes).context("parsing the image config")?;
-    let layers: Vec<(String, u64)> = m["layers"]
-        .as_array()
-        .ok_or_else(|| anyhow!("manifest {digest}: no layers"))?
-        .iter()
-        .map(|l| {
-            Ok((
-                l["digest"]
-                    .as_str()
-                    .ok_or_else(|| anyhow!("layer without digest"))?
-                    .to_string(),
-                l["size"].as_u64().unwrap_or(0),
-            ))
+
+    /// One manifest GET for the reference's digest or tag. An image index is not followed: its
+    /// linux/amd64 entry names the platform manifest's digest, which is all a store lookup needs.
+    pub fn resolve(&mut self) -> Result<Resolved> {
+        let what = self.r.digest.clone().unwrap_or_else(|| self.r.tag.clone());
+        let (digest, body, m) = self.manifest(&what)?;
+        if m.get("manifests").is_some() {
+            let d = oci::pick_manifest(&m, None)
+                .with_context(|| format!("{}: image index {digest}", self.r.name()))?;
+            let d = d["digest"]
+                .as_str()
+                .ok_or_else(|| anyhow!("image index {digest}: entry without digest"))?;
+            return Ok(Resolved {
+                digest: d.to_string(),
+                manifest: None,
+            });
+        }
+        Ok(Resolved {
+            digest,
+            manifest: Some((body, m)),
         })
-        .collect::<Result<_>>()?;
-    let tty = std::io::stderr().is_terminal();
-    let key = digest.replace(':', "-");
-    store.store_as(
-        &key,
-        &format!("docker://{}@{digest}", r.name()),
-        Some(&r.name()),
-        image::image_config(&cfg),
-        |rootfs| {
-            for (i, (d, size)) in layers.iter().enumerate() {
-                if tty {
-                    eprintln!(
-                        "berth-worker: pulling {} layer {}/{} {} ({:.1} MB)",
-                        r.name(),
-                        i + 1,
-                        layers.len(),
-                        &d[..d.len().min(19)],
-                        *size as f64 / 1048576.0
-                    );
-                }
-                let resp = c.get(&format!("{base}/blobs/{d}"), None)?;
-                let mut hr = image::HashingReader::new(resp.into_reader());
-                image::apply_layer(image::decompress(&mut hr)?, rootfs)
-                    .with_context(|| format!("unpacking layer {d}"))?;
-                std::io::copy(&mut hr, &mut std::io::sink())?;
-                image::verify_digest(d, &hr.hex(), &format!("layer blob of {}", r.name()))?;
+    }
+
+    /// Download the resolved image into `dir` as an OCI image layout (`oci-layout`,
+    /// `index.json`, `blobs/sha256/…`), every blob checked against its digest before it gets
+    /// its name.
+    pub fn fetch(&mut self, res: Resolved, dir: &Path) -> Result<()> {
+        let (body, m) = match res.manifest {
+            Some(x) => x,
+            None => {
+                let (_, body, m) = self.manifest(&res.digest)?;
+                (body, m)
             }
-            Ok(())
-        },
-    )
+        };
+        if m.get("manifests").is_some() {
+            bail!(
+                "{}: image index {} inside an image index",
+                self.r.name(),
+                res.digest
+            );
+        }
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
+        fs::write(oci::blob_path(dir, &res.digest)?, &body)?;
+        let cfg_digest = oci::config_digest(&m, &res.digest)?;
+        let cfg = read_all(self.get(&self.blob_url(&cfg_digest), None)?)?;
+        oci::verify_digest(
+            &cfg_digest,
+            &sha256_hex(&cfg),
+            &format!("config blob of {}", self.r.name()),
+        )?;
+        fs::write(oci::blob_path(dir, &cfg_digest)?, &cfg)?;
+        let layers = oci::layers(&m, &res.digest)?;
+        let tty = std::io::stderr().is_terminal();
+        for (i, (d, size)) in layers.iter().enumerate() {
+            if tty {
+                eprintln!(
+                    "berth-worker: pulling {} layer {}/{} {} ({:.1} MB)",
+                    self.r.name(),
+                    i + 1,
+                    layers.len(),
+                    &d[..d.len().min(19)],
+                    *size as f64 / 1048576.0
+                );
+            }
+            let dest = oci::blob_path(dir, d)?;
+            let partial = dest.with_extension("partial");
+            let resp = self.get(&self.blob_url(d), None)?;
+            let mut hr = oci::HashingReader::new(resp.into_reader());
+            let mut f = fs::File::create(&partial)
+                .with_context(|| format!("creating {}", partial.display()))?;
+            std::io::copy(&mut hr, &mut f).with_context(|| format!("downloading layer {d}"))?;
+            oci::verify_digest(d, &hr.hex(), &format!("layer blob of {}", self.r.name()))?;
+            fs::rename(&partial, &dest)?;
+        }
+        let media = m["mediaType"]
+            .as_str()
+            .unwrap_or("application/vnd.oci.image.manifest.v1+json");
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": media, "digest": res.digest, "size": body.len()}],
+        });
+        fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        Ok(())
+    }
+
+    fn blob_url(&self, digest: &str) -> String {
+        format!("{}/blobs/{digest}", self.base)
+    }
+
+    /// GET a manifest by tag or digest: (its digest, its bytes, its JSON). A manifest asked
+    /// for by digest must hash to it.
+    fn manifest(&mut self, what: &str) -> Result<(String, Vec<u8>, serde_json::Value)> {
+        let url = format!("{}/manifests/{what}", self.base);
+        let resp = self.get(&url, Some(MANIFEST_TYPES))?;
+        let header = resp.header("Docker-Content-Digest").map(str::to_string);
+        let body = read_all(resp)?;
+        let actual = format!("sha256:{}", sha256_hex(&body));
+        if what.starts_with("sha256:") {
+            oci::verify_digest(what, &sha256_hex(&body), &url)?;
+        } else if let Some(h) = header {
+            if h != actual {
+                bail!(
+                    "{url}: Docker-Content-Digest {h} does not match the manifest's sha256 {actual}"
+                );
+            }
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).with_context(|| format!("parsing {url}"))?;
+        if v["schemaVersion"] == 1 {
+            bail!("{url}: schema 1 manifests are not supported");
+        }
+        Ok((actual, body, v))
+    }
 }
 
 fn read_all(r: ureq::Response) -> Result<Vec<u8>> {
     let mut v = Vec::new();
     r.into_reader().take(64 << 20).read_to_end(&mut v)?;
     Ok(v)
-}
-
-/// GET a manifest by tag or digest: returns (its digest, its JSON). A manifest asked for by
-/// digest must hash to it.
-fn fetch_manifest(c: &mut Client, base: &str, what: &str) -> Result<(String, serde_json::Value)> {
-    let url = format!("{base}/manifests/{what}");
-    let resp = c.get(&url, Some(MANIFEST_TYPES))?;
-    let header = resp.header("Docker-Content-Digest").map(str::to_string);
-    let body = read_all(resp)?;
-    let actual = format!("sha256:{}", sha256_hex(&body));
-    if what.starts_with("sha256:") {
-        image::verify_digest(what, &sha256_hex(&body), &url)?;
-    } else if let Some(h) = header {
-        if h != actual {
-            bail!("{url}: Docker-Content-Digest {h} does not match the manifest's sha256 {actual}");
-        }
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).with_context(|| format!("parsing {url}"))?;
-    if v["schemaVersion"] == 1 {
-        bail!("{url}: schema 1 manifests are not supported");
-    }
-    Ok((actual, v))
 }
 
 #[cfg(test)]
