@@ -88,7 +88,11 @@ define apt_install
 	apt-get install -y -q $(3) $$missing
 endef
 
-.PHONY: deps deps-base deps-clients
+# The bench's extras (make bench only): matplotlib draws bench/*.svg,
+# linux-perf profiles a start (docs/performance.md).
+DEPS_BENCH := python3-matplotlib linux-perf
+
+.PHONY: deps deps-base deps-clients deps-bench
 deps: deps-base deps-clients
 
 deps-base:
@@ -96,6 +100,9 @@ deps-base:
 
 deps-clients: deps-base
 	@$(call apt_install,$(DEPS_CLIENTS),container clients,--no-install-recommends)
+
+deps-bench: deps-base
+	@$(call apt_install,$(DEPS_BENCH),bench tools,--no-install-recommends)
 
 # ------------------------------------------------------------- fixtures
 
@@ -197,7 +204,7 @@ demo: deps fixtures build
 	@echo
 	@echo "== berth itself: the steps one container start takes (berth plan), then the run"
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	$(RELEASE)/berth spec --bundle $(DEMO_DIR)
+	$(RELEASE)/berth spec --seccomp default --bundle $(DEMO_DIR)
 	jq --arg root $(ROOTFS)/busybox \
 	   '.root = {path: $$root, readonly: true} | .process.terminal = false | .process.args = ["/bin/sh", "-c", "echo hello from a berth container; id; hostname; berth-probe clone3; berth-probe thread"]' \
 	   $(DEMO_DIR)/config.json > $(DEMO_DIR)/config.json.new
@@ -209,7 +216,7 @@ demo: deps fixtures build
 # --------------------------------------------------------------- bench
 
 .PHONY: bench
-bench: deps fixtures build
+bench: deps deps-bench fixtures build
 	BERTH_FIXTURES=$(BUILD) BERTH_BIN=$(RELEASE)/berth \
 	BERTH_WORKER_BIN=$(RELEASE)/berth-worker bench/run.sh
 

@@ -1,10 +1,15 @@
 /*
  * measure: run a command N times and report, per run, what it cost.
  *
- *   measure [-n RUNS] [-w WARMUP] [-e STDERR_FILE] -- COMMAND [ARG...]
+ *   measure [-n RUNS] [-w WARMUP] [-e STDERR_FILE] -- COMMAND [ARG...] [::: COMMAND [ARG...]]...
  *
  * One line per measured run on stdout:
- *   wall_us=W cpu_us=C user_us=U sys_us=S maxrss_kb=R status=X
+ *   cmd=K wall_us=W cpu_us=C user_us=U sys_us=S maxrss_kb=R status=X
+ *
+ * With several commands (separated by a lone `:::`), the runs interleave:
+ * round i runs command 1, 2, ..., K once each, so a burst of load on a busy
+ * machine hits every command alike and the ratios of medians stay fair.
+ * K counts from 1 in the order given.
  *
  * - wall: CLOCK_MONOTONIC from fork to the end of wait4.
  * - cpu: user + system time from wait4()'s rusage. The kernel fills it with
@@ -98,14 +103,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "measure: missing COMMAND\n");
         return 2;
     }
+    /* Split the command list at each lone ":::" (NULL-terminating each). */
+    char **cmds[64];
+    int ncmds = 0;
+    cmds[ncmds++] = argv + optind;
+    for (int i = optind; i < argc; i++) {
+        if (strcmp(argv[i], ":::") == 0) {
+            argv[i] = NULL;
+            if (ncmds == 64 || i + 1 >= argc) {
+                fprintf(stderr, "measure: bad ::: list\n");
+                return 2;
+            }
+            cmds[ncmds++] = argv + i + 1;
+        }
+    }
     char line[256];
     int failed = 0;
     for (int i = 0; i < warmup + runs; i++) {
-        int status = run_once(argv + optind, errfile, line, sizeof line);
-        failed |= status != 0;
-        if (i >= warmup) {
-            puts(line);
-            fflush(stdout);
+        for (int k = 0; k < ncmds; k++) {
+            int status = run_once(cmds[k], errfile, line, sizeof line);
+            failed |= status != 0;
+            if (i >= warmup) {
+                printf("cmd=%d %s\n", k + 1, line);
+                fflush(stdout);
+            }
         }
     }
     return failed;

@@ -30,6 +30,10 @@ if [ "${1:-}" = "--in-v1-view" ]; then
     mapfile -t v1 < <(findmnt -rn -t cgroup -o TARGET,FS-OPTIONS)
     # systemd-style layouts also have aliases like cpu -> cpu,cpuacct.
     mapfile -t links < <(find /sys/fs/cgroup -maxdepth 1 -type l -printf '%f %l\n')
+    # Detach the old tree first rather than only covering it: a covered
+    # cgroup2 at /sys/fs/cgroup/unified still shows in mountinfo, and a
+    # runtime that reads mountinfo (berth) would take the host for hybrid.
+    umount -R -l /sys/fs/cgroup
     mount -t tmpfs -o mode=0755 cgroup /sys/fs/cgroup
     for link in "${links[@]}"; do
         ln -s "${link#* }" "/sys/fs/cgroup/${link%% *}"
@@ -71,6 +75,7 @@ export BERTH_WORKER_NETWORK=none
 
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 sections=$work/sections
+plotdata=$work/plotdata
 mkdir -p "$sections"
 
 # Every container id this script uses starts with $tag, so cleanup can find
@@ -223,52 +228,277 @@ mb() { awk -v v="$1" 'BEGIN { if (v == "nan") print "–"; else printf "%.1f", v
 
 # ------------------------------------------------------------- sections
 
-# Container start: `RUNTIME run` of /bin/true from the busybox bundle, the
-# whole create → start → wait → delete cycle one CI step costs.
-bench_start() {
-    local rt f
-    for rt in $(usable_runtimes); do
-        f=$work/start-$rt.txt
-        log "start: $rt × $runs"
-        if ! in_view "$rt" "$measure" -n "$runs" -w "$warmup" -e "$work/start-$rt.err" -- \
-            ${rt_cmd[$rt]} run --bundle "$work/true" "$tag-$rt" > "$f"; then
-            rt_skip[$rt]="some measured runs failed: $(tail -n1 "$work/start-$rt.err" | cut -c1-200)"
-        fi
-        ${rt_cmd[$rt]} delete --force "$tag-$rt" >/dev/null 2>&1 || true
+# Run measure once over several commands, interleaved (measure's `:::`), in
+# the v1-only view when any runtime needs it, so every runtime sees the same
+# cgroup layout and a burst of load hits them all alike.
+#   interleave OUTPREFIX RUNS WARMUP LABEL1 CMD1... ::: LABEL2 CMD2... ...
+# writes OUTPREFIX-LABEL.txt (measure lines) per command.
+interleave() {
+    local prefix=$1 n=$2 w=$3
+    shift 3
+    local labels=() args=() first=1
+    while [ $# -gt 0 ]; do
+        labels+=("$1")
+        shift
+        [ -n "$first" ] || args+=(":::")
+        first=
+        while [ $# -gt 0 ] && [ "$1" != ":::" ]; do args+=("$1"); shift; done
+        [ $# -eq 0 ] || shift
     done
-    local base_cpu=nan base_wall=nan base_rss=nan
-    if [ -f "$work/start-crun.txt" ] && [ -z "${rt_skip[crun]:-}" ]; then
-        base_cpu=$(median cpu_us "$work/start-crun.txt")
-        base_wall=$(median wall_us "$work/start-crun.txt")
-        base_rss=$(median maxrss_kb "$work/start-crun.txt")
+    local raw=$prefix.raw rc=0
+    if [ -n "${rt_wrap[crun]:-}" ]; then
+        unshare -m --propagation private "$repo/bench/run.sh" --in-v1-view \
+            "$measure" -n "$n" -w "$w" -e "$prefix.err" -- "${args[@]}" > "$raw" || rc=$?
+    else
+        "$measure" -n "$n" -w "$w" -e "$prefix.err" -- "${args[@]}" > "$raw" || rc=$?
     fi
+    local k
+    for k in "${!labels[@]}"; do
+        grep "^cmd=$((k + 1)) " "$raw" | cut -d' ' -f2- > "$prefix-${labels[$k]}.txt" || true
+    done
+    return $rc
+}
+
+# interleave without the v1 view (commands that are not runtimes).
+interleave_plain() {
+    local saved=${rt_wrap[crun]:-}
+    rt_wrap[crun]=
+    local rc=0
+    interleave "$@" || rc=$?
+    rt_wrap[crun]=$saved
+    return $rc
+}
+
+# The bare kernel work of a start: the namespaces, a fork, an exec.
+floor_cmd=(unshare --fork --pid --mount --net --ipc --uts /bin/true)
+
+# Container start: `RUNTIME run` of /bin/true from the busybox bundle, the
+# whole create → start → wait → delete cycle one CI step costs; without
+# seccomp and with Docker's profile; the floor interleaved with them.
+bench_start() {
+    make_bundle "$work/true-sc" '["/bin/true"]' '.'
+    jq --slurpfile p "$profile" '.linux.seccomp = $p[0]' "$work/true-sc/config.json" \
+        > "$work/true-sc/config.json.new" && mv "$work/true-sc/config.json.new" "$work/true-sc/config.json"
+    local rt variant bundle list=()
+    for variant in plain seccomp; do
+        bundle=$work/true
+        [ "$variant" = plain ] || bundle=$work/true-sc
+        list=()
+        for rt in $(usable_runtimes); do
+            list+=("$rt" ${rt_cmd[$rt]} run --bundle "$bundle" "$tag-$rt" ":::")
+        done
+        list+=(floor "${floor_cmd[@]}")
+        log "start ($variant): $(usable_runtimes | tr '\n' ' ')floor × $runs, interleaved"
+        if ! interleave "$work/start-$variant" "$runs" "$warmup" "${list[@]}"; then
+            log "start ($variant): some runs failed: $(tail -n1 "$work/start-$variant.err" | cut -c1-200)"
+        fi
+        for rt in $(usable_runtimes); do
+            ${rt_cmd[$rt]} delete --force "$tag-$rt" >/dev/null 2>&1 || true
+            if [ "$(grep -c 'status=0' "$work/start-$variant-$rt.txt")" -ne "$runs" ]; then
+                rt_skip[$rt]="some measured runs failed ($variant): $(tail -n1 "$work/start-$variant.err" | cut -c1-200)"
+            fi
+        done
+    done
+    for rt in $(runtimes) floor; do
+        [ -f "$work/start-plain-$rt.txt" ] && cp "$work/start-plain-$rt.txt" "$work/start-$rt.txt"
+    done
+    mkdir -p "$plotdata"
+    for variant in plain seccomp; do
+        for rt in $(usable_runtimes) floor; do
+            cp "$work/start-$variant-$rt.txt" "$plotdata/start-$variant-$rt.txt"
+        done
+    done
     {
         echo "## Container start: \`run\` of /bin/true"
         echo
         echo "The busybox bundle from \`runc spec\` (namespaces pid, net, ipc, uts, mount,"
-        echo "cgroup; read-only root; no seccomp), \`RUNTIME --root DIR run --bundle B ID\`,"
-        echo "$runs measured runs after $warmup warm-up runs, medians. CPU is user+sys of"
-        echo "the runtime and every process it waited for (wait4 rusage); peak RSS is the"
-        echo "largest single process. Ratios are to crun (lower is better)."
+        echo "cgroup; read-only root), \`RUNTIME --root DIR run --bundle B ID\`, without seccomp"
+        echo "and with Docker's profile (\`${profile#"$repo"/}\`). $runs measured rounds after $warmup"
+        echo "warm-up rounds; each round runs every runtime and the floor once (interleaved), medians."
+        echo "CPU is user+sys of the runtime and every process it waited for (wait4 rusage); peak"
+        echo "RSS is the largest single process. Ratios are to crun (lower is better). The floor is"
+        echo "\`${floor_cmd[*]}\`: the kernel work no runtime can avoid."
         echo
-        echo "| runtime | CPU ms | wall ms | peak RSS MB | CPU / crun | wall / crun | RSS / crun |"
-        echo "|---|---:|---:|---:|---:|---:|---:|"
-        local cpu wall rss
-        for rt in $(runtimes); do
-            if [ -n "${rt_skip[$rt]:-}" ]; then
-                echo "| $rt | skipped | | | | | |"
-                continue
-            fi
-            f=$work/start-$rt.txt
-            cpu=$(median cpu_us "$f")
-            wall=$(median wall_us "$f")
-            rss=$(median maxrss_kb "$f")
-            echo "| $rt | $(ms "$cpu") | $(ms "$wall") | $(mb "$rss") |" \
-                "$(ratio "$cpu" "$base_cpu") | $(ratio "$wall" "$base_wall") | $(ratio "$rss" "$base_rss") |"
+        echo "![start CPU and wall per runtime](start.svg)"
+        echo
+        for variant in plain seccomp; do
+            start_table "$variant"
         done
-        echo
         skipped_notes
     } > "$sections/10-start.md"
+}
+
+# start_table VARIANT: one table from $work/start-VARIANT-RT.txt.
+start_table() {
+    local variant=$1 rt f base_cpu=nan base_wall=nan base_rss=nan fl_cpu fl_wall
+    if [ "$variant" = plain ]; then
+        echo "### No seccomp"
+    else
+        echo "### Docker's seccomp profile"
+    fi
+    echo
+    f=$work/start-$variant-crun.txt
+    if [ -s "$f" ] && [ -z "${rt_skip[crun]:-}" ]; then
+        base_cpu=$(median cpu_us "$f")
+        base_wall=$(median wall_us "$f")
+        base_rss=$(median maxrss_kb "$f")
+    fi
+    fl_cpu=$(median cpu_us "$work/start-$variant-floor.txt")
+    fl_wall=$(median wall_us "$work/start-$variant-floor.txt")
+    echo "| runtime | CPU ms | wall ms | peak RSS MB | CPU / crun | wall / crun | RSS / crun | CPU − floor ms | wall − floor ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    local cpu wall rss
+    for rt in $(runtimes) floor; do
+        if [ -n "${rt_skip[$rt]:-}" ]; then
+            echo "| $rt | skipped | | | | | | | |"
+            continue
+        fi
+        f=$work/start-$variant-$rt.txt
+        cpu=$(median cpu_us "$f")
+        wall=$(median wall_us "$f")
+        rss=$(median maxrss_kb "$f")
+        echo "| $rt | $(ms "$cpu") | $(ms "$wall") | $(mb "$rss") |" \
+            "$(ratio "$cpu" "$base_cpu") | $(ratio "$wall" "$base_wall") | $(ratio "$rss" "$base_rss") |" \
+            "$(ms "$(awk -v a="$cpu" -v b="$fl_cpu" 'BEGIN { print a - b }')") |" \
+            "$(ms "$(awk -v a="$wall" -v b="$fl_wall" 'BEGIN { print a - b }')") |"
+    done
+    echo
+}
+
+# How a start grows with the number of mounts and of seccomp rules: the
+# true bundle plus N tmpfs mounts stacked on /tmp, or a profile of N rules.
+# BENCH_SCALE_RUNS rounds (default 5), interleaved per N.
+bench_scaling() {
+    local n rt k=${BENCH_SCALE_RUNS:-5} list kind
+    mkdir -p "$plotdata"
+    : > "$plotdata/scaling.tsv"
+    for kind in mounts rules; do
+        for n in 1 10 100 1000 10000; do
+            [ "$kind" = mounts ] && [ "$n" -eq 10000 ] && continue
+            [ "$kind" = rules ] && [ "$n" -eq 1 ] && continue
+            local b=$work/scale-$kind-$n
+            if [ "$kind" = mounts ]; then
+                make_bundle "$b" '["/bin/true"]' \
+                    "$(printf '.mounts += [range(%d) | {destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "size=64k"]}]' "$n")"
+            else
+                make_bundle "$b" '["/bin/true"]'
+                # (Default allow, so /bin/true runs whatever N is; the rules
+                # return EPERM for 20 syscalls no start makes, cycling, so the
+                # filter's size stays put and the cost of N is the parse and
+                # the compile.)
+                jq --argjson n "$n" '
+                    ["acct", "add_key", "bpf", "kexec_load", "keyctl", "lookup_dcookie", "mbind",
+                     "move_pages", "name_to_handle_at", "open_by_handle_at", "perf_event_open",
+                     "quotactl", "request_key", "swapon", "swapoff", "syslog", "userfaultfd",
+                     "fanotify_init", "iopl", "ioperm"] as $names
+                    | .linux.seccomp = {defaultAction: "SCMP_ACT_ALLOW",
+                        architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                        syscalls: [range($n) as $i | {names: [$names[$i % ($names | length)]],
+                                   action: "SCMP_ACT_ERRNO", errnoRet: 1}]}' \
+                    "$b/config.json" > "$b/config.json.new" && mv "$b/config.json.new" "$b/config.json"
+            fi
+            list=()
+            for rt in $(usable_runtimes); do
+                list+=("$rt" ${rt_cmd[$rt]} run --bundle "$b" "$tag-$rt" ":::")
+            done
+            unset 'list[${#list[@]}-1]'
+            log "scaling: $n $kind × $k"
+            interleave "$work/scale-$kind-$n" "$k" 1 "${list[@]}" || true
+            for rt in $(usable_runtimes); do
+                ${rt_cmd[$rt]} delete --force "$tag-$rt" >/dev/null 2>&1 || true
+                local f=$work/scale-$kind-$n-$rt.txt ok
+                ok=$(grep -c 'status=0' "$f" || true)
+                if [ "$ok" -eq "$k" ]; then
+                    printf '%s\t%s\t%s\t%s\t%s\n' "$kind" "$n" "$rt" "$(median cpu_us "$f")" "$(median wall_us "$f")"
+                else
+                    printf '%s\t%s\t%s\tfail\tfail\n' "$kind" "$n" "$rt"
+                fi >> "$plotdata/scaling.tsv"
+            done
+        done
+    done
+    {
+        echo "## Start time vs mounts and seccomp rules"
+        echo
+        echo "\`run\` of /bin/true with N extra tmpfs mounts stacked on /tmp, and with a profile of"
+        echo "N rules (default allow; each rule returns EPERM for one of 20 syscalls a start never"
+        echo "makes, cycling; three arches). $k interleaved rounds per N, median CPU ms (wall ms); \`fail\` = the runtime"
+        echo "refused or failed the bundle."
+        echo
+        echo "![start vs mounts and rules](scaling.svg)"
+        echo
+        local rts
+        rts=$(usable_runtimes | tr '\n' ' ')
+        echo "| what | N | $(echo "$rts" | sed 's/ $//; s/ / | /g') |"
+        echo "|---|---:|$(for rt in $rts; do printf -- '---:|'; done)"
+        local line
+        for kind in mounts rules; do
+            for n in $(awk -v k="$kind" '$1 == k { print $2 }' "$plotdata/scaling.tsv" | uniq); do
+                line="| $kind | $n |"
+                for rt in $rts; do
+                    line+=" $(awk -v k="$kind" -v n="$n" -v r="$rt" '$1 == k && $2 == n && $3 == r {
+                        if ($4 == "fail") print "fail"; else printf "%.1f (%.1f)", $4 / 1000, $5 / 1000 }' "$plotdata/scaling.tsv") |"
+                done
+                echo "$line"
+            done
+        done
+        echo
+    } > "$sections/15-scaling.md"
+}
+
+# 100 containers created at once: the memory they hold while created (the
+# sum of their memory cgroups' usage, and MemAvailable's drop), and the
+# create / start / delete throughput, one runtime at a time.
+bench_many() {
+    local n=${BENCH_MANY:-100} rt i t0 t1 t2 t3 avail0 avail1 mem
+    make_bundle "$work/many" '["/bin/true"]'
+    mkdir -p "$plotdata"
+    : > "$plotdata/many.tsv"
+    for rt in $(usable_runtimes); do
+        log "many: $rt × $n"
+        sync
+        avail0=$(awk '/^MemAvailable/ { print $2 }' /proc/meminfo)
+        t0=$(date +%s%N)
+        for i in $(seq "$n"); do
+            in_view "$rt" ${rt_cmd[$rt]} create --bundle "$work/many" "$tag-m$i-$rt" </dev/null >/dev/null 2>>"$work/many.err" || true
+        done
+        t1=$(date +%s%N)
+        avail1=$(awk '/^MemAvailable/ { print $2 }' /proc/meminfo)
+        # Each container's memory cgroup, wherever the runtime put it.
+        local mroot=/sys/fs/cgroup/memory
+        [ -d "$mroot" ] || mroot=/sys/fs/cgroup
+        mem=$(find "$mroot" -maxdepth 3 -type d -name "$tag-m*-$rt" 2>/dev/null |
+            while read -r d; do cat "$d/memory.usage_in_bytes" "$d/memory.current" 2>/dev/null || true; done |
+            awk '{ s += $1 } END { printf "%d", s / 1024 }')
+        local created
+        created=$(${rt_cmd[$rt]} list -q 2>/dev/null | grep -c "^$tag-m.*-$rt$" || true)
+        for i in $(seq "$n"); do
+            in_view "$rt" ${rt_cmd[$rt]} start "$tag-m$i-$rt" </dev/null >/dev/null 2>>"$work/many.err" || true
+        done
+        t2=$(date +%s%N)
+        for i in $(seq "$n"); do
+            ${rt_cmd[$rt]} delete --force "$tag-m$i-$rt" </dev/null >/dev/null 2>>"$work/many.err" || true
+        done
+        t3=$(date +%s%N)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rt" "$created" "$mem" "$((avail0 - avail1))" \
+            "$(awk -v n="$n" -v d=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (d / 1e9) }')" \
+            "$(awk -v n="$n" -v d=$((t2 - t1)) 'BEGIN { printf "%.0f", n / (d / 1e9) }')" \
+            "$(awk -v n="$n" -v d=$((t3 - t2)) 'BEGIN { printf "%.0f", n / (d / 1e9) }')" >> "$plotdata/many.tsv"
+    done
+    {
+        echo "## $n containers created at once"
+        echo
+        echo "\`create\` of $n containers from the busybox bundle one after the other (all alive"
+        echo "together), then \`start\` of each, then \`delete --force\` of each; one runtime at a"
+        echo "time. Memory: the sum of the containers' memory cgroups (\`memory.usage_in_bytes\`)"
+        echo "with all $n created, and how much MemAvailable dropped (noisy on a shared machine)."
+        echo "Throughput: containers per second of each phase (each command a fresh process)."
+        echo
+        echo "| runtime | created | cgroup memory MB | MemAvailable drop MB | create/s | start/s | delete/s |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+        awk -F'\t' '{ printf "| %s | %s | %.1f | %.1f | %s | %s | %s |\n", $1, $2, $3 / 1024, $4 / 1024, $5, $6, $7 }' \
+            "$plotdata/many.tsv"
+        echo
+    } > "$sections/17-many.md"
 }
 
 skipped_notes() {
@@ -280,7 +510,9 @@ skipped_notes() {
     done
     if [ -n "${rt_wrap[crun]:-}" ]; then
         echo "- crun ran in a private mount namespace whose /sys/fs/cgroup holds only the"
-        echo "  v1 hierarchies (crun refuses hybrid cgroups); the others saw the host's hybrid layout."
+        echo "  v1 hierarchies (crun refuses hybrid cgroups). In the start, scaling and many"
+        echo "  sections every runtime ran in that view (the same layout for all); elsewhere the"
+        echo "  others saw the host's hybrid layout."
     fi
     echo
 }
@@ -753,9 +985,44 @@ TASK
         echo "| \`docker run --rm\` | not measured: dockerd/docker are not installed | | |"
     fi
     echo
+    worker_size "${wk[@]}"
     echo "CPU is the command's own and what it waited for; podman's conmon and runtime"
     echo "are double-forked away from it, and docker's run in the daemon, so only"
     echo "berth-worker's figure covers the whole container start."
+    echo
+}
+
+# worker_size WORKER...: the `true` task against images of growing size
+# (the busybox and bookworm fixtures, used in place), interleaved, for the
+# worker figure: a warm image costs the same whatever its size.
+worker_size() {
+    local bookworm=$fixtures/rootfs/bookworm list=() img mb
+    mkdir -p "$plotdata"
+    : > "$plotdata/worker-size.tsv"
+    for img in "$rootfs" "$bookworm"; do
+        [ -d "$img" ] || continue
+        list+=("$(basename "$img")" "$@" run "$work/true.yml" --image "$img" ":::")
+    done
+    [ ${#list[@]} -gt 0 ] || return 0
+    unset 'list[${#list[@]}-1]'
+    log "worker: true task vs image size × $runs"
+    local n=$runs
+    interleave_plain "$work/wsize" "$n" "$warmup" "${list[@]}" || true
+    echo "| image (warm, in place) | size MB | CPU ms | wall ms |"
+    echo "|---|---:|---:|---:|"
+    for img in "$rootfs" "$bookworm"; do
+        [ -d "$img" ] || continue
+        local f=$work/wsize-$(basename "$img").txt
+        mb=$(du -sm "$img" | cut -f1)
+        if [ "$(grep -c 'status=0' "$f" || true)" -eq "$n" ]; then
+            printf 'warm (image dir in place)\t%s\t%s\n' "$mb" "$(median wall_us "$f")" >> "$plotdata/worker-size.tsv"
+            echo "| $(basename "$img") | $mb | $(ms "$(median cpu_us "$f")") | $(ms "$(median wall_us "$f")") |"
+        else
+            echo "| $(basename "$img") | $mb | failed | |"
+        fi
+    done
+    echo
+    echo "![worker task time vs image size](worker.svg)"
     echo
 }
 
@@ -916,7 +1183,7 @@ TASK
     echo
     # Where a bridge start goes now: the worker's own per-step timings (debug log), medians.
     echo "Bridge setup steps (\`BERTH_WORKER_LOG=debug\`, $runs runs, median ms; loopback ADD,"
-    echo "bridge ADD and the rules check run at once, loopback DEL alongside bridge DEL):"
+    echo "bridge ADD and the rules check run at once; DEL runs once the namespace is dropped):"
     echo
     local k
     for k in $(seq "$runs"); do
@@ -943,7 +1210,7 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { 
 
 # ------------------------------------------------------------------ main
 
-all_sections=(start seccomp_build syscall_overhead clients worker network)
+all_sections=(start scaling many seccomp_build syscall_overhead clients worker network)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all_sections[@]}")
 for s in "${selected[@]}"; do
@@ -953,18 +1220,33 @@ for s in "${selected[@]}"; do
     esac
 done
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 setup_runtimes
 for s in "${selected[@]}"; do
     log "section $s"
     "bench_$s"
 done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+machine="$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo)"
+# The figures, next to results.md, each captioned with the conditions.
+figdir=$(dirname "$out")
+if [ -d "$plotdata" ] && /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+    /usr/bin/python3 "$repo/bench/plot.py" "$plotdata" "$figdir" \
+        "$(date -u '+%Y-%m-%d %H:%M UTC') · $machine · kernel $(uname -r) · load $load_start → $load_end" ||
+        log "plot.py failed"
+else
+    log "no plots: python3-matplotlib missing (make deps-bench)"
+fi
 
 {
     echo "# berth benchmark results"
     echo
     echo "Generated by \`make bench\` (bench/run.sh) on $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
-    echo "- kernel $(uname -r), $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+    echo "- machine: $machine; kernel $(uname -r)"
+    echo "- load average (1, 5, 15 min) at the start: $load_start; at the end: $load_end"
+    echo "  ($(nproc) CPUs: a load above that means other work competed with the bench;"
+    echo "  ratios within one interleaved run stay comparable, absolute times do not)"
     echo "- cgroups: $(cgroup_mode)"
     for rt in $(runtimes); do
         echo "- $rt: ${rt_version[$rt]}"

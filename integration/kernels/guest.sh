@@ -216,6 +216,28 @@ if [[ -n ${BERTH_KERNELS_BATS:-} ]]; then
         log "$(tail -1 "$out/runc-bats.$label.log")"
     done
 fi
+# The issue's key complaint, shown as a user would see it: an unprivileged
+# `berth-worker run` on this kernel (shifted copies where idmapped overlay
+# layers are missing), with its run header and `check --explain`.
+worker_unprivileged() {
+    local d
+    d=$(mktemp -d)
+    # The task's root (host uid 4294967294) must reach its rootfs under it.
+    chmod 755 "$d"
+    printf '%s\n' 'platform: linux' \
+        'run: {path: sh, args: [-c, "id -u; cat /proc/self/uid_map; echo unprivileged task ran"]}' \
+        >"$d/task.yml"
+    echo "\$ berth-worker check --explain task.yml"
+    "$BERTH_WORKER_BIN" --work-dir "$d/work" --runtime "$BERTH_BIN" check --explain "$d/task.yml" 2>&1
+    echo "\$ berth-worker run --verbose --image busybox task.yml"
+    "$BERTH_WORKER_BIN" --work-dir "$d/work" --runtime "$BERTH_BIN" run --verbose \
+        --image "$BERTH_FIXTURES/rootfs/busybox" "$d/task.yml" 2>&1
+    echo "exit status $?"
+    rm -rf "$d"
+}
+log "unprivileged berth-worker run"
+worker_unprivileged >"$out/worker-unprivileged.txt" 2>&1
+log "$(tail -1 "$out/worker-unprivileged.txt")"
 # Leftovers the tests did not clean up would show here.
 {
     echo "leftover mounts under /run/berth: $(grep -c ' /run/berth' /proc/self/mountinfo)"

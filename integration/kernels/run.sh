@@ -45,6 +45,7 @@ while read -r name bin; do
     if [[ -z $TESTS || " $TESTS " == *" $name "* ]]; then echo "$name $bin"; fi
 done <"$binlist" >"$sel"
 BATS=${BATS:-}
+conf_cache=${BERTH_CONFORMANCE_CACHE:-/var/tmp/berth-conformance}
 CONFORMANCE=$(realpath -m "${CONFORMANCE:-$repo/integration/conformance}")
 if [[ -n $BATS && ! -e $CONFORMANCE/runc-bats.sh ]]; then
     echo "test-kernels: BATS needs the conformance harness (CONFORMANCE=$CONFORMANCE)" >&2
@@ -62,6 +63,10 @@ boot() {
     local args=(--run "$kimg" --force-9p --memory "$VNG_MEMORY" --cpus "$VNG_CPUS"
         --rwdir "$out" --overlay-rwdir /work --exec "$cmd")
     [[ $accel == kvm ]] || args+=(--disable-kvm)
+    # The VM's /var/tmp is its own: runc's bats suite needs the host's built
+    # cache (integration/conformance/lib.sh) or it rebuilds runc's Go helpers
+    # under emulation.
+    if [[ -n $BATS && -d $conf_cache ]]; then args+=(--rwdir "$conf_cache"); fi
     # virtme-ng wants a terminal-ish stdin; give it /dev/null and bound it.
     timeout -k 20 "$secs" nice vng "${args[@]}" </dev/null
 }

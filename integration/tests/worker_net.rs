@@ -117,14 +117,15 @@ impl Lab {
     fn assert_no_task_leftovers(&self) {
         // A veth goes with the task's namespace, which the kernel destroys in the background
         // once the worker lets go of it: give that a moment, but it must go.
-        let mut veths = String::new();
-        for _ in 0..100 {
-            veths = self.in_host("ip -o link | grep -E \"master berth[01]\" || true");
-            if veths.trim().is_empty() {
-                break;
+        let deadline =
+            std::time::Instant::now() + berth_integration::scaled(Duration::from_secs(10));
+        let veths = loop {
+            let v = self.in_host("ip -o link | grep -E \"master berth[01]\" || true");
+            if v.trim().is_empty() || std::time::Instant::now() > deadline {
+                break v;
             }
             std::thread::sleep(Duration::from_millis(100));
-        }
+        };
         assert_eq!(veths.trim(), "", "veths left behind");
         // The rules are per bridge, in berth's own chains; no plugin makes any per task
         // (no CNI-* chain, no task address).

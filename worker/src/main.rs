@@ -253,6 +253,9 @@ enum ImagesCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Pull REF (`[host[:port]/]repo[:tag][@sha256:…]`) from its registry into the store: the
+    /// tag is resolved now; a digest already stored is not downloaded again.
+    Pull { reference: String },
     /// Remove a stored image by name or key.
     Rm { image: String },
 }
@@ -303,6 +306,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Run an `images import`/`images pull` with Ctrl-C handling: the first signal cancels it
+/// (nothing is left in the store), a second one exits at once. Prints the stored key.
+async fn images_cancellable(
+    what: &str,
+    work: impl FnOnce(image::Cancel) -> Result<image::Image> + Send + 'static,
+) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    match image::cancel::run_cancellable(what, &mut sigint, &mut sigterm, work).await? {
+        image::cancel::Ended::Done(img) => {
+            println!("{}", img?.id);
+            Ok(0)
+        }
+        image::cancel::Ended::Interrupted => {
+            eprintln!("berth-worker: interrupted: {what} was cancelled");
+            Ok(EXIT_ABORTED)
+        }
+    }
+}
+
 fn worker(cli: &Cli) -> Result<Worker> {
     let bin = runtime::locate(cli.runtime.clone())?;
     Ok(Worker {
@@ -324,7 +348,7 @@ fn needs_root(cmd: &Cmd) -> bool {
             | Cmd::Check { explain: true, .. }
             | Cmd::Check { plan: true, .. }
             | Cmd::Images {
-                cmd: ImagesCmd::Import { .. } | ImagesCmd::Rm { .. }
+                cmd: ImagesCmd::Import { .. } | ImagesCmd::Pull { .. } | ImagesCmd::Rm { .. }
             }
     )
 }
@@ -412,10 +436,16 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 println!("removed stale run {id}");
             }
             for p in image::Store::new(&cli.work_dir).gc_shifted()? {
-                println!(
-                    "removed shifted copy {} (its directory is gone)",
-                    p.display()
-                );
+                if p.file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+                {
+                    println!("removed interrupted import {}", p.display());
+                } else {
+                    println!(
+                        "removed shifted copy {} (its directory is gone)",
+                        p.display()
+                    );
+                }
             }
             cache::gc(&layout::WorkLayout::new(&cli.work_dir).caches());
             for p in run::sweep_partial(&w)? {
@@ -443,8 +473,17 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     if path.is_dir() && !path.join("oci-layout").exists() {
                         bail!("{}: a rootfs directory is used in place (pass it with --image); import takes tarballs and OCI layouts", path.display());
                     }
-                    let img = store.import(path, name.as_deref())?;
-                    println!("{}", img.id);
+                    let (path, name) = (path.clone(), name.clone());
+                    let work = move |c: image::Cancel| store.import(&path, name.as_deref(), &c);
+                    return images_cancellable("the import", work).await;
+                }
+                ImagesCmd::Pull { reference } => {
+                    let r = image::Reference::parse(
+                        reference.strip_prefix("docker://").unwrap_or(reference),
+                    )
+                    .map_err(|e| anyhow::anyhow!("images pull {reference}: {e:#}"))?;
+                    let work = move |c: image::Cancel| image::pull(&store, &r, None, false, &c);
+                    return images_cancellable("the pull", work).await;
                 }
                 ImagesCmd::Rm { image } => println!("removed {}", store.remove(image)?),
             }

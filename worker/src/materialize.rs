@@ -358,7 +358,7 @@ fn install_init(p: &Path) -> Result<()> {
 
 /// The seccomp profile for unprivileged tasks: `--seccomp-profile`/`BERTH_SECCOMP_PROFILE`, else
 /// berth's `profiles/default.json` (next to an installed or in-tree build), else the
-/// `linux.seccomp` of `<runtime> spec` (berth writes its default there), else none.
+/// `linux.seccomp` of `<runtime> spec --seccomp default` (berth writes its default there), else none.
 fn find_seccomp(w: &Worker, opts: &RunOptions) -> Result<Option<serde_json::Value>> {
     if let Some(p) = &opts.seccomp_profile {
         return bundle::load_seccomp(p).map(Some);
@@ -374,7 +374,7 @@ fn find_seccomp(w: &Worker, opts: &RunOptions) -> Result<Option<serde_json::Valu
         .join(format!(".spec-{}", sys::random_hex(4)));
     mkdir(&tmp)?;
     let out = std::process::Command::new(&w.runtime.bin)
-        .arg("spec")
+        .args(["spec", "--seccomp", "default"])
         .arg("--bundle")
         .arg(&tmp)
         .output();
@@ -386,7 +386,7 @@ fn find_seccomp(w: &Worker, opts: &RunOptions) -> Result<Option<serde_json::Valu
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     if prof.is_none() {
-        eprintln!("berth-worker: warning: no seccomp profile found (looked for --seccomp-profile, BERTH_SECCOMP_PROFILE, profiles/default.json, `{} spec`); running without seccomp", w.runtime.bin.display());
+        eprintln!("berth-worker: warning: no seccomp profile found (looked for --seccomp-profile, BERTH_SECCOMP_PROFILE, profiles/default.json, `{} spec --seccomp default`); running without seccomp", w.runtime.bin.display());
     }
     Ok(prof)
 }

@@ -17,7 +17,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{self, Network};
-use crate::image::{Image, Store};
+use crate::image::cancel::{run_cancellable, Ended};
+use crate::image::{Cancel, Image, Store};
 use crate::layout::{RunLayout, WorkLayout};
 use crate::net;
 use crate::plan::{self, OutputOwner, OutputTarget, PlanInput, TaskPlan};
@@ -369,8 +370,16 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
 
-    let store = Store::new(&w.work_dir);
-    let image = resolve_image(&store, &opts.task, opts)?;
+    // The image may be pulled or unpacked: the first signal cancels that (and the run), a
+    // second one exits at once.
+    let image = {
+        let (store, task, opts) = (Store::new(&w.work_dir), opts.task.clone(), opts.clone());
+        let work = move |c: Cancel| resolve_image(&store, &task, &opts, &c);
+        match run_cancellable("the image pull", &mut sigint, &mut sigterm, work).await? {
+            Ended::Done(image) => image?,
+            Ended::Interrupted => return Ok(Outcome::Aborted),
+        }
+    };
     let g = gather(w, opts, Some(image.clone()), true)?;
 
     let id = sys::random_hex(6);
@@ -456,10 +465,14 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
 pub fn plan_for_check(w: &Worker, opts: &RunOptions) -> Result<TaskPlan> {
     let task = &opts.task;
     let store = Store::new(&w.work_dir);
+    // `check` is not interrupted half-way through anything worth cancelling.
+    let never = Cancel::new();
     let image = match &opts.image {
-        Some(i) if Path::new(i).is_dir() && !Path::new(i).join("oci-layout").exists() => {
-            Some(store.resolve(i).with_context(|| format!("--image {i}"))?)
-        }
+        Some(i) if Path::new(i).is_dir() && !Path::new(i).join("oci-layout").exists() => Some(
+            store
+                .resolve(i, &never)
+                .with_context(|| format!("--image {i}"))?,
+        ),
         Some(i) => store.find(i)?,
         None => match (&task.image_resource, &task.rootfs_uri) {
             (Some(ir), _) => match ir.digest() {
@@ -474,7 +487,7 @@ pub fn plan_for_check(w: &Worker, opts: &RunOptions) -> Result<TaskPlan> {
                 let p = uri.strip_prefix("raw://").unwrap_or(uri);
                 Some(
                     store
-                        .resolve(p)
+                        .resolve(p, &never)
                         .with_context(|| format!("rootfs_uri {uri}"))?,
                 )
             }
@@ -485,27 +498,18 @@ pub fn plan_for_check(w: &Worker, opts: &RunOptions) -> Result<TaskPlan> {
     g.plan(w, opts, "<id>")
 }
 
-fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<Image> {
+fn resolve_image(
+    store: &Store,
+    task: &TaskConfig,
+    opts: &RunOptions,
+    cancel: &crate::image::Cancel,
+) -> Result<Image> {
     if let Some(i) = &opts.image {
-        return store.resolve(i).with_context(|| format!("--image {i}"));
+        return store
+            .resolve(i, cancel)
+            .with_context(|| format!("--image {i}"));
     }
     if let Some(ir) = &task.image_resource {
-        // A pinned digest or a stored name needs no network; otherwise pull (cached by digest).
-        if let Some(d) = ir.digest() {
-            if let Some(img) = store.find(d)? {
-                return Ok(img);
-            }
-        }
-        let repo = ir.repository().unwrap_or_default();
-        let name = format!("{repo}:{}", ir.tag());
-        if ir.digest().is_none() {
-            if let Some(img) = store.find(&name)? {
-                return Ok(img);
-            }
-        }
-        let mut r = crate::image::Reference::parse(&name)
-            .with_context(|| format!("image_resource.source.repository {repo:?}"))?;
-        r.digest = ir.digest().map(str::to_string);
         let creds = match (
             ir.source.get("username").and_then(|v| v.as_str()),
             ir.source.get("password").and_then(|v| v.as_str()),
@@ -513,14 +517,18 @@ fn resolve_image(store: &Store, task: &TaskConfig, opts: &RunOptions) -> Result<
             (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
             _ => None,
         };
-        return crate::image::pull(store, &r, creds).with_context(|| {
-            format!("image_resource: {repo} is not in the image store and pulling it failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
-        });
+        return store.resolve_resource(
+            ir.repository().unwrap_or_default(),
+            &ir.tag(),
+            ir.digest(),
+            creds,
+            cancel,
+        );
     }
     if let Some(uri) = &task.rootfs_uri {
         let p = uri.strip_prefix("raw://").unwrap_or(uri);
         return store
-            .resolve(p)
+            .resolve(p, cancel)
             .with_context(|| format!("rootfs_uri {uri}"));
     }
     bail!("{}: no image: the task has neither image_resource nor rootfs_uri; pass --image DIR|TAR|OCI", opts.task_file.display())

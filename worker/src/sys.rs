@@ -330,8 +330,9 @@ pub fn proc_alive(pid: u32, start_time: u64) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
-    !matches!(berth::sys::proc_state(pid), None | Some('Z' | 'X'))
-        && berth::sys::start_time(pid) == Some(start_time)
+    // One read: the state and the start time of the same process.
+    matches!(berth::sys::proc_stat(pid), Some((state, start))
+        if !matches!(state, 'Z' | 'X') && start == start_time)
 }
 
 /// `chown` without following symlinks.

@@ -268,7 +268,7 @@ pub fn disassemble(b: &Built) -> String {
             Some("berth ENOSYS stub (runc's algorithm): per arch, nr > highest named → ERRNO(ENOSYS); else jump to the program".to_string())
         } else if pc == b.program.stub_len {
             Some(format!(
-                "libseccomp program: arch check (bad arch → KILL_THREAD), then rules; default {}",
+                "libseccomp program, one per arch (a bad arch jumps to the next arch's; after the last → KILL_THREAD): arch check, then rules; default {}",
                 b.default
             ))
         } else {

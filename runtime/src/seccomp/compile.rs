@@ -1,5 +1,6 @@
 //! Profile → cBPF: libseccomp builds the rule program exactly as runc does
-//! (same rule order, same merge precedence, same multi-arch handling), berth
+//! (same rule order, same merge precedence, the same verdict on every arch),
+//! one program per arch chained for build speed (docs/performance.md); berth
 //! exports it and prepends its ENOSYS stub.
 
 use super::enosys::{self, ArchMax};
@@ -163,27 +164,110 @@ struct RuleProgram {
 }
 
 /// The rule program from libseccomp, exported.
+///
+/// With several arches, libseccomp builds one program per arch and berth
+/// chains them (docs/performance.md): libseccomp 2.5's BPF generator is
+/// quadratic in the size of the whole multi-arch tree, so Docker's profile on
+/// x86_64+x86+x32 took ~20 ms in one context and takes a fraction of that as
+/// three. Each per-arch program's bad-arch action is a sentinel `ret`, rewritten
+/// to a jump to the next program (the last one keeps libseccomp's real
+/// bad-arch action), so a syscall falls through the arch checks exactly as in
+/// libseccomp's own multi-arch layout.
 fn libseccomp_program(
     checked: &Checked,
     default: Action,
     runc: bool,
     prefix: &str,
 ) -> Result<RuleProgram, SpecError> {
+    let native = ScmpArch::native();
+    let mut arches = vec![native];
+    for a in &checked.archs {
+        if !arches.contains(a) {
+            arches.push(*a);
+        }
+    }
+    let sentinel_used = checked
+        .rules
+        .iter()
+        .map(|r| r.action)
+        .chain([default])
+        .any(|a| matches!(a, Action::Trace(t) if t == CHAIN_SENTINEL_DATA));
+    if arches.len() == 1 || sentinel_used {
+        return arch_program(checked, default, runc, prefix, None);
+    }
+    let mut chained: Vec<Insn> = Vec::new();
+    let mut first: Option<RuleProgram> = None;
+    let last = arches.len() - 1;
+    for (i, a) in arches.iter().enumerate() {
+        let mut part = arch_program(checked, default, runc, prefix, Some((*a, native)))?;
+        let base = chained.len();
+        let next = base + part.body.len();
+        for (pc, insn) in part.body.iter_mut().enumerate() {
+            if insn.code == bpf::BPF_RET | bpf::BPF_K && insn.k == CHAIN_SENTINEL {
+                *insn = if i == last {
+                    Insn::stmt(bpf::BPF_RET | bpf::BPF_K, bpf::RET_KILL_THREAD)
+                } else {
+                    // ja: offset from the next instruction to the next program.
+                    Insn::stmt(bpf::BPF_JMP | bpf::BPF_JA, (next - (base + pc) - 1) as u32)
+                };
+            }
+        }
+        chained.extend_from_slice(&part.body);
+        if first.is_none() {
+            part.body = Vec::new();
+            first = Some(part);
+        }
+    }
+    let mut out = first.expect("at least one arch");
+    out.body = chained;
+    Ok(out)
+}
+
+/// The `ret` value of the sentinel bad-arch action of a per-arch program:
+/// SCMP_ACT_TRACE with data no profile uses (checked before chaining).
+const CHAIN_SENTINEL_DATA: u16 = 0xbe27;
+const CHAIN_SENTINEL: u32 = bpf::RET_TRACE | CHAIN_SENTINEL_DATA as u32;
+
+/// One libseccomp context: every arch of the profile (`only` = None), or
+/// just `only.0` (`only.1` is the native arch, removed when it is not the one),
+/// with the chaining sentinel as its bad-arch action.
+fn arch_program(
+    checked: &Checked,
+    default: Action,
+    runc: bool,
+    prefix: &str,
+    only: Option<(ScmpArch, ScmpArch)>,
+) -> Result<RuleProgram, SpecError> {
     let field = prefix.trim_end_matches('.');
     let lib = |what: &str, e: libseccomp::error::SeccompError| {
         SpecError::new(field, format!("libseccomp: {what}: {e}"))
     };
     let mut f = ScmpFilterContext::new(default.to_scmp()).map_err(|e| lib("init", e))?;
-    for (i, a) in checked.archs.iter().enumerate() {
-        f.add_arch(*a).map_err(|e| {
-            SpecError::new(
-                format!("{prefix}architectures[{i}]"),
-                format!(
-                    "libseccomp {} cannot filter this architecture: {e}",
-                    libseccomp_version()
-                ),
-            )
-        })?;
+    let arch_err = |i: usize, e: libseccomp::error::SeccompError| {
+        SpecError::new(
+            format!("{prefix}architectures[{i}]"),
+            format!(
+                "libseccomp {} cannot filter this architecture: {e}",
+                libseccomp_version()
+            ),
+        )
+    };
+    match only {
+        None => {
+            for (i, a) in checked.archs.iter().enumerate() {
+                f.add_arch(*a).map_err(|e| arch_err(i, e))?;
+            }
+        }
+        Some((arch, native)) => {
+            if arch != native {
+                let i = checked.archs.iter().position(|a| *a == arch).unwrap_or(0);
+                f.add_arch(arch).map_err(|e| arch_err(i, e))?;
+                f.remove_arch(native)
+                    .map_err(|e| lib("remove the native arch", e))?;
+            }
+            f.set_act_badarch(libseccomp::ScmpAction::Trace(CHAIN_SENTINEL_DATA))
+                .map_err(|e| lib("bad-arch action", e))?;
+        }
     }
     if checked.rules.iter().filter(|r| r.action != default).count() > 32 {
         // runc: binary-tree layout only above 32 rules (libseccomp ≤ 2.5.4
@@ -441,4 +525,105 @@ fn summary(b: &Built) -> String {
         s.push_str(&format!("; flags {}", fl.join("|")));
     }
     s
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    /// The chained per-arch programs give every (arch, nr, args) the verdict
+    /// of libseccomp's own one-context multi-arch program.
+    #[test]
+    fn chained_programs_match_one_context() {
+        let names = [
+            "read",
+            "write",
+            "openat",
+            "close",
+            "exit_group",
+            "getppid",
+            "futex",
+            "mmap",
+            "socket",
+            "connect",
+            "sendto",
+            "recvfrom",
+            "bind",
+            "listen",
+            "accept4",
+            "socketpair",
+            "getsockopt",
+            "setsockopt",
+            "shmget",
+            "shmat",
+            "semop",
+            "msgsnd",
+            "clone",
+            "execve",
+            "wait4",
+            "kill",
+            "uname",
+            "fcntl",
+            "flock",
+            "fsync",
+            "getdents64",
+            "getcwd",
+            "chdir",
+            "rename",
+            "mkdir",
+            "rmdir",
+            "unlink",
+            "readlink",
+            "chmod",
+        ];
+        let p: spec::Seccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": names.to_vec(), "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+            ]
+        }))
+        .unwrap();
+        let (checked, probs) = check(&p, "");
+        assert!(probs.iter().all(|p| !p.fatal));
+        let default = checked.default.unwrap();
+        let chained = libseccomp_program(&checked, default, false, "")
+            .unwrap()
+            .body;
+        let single = arch_program(&checked, default, false, "", None)
+            .unwrap()
+            .body;
+        assert_ne!(chained, single, "three arches must take the chained path");
+        let arches = [0xc000_003e_u32, 0x4000_0003, 0x4000_0028, 0xc000_00b7];
+        let mut compared = 0;
+        for arch in arches {
+            for base in [0u32, 0x4000_0000] {
+                for nr in 0..600 {
+                    for arg0 in [0u64, 8, 0xffff_ffff, 3] {
+                        let data = bpf::SeccompData {
+                            nr: base | nr,
+                            arch,
+                            args: [arg0, 0, 0, 0, 0, 0],
+                            ..Default::default()
+                        };
+                        let a = bpf::run(&chained, &data).unwrap().ret;
+                        let b = bpf::run(&single, &data).unwrap().ret;
+                        assert_eq!(a, b, "arch {arch:#x} nr {:#x} arg0 {arg0:#x}", base | nr);
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 2 * 600 * 4);
+        // Exactly one bad-arch verdict is left, and no sentinel.
+        assert!(!chained
+            .iter()
+            .any(|i| i.code == bpf::BPF_RET | bpf::BPF_K && i.k == CHAIN_SENTINEL));
+    }
 }
