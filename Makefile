@@ -204,7 +204,7 @@ demo: deps fixtures build
 	@echo
 	@echo "== berth itself: the steps one container start takes (berth plan), then the run"
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	$(RELEASE)/berth spec --bundle $(DEMO_DIR)
+	$(RELEASE)/berth spec --seccomp default --bundle $(DEMO_DIR)
 	jq --arg root $(ROOTFS)/busybox \
 	   '.root = {path: $$root, readonly: true} | .process.terminal = false | .process.args = ["/bin/sh", "-c", "echo hello from a berth container; id; hostname; berth-probe clone3; berth-probe thread"]' \
 	   $(DEMO_DIR)/config.json > $(DEMO_DIR)/config.json.new

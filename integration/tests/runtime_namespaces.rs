@@ -275,6 +275,71 @@ fn user_namespace_root_cannot_act_on_host_files() {
 }
 
 #[test]
+fn user_namespace_binds_sources_only_host_root_can_reach() {
+    // runc's userns.bats "inaccessible mounts": the sources sit under a 0700
+    // directory of host root, which the container's root (host uid 100000)
+    // cannot search. The runtime opens them for init (O_PATH fds passed over
+    // the sync socket), so both mounts work — a directory and a file.
+    let bundle = userns_bundle();
+    let locked = bundle.make_dir("locked", 0o700);
+    std::fs::create_dir(locked.join("dir")).unwrap();
+    std::fs::write(locked.join("dir/foo.txt"), "in-dir\n").unwrap();
+    std::fs::write(locked.join("file.txt"), "a-file\n").unwrap();
+    let src = |name: &str| locked.join(name).to_string_lossy().into_owned();
+    let (dir_src, file_src) = (src("dir"), src("file.txt"));
+    let bundle = bundle
+        .sh("cat /tmp/m1/foo.txt /tmp/m2; echo ready; exec sleep 100")
+        .with(|c| {
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.push(json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" }));
+            mounts
+                .push(json!({ "destination": "/tmp/m1", "source": dir_src, "options": ["bind"] }));
+            mounts.push(
+                json!({ "destination": "/tmp/m2", "source": file_src, "options": ["bind", "ro"] }),
+            );
+        });
+
+    // `berth plan` shows the step, on the runtime's side.
+    let plan = Runtime::new().run(&["plan", &bundle.path_str(), "--json"]);
+    plan.assert_ok();
+    let plan: Value = serde_json::from_str(&plan.stdout).expect("plan --json");
+    let step = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "open_mount_sources")
+        .unwrap_or_else(|| panic!("no open_mount_sources step: {plan}"));
+    let sources: Vec<&str> = step["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, [dir_src.as_str(), file_src.as_str()], "{step}");
+
+    let c = Container::new(&Runtime::new(), bundle, "userns_locked_src");
+    c.create_and_start();
+    let out = c.wait_output("ready");
+    assert_eq!(out, "in-dir\na-file\nready\n");
+    // No fd the runtime opened reaches the container process.
+    for fd in std::fs::read_dir(format!("/proc/{}/fd", c.pid())).unwrap() {
+        let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
+        assert!(
+            !target.starts_with(&locked),
+            "the container holds {}",
+            target.display()
+        );
+    }
+    // exec sees the same mounts (it joins the mount namespace).
+    let exec = c.invoke(&["exec", c.id(), "cat", "/tmp/m1/foo.txt"]);
+    exec.assert_ok();
+    assert_eq!(exec.stdout, "in-dir\n");
+    c.kill("KILL").assert_ok();
+    c.wait_stopped();
+    c.finish();
+}
+
+#[test]
 fn pid_namespace_hides_host_processes() {
     let c = Container::new(
         &Runtime::new(),

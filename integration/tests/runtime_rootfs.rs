@@ -241,6 +241,33 @@ fn linux_devices_are_created() {
 }
 
 #[test]
+fn no_pivot_leaves_no_full_proc_outside_the_rootfs() {
+    // runc's no_pivot.bats: under --no-pivot the host's /proc stays in the
+    // container's mount namespace (chroot, not pivot_root). While a fully
+    // visible procfs is there, a user namespace made inside may mount a fresh,
+    // unmasked procfs. berth detaches those mounts before the chroot, so the
+    // mount is refused. (No seccomp here: runc spec's config has none.)
+    let bundle = Bundle::busybox()
+        .sh("unshare -mrpf sh -c 'echo INSIDE; mount -t proc none /proc && echo MOUNTED'; echo rc=$?")
+        .with(|c| {
+            for set in ["bounding", "permitted"] {
+                c["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push("CAP_SETFCAP".into());
+            }
+        });
+    let c = Container::new(&Runtime::new(), bundle, "no_pivot_proc");
+    let out = c.run_with(&["--no-pivot"]);
+    out.assert_code(0);
+    // The user namespace itself is allowed: only the procfs mount is refused.
+    assert!(out.stdout.contains("INSIDE\n"), "{out}");
+    assert!(!out.stdout.contains("MOUNTED"), "{out}");
+    assert!(!out.stdout.contains("rc=0"), "{out}");
+    c.finish();
+}
+
+#[test]
 fn no_pivot_runs() {
     let c = Container::new(
         &Runtime::new(),

@@ -485,3 +485,72 @@ fn pidfd_socket_receives_the_process_pidfd() {
     out.assert_fails_mentioning(&["--pidfd-socket", "nobody.sock"]);
     c.assert_no_leftovers();
 }
+
+/// runc 1.1.5 as Debian ships it (`make deps` installs it).
+const RUNC: &str = "/usr/sbin/runc";
+
+/// `<bin> spec [extra]` in a fresh directory: the bytes of config.json.
+fn spec_bytes(bin: &str, extra: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("spec").args(extra).current_dir(dir.path());
+    Output::of(cmd).assert_ok();
+    std::fs::read(dir.path().join("config.json")).unwrap()
+}
+
+#[test]
+fn spec_writes_what_runc_spec_writes() {
+    // A drop-in's `spec` is runc's, byte for byte (tab indents, Go's field
+    // order, no seccomp section: runc's suite relies on that, e.g.
+    // no_pivot.bats runs `unshare -mrpf`), but for the spec version berth
+    // implements and the hostname.
+    assert!(
+        std::path::Path::new(RUNC).exists(),
+        "{RUNC} missing (make deps installs runc)"
+    );
+    let berth = berth_integration::berth_bin()
+        .to_string_lossy()
+        .into_owned();
+    for extra in [&[][..], &["--rootless"][..]] {
+        let ours = String::from_utf8(spec_bytes(&berth, extra)).unwrap();
+        let version: serde_json::Value = serde_json::from_str(&ours).unwrap();
+        let version = version["ociVersion"].as_str().unwrap().to_string();
+        let runcs = String::from_utf8(spec_bytes(RUNC, extra))
+            .unwrap()
+            .replacen(
+                "\"ociVersion\": \"1.0.2-dev\"",
+                &format!("\"ociVersion\": \"{version}\""),
+                1,
+            )
+            .replacen("\"hostname\": \"runc\"", "\"hostname\": \"berth\"", 1);
+        assert_eq!(ours, runcs, "spec {extra:?}");
+        assert!(!ours.contains("seccomp"), "{ours}");
+    }
+}
+
+#[test]
+fn spec_seccomp_default_adds_berths_profile() {
+    let berth = berth_integration::berth_bin()
+        .to_string_lossy()
+        .into_owned();
+    let with: serde_json::Value =
+        serde_json::from_slice(&spec_bytes(&berth, &["--seccomp", "default"])).unwrap();
+    let profile = &with["linux"]["seccomp"];
+    assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO", "{profile}");
+    assert!(
+        profile["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["names"].as_array().unwrap().iter().any(|n| n == "clone3")),
+        "{profile}"
+    );
+    // Anything else is refused naming the flag, and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(&berth);
+    cmd.args(["spec", "--seccomp", "docker"])
+        .current_dir(dir.path());
+    let out = Output::of(cmd);
+    out.assert_fails_mentioning(&["--seccomp", "docker"]);
+    assert!(!dir.path().join("config.json").exists());
+}

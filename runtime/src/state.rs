@@ -59,8 +59,9 @@ impl Proc {
 
     /// Still the same process, and not a zombie.
     pub fn alive(&self) -> bool {
-        crate::sys::start_time(self.pid) == Some(self.start_time)
-            && crate::sys::proc_state(self.pid) != Some('Z')
+        // One read: the start time and the state of the same process.
+        crate::sys::proc_stat(self.pid)
+            .is_some_and(|(state, start)| start == self.start_time && state != 'Z')
     }
 }
 

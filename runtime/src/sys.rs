@@ -320,6 +320,21 @@ pub fn recv_fd(sock: RawFd) -> io::Result<(Vec<u8>, OwnedFd)> {
     Ok((buf, unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// State letter (`R`, `S`, `Z`, …) and start time (clock ticks since boot,
+/// field 22) of a process, from one read of `/proc/<pid>/stat`, so both
+/// describe the same moment; None if it is gone. Read as bytes: the command
+/// name (field 2) need not be UTF-8, and may contain spaces and ')'.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 2..)?).ok()?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 3 was the state; field 22 is 18 further on.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
 /// Undo /proc/*/mountinfo's octal escapes (`\040` is a space; tab, newline and backslash
 /// likewise). Shared with berth-worker.
 pub fn unescape_mountinfo(s: &str) -> String {
@@ -348,16 +363,7 @@ pub fn unescape_mountinfo(s: &str) -> String {
 /// 22). Together with the pid it names a process uniquely, so berth never
 /// signals an unrelated process that reused a container's pid.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and ')': skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The one-letter state of a process (`R`, `S`, `Z`, …) or None if it is gone.
-pub fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
+    proc_stat(pid).map(|(_, start)| start)
 }
 
 /// A pidfd (pidfd_open, Linux ≥ 5.3): becomes readable when the process

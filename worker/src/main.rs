@@ -2,10 +2,14 @@
 //! one-machine Concourse worker. See docs/worker.md.
 
 mod bundle;
+mod cache;
 mod dns;
 mod fly;
 mod image;
+mod layout;
+mod materialize;
 mod net;
+mod plan;
 mod run;
 mod runtime;
 mod shift;
@@ -91,6 +95,19 @@ enum Cmd {
         /// With --explain: the step name (picks the work dir).
         #[arg(long)]
         name: Option<String>,
+        /// Print the run's whole plan as YAML: binds, env, argv, the run directory's layout,
+        /// the id mode and volume ownership, the output owners. Nothing is mounted or pulled.
+        #[arg(long, conflicts_with_all = ["explain", "json"])]
+        plan: bool,
+        /// With --plan/--explain: the image, as for `run` (looked up, never pulled or imported).
+        #[arg(long)]
+        image: Option<String>,
+        /// With --plan/--explain: an input NAME=DIR, as for `run`.
+        #[arg(short = 'i', long = "input", value_parser = parse_kv_path)]
+        inputs: Vec<(String, PathBuf)>,
+        /// With --plan/--explain: an output NAME=DIR, as for `run` (checked writable).
+        #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
+        outputs: Vec<(String, PathBuf)>,
     },
     /// Run the DNS proxy alone: forward to upstream resolvers, repair AAAA NXDOMAIN (musl).
     DnsProxy(DnsProxyArgs),
@@ -147,7 +164,8 @@ struct RunArgs {
     include_ignored: bool,
     #[command(flatten)]
     vars: VarArgs,
-    /// Where to copy an output after success: NAME=DIR.
+    /// Where to copy an output after the task, also when it fails: NAME=DIR. Files are written as
+    /// the owner of DIR (or SUDO_UID/SUDO_GID when berth-worker creates it).
     #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
     outputs: Vec<(String, PathBuf)>,
     /// Image: a rootfs DIR, a rootfs TAR, an OCI layout dir or oci-archive, or a stored name.
@@ -235,6 +253,9 @@ enum ImagesCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Pull REF (`[host[:port]/]repo[:tag][@sha256:…]`) from its registry into the store: the
+    /// tag is resolved now; a digest already stored is not downloaded again.
+    Pull { reference: String },
     /// Remove a stored image by name or key.
     Rm { image: String },
 }
@@ -285,13 +306,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Run an `images import`/`images pull` with Ctrl-C handling: the first signal cancels it
+/// (nothing is left in the store), a second one exits at once. Prints the stored key.
+async fn images_cancellable(
+    what: &str,
+    work: impl FnOnce(image::Cancel) -> Result<image::Image> + Send + 'static,
+) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    match image::cancel::run_cancellable(what, &mut sigint, &mut sigterm, work).await? {
+        image::cancel::Ended::Done(img) => {
+            println!("{}", img?.id);
+            Ok(0)
+        }
+        image::cancel::Ended::Interrupted => {
+            eprintln!("berth-worker: interrupted: {what} was cancelled");
+            Ok(EXIT_ABORTED)
+        }
+    }
+}
+
 fn worker(cli: &Cli) -> Result<Worker> {
     let bin = runtime::locate(cli.runtime.clone())?;
     Ok(Worker {
         work_dir: cli.work_dir.clone(),
         runtime: runtime::Runtime {
             bin,
-            root: cli.work_dir.join("runtime"),
+            root: layout::WorkLayout::new(&cli.work_dir).runtime_root(),
         },
         idmap: cli.idmap,
     })
@@ -304,8 +346,9 @@ fn needs_root(cmd: &Cmd) -> bool {
         Cmd::Run(_)
             | Cmd::Gc
             | Cmd::Check { explain: true, .. }
+            | Cmd::Check { plan: true, .. }
             | Cmd::Images {
-                cmd: ImagesCmd::Import { .. } | ImagesCmd::Rm { .. }
+                cmd: ImagesCmd::Import { .. } | ImagesCmd::Pull { .. } | ImagesCmd::Rm { .. }
             }
     )
 }
@@ -342,14 +385,44 @@ async fn real_main(cli: Cli) -> Result<i32> {
             explain,
             privileged,
             name,
+            plan,
+            image,
+            inputs,
+            outputs,
         } => {
             let file = task_file(task, config)?;
             let t = task::TaskConfig::load(&file, &vars.vars()?)?;
-            if *explain {
-                print!(
-                    "{}",
-                    run::explain(&cli.work_dir, cli.idmap, &file, &t, *privileged, name)?
-                );
+            if *explain || *plan {
+                let w = worker(&cli)?;
+                let opts = RunOptions {
+                    task_file: file,
+                    task: t,
+                    inputs: inputs.clone(),
+                    include_ignored: false,
+                    outputs: outputs.clone(),
+                    image: image.clone(),
+                    privileged: *privileged,
+                    timeout: None,
+                    grace: Duration::from_secs(10),
+                    params: vec![],
+                    step_name: name.clone(),
+                    network: std::env::var("BERTH_WORKER_NETWORK")
+                        .ok()
+                        .and_then(|n| clap::ValueEnum::from_str(&n, true).ok())
+                        .unwrap_or(Network::Bridge),
+                    allow_host_access: false,
+                    dns: vec![],
+                    dns_rewrite: true,
+                    seccomp_profile: None,
+                    annotations: vec![],
+                    verbose: false,
+                };
+                let p = run::plan_for_check(&w, &opts)?;
+                if *plan {
+                    print!("{}", serde_norway::to_string(&p)?);
+                } else {
+                    print!("{}", p.explain());
+                }
             } else if *json {
                 println!("{}", serde_json::to_string_pretty(&t)?);
             } else {
@@ -363,10 +436,20 @@ async fn real_main(cli: Cli) -> Result<i32> {
                 println!("removed stale run {id}");
             }
             for p in image::Store::new(&cli.work_dir).gc_shifted()? {
-                println!(
-                    "removed shifted copy {} (its directory is gone)",
-                    p.display()
-                );
+                if p.file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+                {
+                    println!("removed interrupted import {}", p.display());
+                } else {
+                    println!(
+                        "removed shifted copy {} (its directory is gone)",
+                        p.display()
+                    );
+                }
+            }
+            cache::gc(&layout::WorkLayout::new(&cli.work_dir).caches());
+            for p in run::sweep_partial(&w)? {
+                println!("removed {} (an interrupted import or pull)", p.display());
             }
             Ok(0)
         }
@@ -390,8 +473,17 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     if path.is_dir() && !path.join("oci-layout").exists() {
                         bail!("{}: a rootfs directory is used in place (pass it with --image); import takes tarballs and OCI layouts", path.display());
                     }
-                    let img = store.import(path, name.as_deref())?;
-                    println!("{}", img.id);
+                    let (path, name) = (path.clone(), name.clone());
+                    let work = move |c: image::Cancel| store.import(&path, name.as_deref(), &c);
+                    return images_cancellable("the import", work).await;
+                }
+                ImagesCmd::Pull { reference } => {
+                    let r = image::Reference::parse(
+                        reference.strip_prefix("docker://").unwrap_or(reference),
+                    )
+                    .map_err(|e| anyhow::anyhow!("images pull {reference}: {e:#}"))?;
+                    let work = move |c: image::Cancel| image::pull(&store, &r, None, false, &c);
+                    return images_cancellable("the pull", work).await;
                 }
                 ImagesCmd::Rm { image } => println!("removed {}", store.remove(image)?),
             }
@@ -421,6 +513,9 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     .iter()
                     .for_each(|id| eprintln!("berth-worker: cleaned up stale run {id}")),
                 Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
+            }
+            if let Err(e) = run::sweep_partial(&w) {
+                eprintln!("berth-worker: warning: removing interrupted imports: {e:#}");
             }
             let opts = RunOptions {
                 task_file: file,

@@ -585,10 +585,13 @@ mod tests {
     }
 
     #[test]
-    fn chain_is_bridge_firewall_portmap_with_ipam_in_the_work_dir() {
+    fn chain_is_the_bridge_alone_with_ipam_in_the_work_dir() {
+        // NAT and isolation are per-bridge rules made once (ensure_bridge_rules), so the
+        // per-task chain is the bridge plugin with host-local IPAM, nothing else.
         let c = chain(Path::new("/w"), &ISOLATED);
         let kinds: Vec<&str> = c.iter().map(|p| p["type"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["bridge", "firewall", "portmap"]);
+        assert_eq!(kinds, ["bridge"]);
+        assert_eq!(c[0]["ipMasq"], false);
         assert_eq!(c[0]["ipam"]["dataDir"], "/w/cni/ipam");
         assert_eq!(c[0]["bridge"], "berth0");
         assert!(c

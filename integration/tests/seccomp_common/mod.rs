@@ -23,14 +23,15 @@ pub fn bookworm_rootfs() -> PathBuf {
     rootfs
 }
 
-/// The config.json that `berth spec` writes, parsed.
+/// The config.json that `berth spec --seccomp default` writes, parsed.
 pub fn berth_spec_config() -> Value {
     let dir = tempfile::Builder::new()
         .prefix("berth-itest-spec-")
         .tempdir()
         .expect("creating a dir for berth spec");
     let mut cmd = Command::new(berth_bin());
-    cmd.arg("spec").current_dir(dir.path());
+    cmd.args(["spec", "--seccomp", "default"])
+        .current_dir(dir.path());
     let out = Output::of(cmd);
     out.assert_ok();
     let text = std::fs::read_to_string(dir.path().join("config.json"))
@@ -38,7 +39,7 @@ pub fn berth_spec_config() -> Value {
     serde_json::from_str(&text).expect("berth spec's config.json is JSON")
 }
 
-/// `linux.seccomp` as `berth spec` writes it (berth's default profile, resolved
+/// `linux.seccomp` as `berth spec --seccomp default` writes it (berth's default profile, resolved
 /// for runc's default capabilities).
 pub fn default_profile() -> Value {
     let profile = berth_spec_config()["linux"]["seccomp"].clone();
@@ -49,7 +50,7 @@ pub fn default_profile() -> Value {
     profile
 }
 
-/// A bundle whose config is exactly `berth spec`'s output (default seccomp profile,
+/// A bundle whose config is exactly `berth spec --seccomp default`'s output (default seccomp profile,
 /// no user namespace), with the rootfs pointed at the read-only bookworm fixture, no
 /// terminal, and `/etc/hosts` bind-mounted from the bundle so that `berth-test`
 /// resolves to 127.0.0.1 through glibc's getaddrinfo — curl resolves `localhost`

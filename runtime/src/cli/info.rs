@@ -23,6 +23,11 @@ pub struct SpecArgs {
     /// A config for running without root (user namespace, no cgroup limits).
     #[arg(long)]
     pub rootless: bool,
+    /// Add a seccomp profile: `default` is berth's (profiles/default.json,
+    /// resolved for the spec's capabilities). Without it the config has no
+    /// `linux.seccomp`, exactly like `runc spec`.
+    #[arg(long, value_name = "PROFILE")]
+    pub seccomp: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -104,8 +109,10 @@ pub fn tabulate<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
 /// The capabilities runc's default spec grants.
 const DEFAULT_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
-/// A config.json like `runc spec` writes, plus berth's default seccomp profile.
-pub fn default_spec(rootless: bool) -> serde_json::Value {
+/// The config.json `runc spec` (1.1.5) writes — the same fields and values
+/// but `ociVersion` (berth's) and `hostname` — with berth's default seccomp
+/// profile in `linux.seccomp` when `seccomp` is set.
+pub fn default_spec(rootless: bool, seccomp: bool) -> serde_json::Value {
     let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
     let mut namespaces = vec![
         serde_json::json!({"type": "pid"}),
@@ -131,7 +138,7 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
             "cwd": "/",
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": true
         },
@@ -151,13 +158,16 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
             "namespaces": namespaces.clone(),
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-            "seccomp": crate::seccomp::default_profile()
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     });
+    if seccomp {
+        spec["linux"]["seccomp"] = serde_json::json!(crate::seccomp::default_profile());
+    }
     if rootless {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        // runc's specconv.ToRootless.
+        // SAFETY: geteuid/getegid cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         namespaces.retain(|n| n["type"] != "network");
         namespaces.push(serde_json::json!({"type": "user"}));
         let linux = &mut spec["linux"];
@@ -167,11 +177,127 @@ pub fn default_spec(rootless: bool) -> serde_json::Value {
         if let Some(o) = linux.as_object_mut() {
             o.remove("resources");
         }
-        if let Some(m) = spec["mounts"].as_array_mut() {
-            m.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        for m in spec["mounts"].as_array_mut().into_iter().flatten() {
+            if m["destination"] == "/sys" {
+                *m = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
+                                        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            } else if let Some(o) = m.get_mut("options").and_then(|o| o.as_array_mut()) {
+                o.retain(|o| {
+                    !o.as_str()
+                        .is_some_and(|o| o.starts_with("gid=") || o.starts_with("uid="))
+                });
+            }
         }
     }
     spec
+}
+
+/// Key order of runtime-spec's Go types (specs-go), which `runc spec` writes.
+const GO_FIELD_ORDER: &[&str] = &[
+    "ociVersion",
+    "process",
+    "root",
+    "hostname",
+    "mounts",
+    "linux",
+    // process
+    "terminal",
+    "user",
+    "args",
+    "env",
+    "cwd",
+    "capabilities",
+    "rlimits",
+    "noNewPrivileges",
+    "uid",
+    "gid",
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+    // root, mounts, rlimits (a mount's and an rlimit's `type` sort alike)
+    "path",
+    "readonly",
+    "destination",
+    "type",
+    "hard",
+    "soft",
+    "source",
+    "options",
+    // linux
+    "uidMappings",
+    "gidMappings",
+    "containerID",
+    "hostID",
+    "size",
+    "resources",
+    "devices",
+    "allow",
+    "access",
+    "namespaces",
+    "seccomp",
+    "maskedPaths",
+    "readonlyPaths",
+    // seccomp
+    "defaultAction",
+    "defaultErrnoRet",
+    "architectures",
+    "flags",
+    "syscalls",
+    "names",
+    "action",
+    "errnoRet",
+    "args",
+    "index",
+    "value",
+    "valueTwo",
+    "op",
+];
+
+/// JSON as Go's `json.MarshalIndent(v, "", "\t")` prints a specs-go value:
+/// tab indents, struct fields in [`GO_FIELD_ORDER`], no final newline
+/// (what `runc spec` writes, byte for byte).
+pub fn go_indent(v: &serde_json::Value) -> String {
+    fn rank(k: &str) -> usize {
+        GO_FIELD_ORDER
+            .iter()
+            .position(|f| *f == k)
+            .unwrap_or(GO_FIELD_ORDER.len())
+    }
+    fn write(v: &serde_json::Value, depth: usize, out: &mut String) {
+        let pad = |d: usize| "\t".repeat(d);
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_by_key(|k| rank(k)); // stable: unknown keys stay sorted
+                out.push_str("{\n");
+                for (i, k) in keys.iter().enumerate() {
+                    out.push_str(&pad(depth + 1));
+                    out.push_str(&serde_json::Value::from(k.as_str()).to_string());
+                    out.push_str(": ");
+                    write(&m[k.as_str()], depth + 1, out);
+                    out.push_str(if i + 1 < keys.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&pad(depth));
+                out.push('}');
+            }
+            serde_json::Value::Array(a) if !a.is_empty() => {
+                out.push_str("[\n");
+                for (i, x) in a.iter().enumerate() {
+                    out.push_str(&pad(depth + 1));
+                    write(x, depth + 1, out);
+                    out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&pad(depth));
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, 0, &mut out);
+    out
 }
 
 pub fn spec(a: SpecArgs) -> Result<i32> {
@@ -179,8 +305,15 @@ pub fn spec(a: SpecArgs) -> Result<i32> {
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let text = serde_json::to_string_pretty(&default_spec(a.rootless))?;
-    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let seccomp = match a.seccomp.as_deref() {
+        None => false,
+        Some("default") => true,
+        Some(other) => bail!(
+            "--seccomp: unknown profile {other:?} (only \"default\", berth's profiles/default.json)"
+        ),
+    };
+    let text = go_indent(&default_spec(a.rootless, seccomp));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
 }
 

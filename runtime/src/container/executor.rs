@@ -99,6 +99,13 @@ impl<'a> Executor<'a> {
             RuntimeStep::SpawnStage1 => self.spawn_stage1(),
             RuntimeStep::JoinCgroup => self.cgroup.add_pid(self.stage1),
             RuntimeStep::WriteIdMaps { uid, gid } => write_id_maps(self.stage1, uid, gid),
+            RuntimeStep::OpenMountSources { sources } => {
+                // In a child's turn the session holds the channel.
+                let ch = self.channel.as_ref().ok_or_else(|| {
+                    anyhow!("plan: open_mount_sources outside a child's runtime turn")
+                })?;
+                super::mount_sources::send(ch, self.stage1, sources)
+            }
             RuntimeStep::RuntimeHooks {
                 prestart,
                 create_runtime,

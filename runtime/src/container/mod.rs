@@ -7,6 +7,7 @@ pub mod exec;
 pub mod executor;
 pub mod kill;
 pub mod manage;
+pub mod mount_sources;
 pub mod pidfd;
 pub mod session;
 pub mod start;

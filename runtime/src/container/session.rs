@@ -121,7 +121,9 @@ impl<'a> Session<'a> {
                 Msg::Error { msg, errno, kind } => {
                     return Err(crate::error::Error::Child { msg, errno, kind }.into())
                 }
-                Msg::Go { .. } => bail!("unexpected message from container init"),
+                Msg::Go { .. } | Msg::MountSources { .. } => {
+                    bail!("unexpected message from container init")
+                }
             }
         }
     }
@@ -191,7 +193,13 @@ impl<'a> Session<'a> {
         self.turns_done.set(n + 1);
         let mut ex = self.ex.borrow_mut();
         for step in turn {
-            ex.run(step)?;
+            match step {
+                // The fds go to stage 1 over the socket this session holds.
+                crate::plan::RuntimeStep::OpenMountSources { sources } => {
+                    super::mount_sources::send(&self.ch, self.stage1, sources)?
+                }
+                _ => ex.run(step)?,
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! marker and the kernel closes the attached fd for it.)
 
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -23,6 +24,8 @@ pub const IN_MEMFD: &[u8] = b"@memfd";
 /// The receive buffer: larger than any inline message, so a packet is
 /// never cut short (a truncated packet is reported, never parsed).
 const RECV_BUF: usize = 2 * INLINE_MAX;
+/// At most this many fds travel with one packet (the kernel's limit is 253).
+pub const FDS_PER_MSG: usize = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -43,6 +46,11 @@ pub enum Msg {
     SeccompFd { fd: i32 },
     /// init → runtime: everything but exec is done.
     Created,
+    /// runtime → stage 1, before `Go`: O_PATH fds of the bind sources of
+    /// these `mounts[]` indexes are attached, in this order
+    /// ([`crate::plan::RuntimeStep::OpenMountSources`]). The channel keeps them
+    /// for init ([`Channel::take_mount_source`]).
+    MountSources { indexes: Vec<usize> },
     /// child → runtime: a step failed. `errno` (0 if none) and `kind` let
     /// the runtime choose exit codes without reading `msg`.
     Error {
@@ -56,6 +64,9 @@ pub enum Msg {
 
 pub struct Channel {
     fd: OwnedFd,
+    /// Bind-mount sources received with [`Msg::MountSources`], by
+    /// `mounts[]` index. Stage 1 receives them; init, its fork, uses them.
+    mount_sources: RefCell<Vec<(usize, OwnedFd)>>,
 }
 
 /// What [`Channel::recv_watching`] saw first.
@@ -84,7 +95,11 @@ impl Channel {
         }
         // SAFETY: both fds are fresh and owned by nobody else.
         let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        Ok((Channel { fd: a }, Channel { fd: b }))
+        let new = |fd| Channel {
+            fd,
+            mount_sources: RefCell::new(Vec::new()),
+        };
+        Ok((new(a), new(b)))
     }
 
     pub fn raw(&self) -> RawFd {
@@ -131,6 +146,36 @@ impl Channel {
         Ok(())
     }
 
+    /// Send one small message with `fds` attached (at most [`FDS_PER_MSG`]).
+    pub fn send_with_fds(&self, m: &Msg, fds: &[RawFd]) -> io::Result<()> {
+        let data = serde_json::to_vec(m).map_err(io::Error::other)?;
+        if data.len() > INLINE_MAX || fds.len() > FDS_PER_MSG {
+            return Err(io::Error::other(format!(
+                "a message with {} fds must be under {INLINE_MAX} bytes and {FDS_PER_MSG} fds",
+                fds.len()
+            )));
+        }
+        let iov = [io::IoSlice::new(&data)];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(fds)];
+        nix::sys::socket::sendmsg::<()>(
+            self.raw(),
+            &iov,
+            &cmsg,
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| crate::sys::err("write fds to the sync socket", e.into()))?;
+        Ok(())
+    }
+
+    /// The bind source of `mounts[index]` if the runtime opened it
+    /// ([`Msg::MountSources`]); it is closed when the caller drops it.
+    pub fn take_mount_source(&self, index: usize) -> Option<OwnedFd> {
+        let mut v = self.mount_sources.borrow_mut();
+        let i = v.iter().position(|(j, _)| *j == index)?;
+        Some(v.swap_remove(i).1)
+    }
+
     /// The next message; `Err(UnexpectedEof)` when the other side is gone.
     pub fn recv(&self) -> io::Result<Msg> {
         self.recv_flags(libc::MSG_CMSG_CLOEXEC)?.ok_or_else(|| {
@@ -175,8 +220,8 @@ impl Channel {
     /// One packet: Ok(None) at EOF.
     fn recv_flags(&self, flags: libc::c_int) -> io::Result<Option<Msg>> {
         let mut buf = vec![0u8; RECV_BUF];
-        let mut cbuf = nix::cmsg_space!([RawFd; 1]);
-        let (n, truncated, fd) = loop {
+        let mut cbuf = nix::cmsg_space!([RawFd; FDS_PER_MSG]);
+        let (n, truncated, mut fds) = loop {
             let mut iov = [io::IoSliceMut::new(&mut buf)];
             match nix::sys::socket::recvmsg::<()>(
                 self.raw(),
@@ -185,25 +230,27 @@ impl Channel {
                 nix::sys::socket::MsgFlags::from_bits_truncate(flags),
             ) {
                 Ok(m) => {
-                    let mut fd = None;
+                    let mut fds = Vec::new();
                     for c in m
                         .cmsgs()
                         .map_err(|e| crate::sys::err("recvmsg", e.into()))?
                     {
                         if let nix::sys::socket::ControlMessageOwned::ScmRights(v) = c {
                             // SAFETY: the kernel installed these fds for us.
-                            let mut owned = v.iter().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
-                            fd = owned.next();
+                            fds.extend(v.iter().map(|&f| unsafe { OwnedFd::from_raw_fd(f) }));
                         }
                     }
-                    let truncated = m.flags.contains(nix::sys::socket::MsgFlags::MSG_TRUNC);
-                    break (m.bytes, truncated, fd);
+                    use nix::sys::socket::MsgFlags;
+                    let truncated = m
+                        .flags
+                        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+                    break (m.bytes, truncated, fds);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(crate::sys::err("read from the sync socket", e.into())),
             }
         };
-        if n == 0 && fd.is_none() {
+        if n == 0 && fds.is_empty() {
             return Ok(None);
         }
         if truncated {
@@ -211,8 +258,9 @@ impl Channel {
                 "a message on the sync socket is longer than {RECV_BUF} bytes and was cut short"
             )));
         }
-        let body = match fd {
-            Some(fd) if &buf[..n] == IN_MEMFD => {
+        let in_memfd = &buf[..n] == IN_MEMFD && fds.len() == 1;
+        let body = match fds.pop() {
+            Some(fd) if in_memfd => {
                 let mut f = std::fs::File::from(fd);
                 f.rewind()?;
                 let mut data = Vec::new();
@@ -220,12 +268,30 @@ impl Channel {
                     .map_err(|e| crate::sys::err("read a message from its memfd", e))?;
                 data
             }
-            Some(_) => return Err(io::Error::other("an fd came with an inline message")),
+            Some(fd) => {
+                fds.push(fd);
+                buf[..n].to_vec()
+            }
             None => buf[..n].to_vec(),
         };
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| io::Error::other(format!("a malformed message on the sync socket: {e}")))
+        let msg: Msg = serde_json::from_slice(&body).map_err(|e| {
+            io::Error::other(format!("a malformed message on the sync socket: {e}"))
+        })?;
+        match &msg {
+            Msg::MountSources { indexes } if indexes.len() == fds.len() => {
+                self.mount_sources
+                    .borrow_mut()
+                    .extend(indexes.iter().copied().zip(fds));
+            }
+            _ if fds.is_empty() => {}
+            _ => {
+                return Err(io::Error::other(format!(
+                    "{} unexpected fd(s) came with a message on the sync socket",
+                    fds.len()
+                )))
+            }
+        }
+        Ok(Some(msg))
     }
 
     /// Read and drop whatever the runtime sent that we did not read. A unix
@@ -250,15 +316,19 @@ impl Channel {
         }
     }
 
-    /// Wait for `Go`, keeping the state it carries.
+    /// Wait for `Go`, keeping the state it carries (and the fds of any
+    /// [`Msg::MountSources`] that come first).
     pub fn expect_go(&self, state: &mut Option<String>) -> io::Result<()> {
-        match self.recv()? {
-            Msg::Go { state: Some(st) } => {
-                *state = Some(st);
-                Ok(())
+        loop {
+            match self.recv()? {
+                Msg::Go { state: Some(st) } => {
+                    *state = Some(st);
+                    return Ok(());
+                }
+                Msg::Go { state: None } => return Ok(()),
+                Msg::MountSources { .. } => {}
+                other => return Err(io::Error::other(format!("unexpected message {other:?}"))),
             }
-            Msg::Go { state: None } => Ok(()),
-            other => Err(io::Error::other(format!("unexpected message {other:?}"))),
         }
     }
 }
@@ -301,6 +371,45 @@ mod tests {
         }
         drop(a);
         assert_eq!(b.recv().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn mount_sources_are_kept_for_init() {
+        let (a, b) = Channel::pair().unwrap();
+        let files: Vec<std::fs::File> = (0..FDS_PER_MSG + 1)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let raws: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        let (first, rest) = raws.split_at(FDS_PER_MSG);
+        a.send_with_fds(
+            &Msg::MountSources {
+                indexes: (0..FDS_PER_MSG).collect(),
+            },
+            first,
+        )
+        .unwrap();
+        a.send_with_fds(&Msg::MountSources { indexes: vec![100] }, rest)
+            .unwrap();
+        a.send(&Msg::Go { state: None }).unwrap();
+        let mut state = None;
+        b.expect_go(&mut state).unwrap();
+        let fd = b.take_mount_source(100).expect("fd of mounts[100]");
+        let st = nix::sys::stat::fstat(&fd).unwrap();
+        let null = nix::sys::stat::stat("/dev/null").unwrap();
+        assert_eq!((st.st_dev, st.st_ino), (null.st_dev, null.st_ino));
+        assert!(b.take_mount_source(100).is_none(), "taken once");
+        assert!(b.take_mount_source(FDS_PER_MSG - 1).is_some());
+        // fds with a message that carries none are refused, not leaked.
+        a.send_with_fds(&Msg::Created, rest).unwrap();
+        assert!(b.recv().is_err());
+        assert!(a
+            .send_with_fds(
+                &Msg::MountSources {
+                    indexes: vec![0; FDS_PER_MSG + 1]
+                },
+                &raws
+            )
+            .is_err());
     }
 
     #[test]

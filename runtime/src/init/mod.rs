@@ -264,7 +264,7 @@ fn run_step(ctx: &mut Ctx, step: &InitStep) -> std::io::Result<()> {
             rootfs::set_propagation(*flags)
         }
         BindRootfs { rootfs } => rootfs::bind_rootfs(ctx, rootfs),
-        Mount(m) => rootfs::mount(rootfs::root(ctx)?, m),
+        Mount(m) => rootfs::mount(rootfs::root(ctx)?, m, ctx.ch.take_mount_source(m.index)),
         MountCgroups {
             readonly,
             destination,

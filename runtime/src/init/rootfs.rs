@@ -238,13 +238,20 @@ fn check_ordinary_dir(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
     }
 }
 
-pub(super) fn mount(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
+/// `source_fd`: the bind source the runtime opened as host root
+/// (`OpenMountSources`); it is mounted through `/proc/self/fd/N`, which
+/// needs no search permission on the source's parents.
+pub(super) fn mount(root: &OwnedFd, m: &MountStep, source_fd: Option<OwnedFd>) -> io::Result<()> {
     check_ordinary_dir(root, m)?;
+    let source = match &source_fd {
+        Some(fd) => Some(fd_path(fd)),
+        None => m.source.clone(),
+    };
     let source_is_file = m.bind
-        && m.source
+        && source
             .as_ref()
             .is_some_and(|s| s.metadata().map(|md| !md.is_dir()).unwrap_or(false));
-    if m.bind {
+    if m.bind && source_fd.is_none() {
         if let Some(src) = &m.source {
             if let Err(e) = std::fs::symlink_metadata(src) {
                 return Err(sys::err(format_args!("bind source {}", src.display()), e));
@@ -255,7 +262,7 @@ pub(super) fn mount(root: &OwnedFd, m: &MountStep) -> io::Result<()> {
     let target = fd_path(&dest);
     let data = (!m.data.is_empty()).then_some(m.data.as_str());
     let result = sys::mount(
-        m.source.as_deref(),
+        source.as_deref(),
         &target,
         m.fstype.as_deref(),
         m.flags,
@@ -465,6 +472,7 @@ pub(super) fn pivot_root(ctx: &mut Ctx) -> io::Result<()> {
 }
 
 pub(super) fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
+    hide_host_proc_and_sysfs(&ctx.plan.rootfs)?;
     enter_rootfs(ctx)?;
     sys::mount(
         Some(Path::new(".")),
@@ -475,6 +483,50 @@ pub(super) fn chroot_no_pivot(ctx: &mut Ctx) -> io::Result<()> {
     )?;
     nix::unistd::chroot(".").map_err(|e| sys::err("chroot .", e.into()))?;
     settle_in_new_root(ctx)
+}
+
+/// Before `--no-pivot`'s chroot: detach every *full* proc or sysfs mount
+/// outside the rootfs (runc's msMoveRoot). chroot leaves the host's `/proc`
+/// in the mount namespace; while a fully visible procfs exists there, the
+/// kernel lets the container mount a fresh, unmasked one in a user
+/// namespace of its own (`unshare -mrpf mount -t proc …`: runc's
+/// no_pivot.bats). Where it cannot be unmounted, a tmpfs covers it.
+fn hide_host_proc_and_sysfs(rootfs: &Path) -> io::Result<()> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| sys::err("read /proc/self/mountinfo", e))?;
+    let targets: Vec<PathBuf> = text
+        .lines()
+        .filter_map(full_proc_or_sysfs_mount)
+        .filter(|p| !p.starts_with(rootfs))
+        .collect();
+    for p in targets {
+        // Slave first, so the unmount does not propagate to the host.
+        match sys::mount(None, &p, None, libc::MS_SLAVE | libc::MS_REC, None) {
+            Ok(()) => {}
+            // A parent already detached took it along.
+            Err(e) if sys::errno(&e) == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        }
+        match sys::umount2(&p, libc::MNT_DETACH) {
+            Ok(()) => {}
+            Err(e) if matches!(sys::errno(&e), Some(libc::EINVAL | libc::EPERM)) => {
+                sys::mount(Some(Path::new("tmpfs")), &p, Some("tmpfs"), 0, None)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The mount point of a mountinfo line if it is a whole (root `/`) proc or
+/// sysfs mount.
+fn full_proc_or_sysfs_mount(line: &str) -> Option<PathBuf> {
+    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw"
+    let (left, right) = line.split_once(" - ")?;
+    let f: Vec<&str> = left.split(' ').collect();
+    let fstype = right.split(' ').next()?;
+    (f.len() >= 5 && f[3] == "/" && matches!(fstype, "proc" | "sysfs"))
+        .then(|| PathBuf::from(sys::unescape_mountinfo(f[4])))
 }
 
 pub(super) fn mask(root: &OwnedFd, path: &Path) -> io::Result<()> {
@@ -521,4 +573,32 @@ pub(super) fn readonly(root: &OwnedFd, path: &Path) -> io::Result<()> {
     )?;
     let again = open_in_root(root.as_raw_fd(), path, libc::O_PATH)?;
     remount_ro(&fd_path(&again))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_proc_and_sysfs_mounts_are_found() {
+        let lines = [
+            "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:5 - proc proc rw",
+            "23 1 0:22 / /sys rw,nosuid shared:6 - sysfs sysfs rw",
+            "40 22 0:21 /sys /proc/sys ro - proc proc rw",
+            "41 1 0:23 / /run rw - tmpfs tmpfs rw",
+            "42 1 0:21 / /mnt/a\\040b rw - proc proc rw",
+        ];
+        let found: Vec<PathBuf> = lines
+            .iter()
+            .filter_map(|l| full_proc_or_sysfs_mount(l))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                PathBuf::from("/proc"),
+                PathBuf::from("/sys"),
+                PathBuf::from("/mnt/a b")
+            ]
+        );
+    }
 }

@@ -146,6 +146,10 @@ pub enum RuntimeStep {
         uid: Vec<IdMapping>,
         gid: Vec<IdMapping>,
     },
+    /// Open every bind-mount source with the host's credentials, inside the
+    /// container's new mount namespace, and hand the O_PATH fds to stage 1
+    /// (SCM_RIGHTS); init mounts them through `/proc/self/fd/N`.
+    OpenMountSources { sources: Vec<MountSource> },
     /// prestart + createRuntime hooks, in the runtime namespace, before pivot_root.
     RuntimeHooks {
         prestart: Vec<crate::spec::Hook>,
@@ -396,6 +400,10 @@ impl RuntimeStep {
             WriteIdMaps { uid, gid } => {
                 format!("write uid_map {} gid_map {}", maps(uid), maps(gid))
             }
+            OpenMountSources { sources } => format!(
+                "open {} bind-mount source(s) as host root in the container's mount namespace, pass the fds to init",
+                sources.len()
+            ),
             RuntimeHooks {
                 prestart,
                 create_runtime,
@@ -417,6 +425,7 @@ impl RuntimeStep {
             SpawnStage1 => "namespace setup needs a fresh, single-threaded process",
             JoinCgroup => "before unsharing the cgroup namespace, so its root is the container's cgroup",
             WriteIdMaps { .. } => "only a process outside the new user namespace may write its maps",
+            OpenMountSources { .. } => "in the user namespace the container's root may not even search a host directory (a 0700 parent of host root): the runtime opens each source with O_PATH as host root, inside the new mount namespace so the mount it names can be bound there (runc 1.1 does the same)",
             RuntimeHooks { .. } => "runtime-spec: after the namespaces and mounts exist, before pivot_root (network setup happens here)",
         }
     }
@@ -524,7 +533,10 @@ impl InitStep {
             }
             StartContainerHooks { hooks } => format!("run {} startContainer hook(s)", hooks.len()),
             PivotRoot => "pivot_root into the rootfs, detach the old root".into(),
-            ChrootNoPivot => "move the rootfs onto / and chroot (--no-pivot)".into(),
+            ChrootNoPivot => {
+                "detach the host's proc and sysfs mounts, move the rootfs onto / and chroot (--no-pivot)"
+                    .into()
+            }
             BringUpLoopback => "bring up lo".into(),
             Sysctl { key, value } => format!("sysctl {key}={value}"),
             SetHostname { name } => format!("sethostname {name}"),
@@ -593,7 +605,7 @@ impl InitStep {
             CreateContainerHooks { .. } => "runtime-spec: in the container's mount namespace, before pivot_root",
             StartContainerHooks { .. } => "runtime-spec: after `start`, just before the user program",
             PivotRoot => "pivot_root, unlike chroot, leaves no way back to the host tree",
-            ChrootNoPivot => "for ramdisk roots where pivot_root is impossible; weaker than pivot_root",
+            ChrootNoPivot => "for ramdisk roots where pivot_root is impossible; weaker than pivot_root: the host's mounts stay in the namespace, so a fully visible /proc or /sys there is detached (else a user namespace inside could mount an unmasked procfs; runc does the same)",
             BringUpLoopback => "a new network namespace starts with lo down (runc brings it up too)",
             Sysctl { .. } => "before read-only paths: /proc/sys becomes read-only next",
             SetHostname { .. } | SetDomainname { .. } => "in the container's own UTS namespace",
@@ -652,6 +664,39 @@ fn prop_name(flags: u64) -> &'static str {
         (_, true) => "runbindable",
         _ => "unbindable",
     }
+}
+
+/// A bind-mount source the runtime opens for init ([`RuntimeStep::OpenMountSources`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountSource {
+    /// Index in config.json `mounts[]` (the [`MountStep::index`] it serves).
+    pub index: usize,
+    /// Absolute host path.
+    pub source: PathBuf,
+}
+
+/// The sources of the bind mounts `plan_rootfs` makes (cgroup mounts are
+/// the runtime's own binds), relative ones resolved against the bundle.
+fn bind_sources(spec: &Spec, opts: &Options) -> Vec<MountSource> {
+    spec.mounts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, m)| {
+            let (flags, ..) = parse_options(&m.options);
+            let fstype = m.typ.as_deref().filter(|t| !t.is_empty());
+            let bind = flags & libc::MS_BIND != 0 || fstype == Some("bind");
+            if !bind || matches!(fstype, Some("cgroup" | "cgroup2")) {
+                return None;
+            }
+            let src = m.source.as_ref()?;
+            let source = if src.is_relative() {
+                opts.bundle.join(src)
+            } else {
+                src.clone()
+            };
+            Some(MountSource { index, source })
+        })
+        .collect()
 }
 
 /// Options that are not in config.json: the command line and the host.
@@ -836,6 +881,22 @@ impl Plan {
             b.push(Stage1Step::Unshare {
                 kinds: rest.clone(),
             });
+        }
+        // In a user namespace, init cannot reach a bind source under a
+        // directory only host root may search: the runtime opens them for
+        // it while stage 1 waits in the new mount namespace (runc 1.1's
+        // mount fds, shouldSendMountSources: user + mount ns, any bind).
+        let has = |k: NsKind| {
+            linux
+                .namespaces
+                .iter()
+                .any(|n| NsKind::parse(&n.typ) == Some(k))
+        };
+        if has(NsKind::User) && has(NsKind::Mount) {
+            let sources = bind_sources(spec, opts);
+            if !sources.is_empty() {
+                b.push(RuntimeStep::OpenMountSources { sources });
+            }
         }
         b.push(Stage1Step::ForkInit);
 
@@ -1445,6 +1506,34 @@ mod tests {
         assert_eq!(m.source.as_deref(), Some(Path::new("/b/data")));
         assert_eq!(m.flags, libc::MS_BIND | libc::MS_REC);
         assert_eq!(m.remount_flags, Some(libc::MS_RDONLY | libc::MS_NOSUID));
+    }
+
+    #[test]
+    fn user_namespace_has_the_runtime_open_bind_sources() {
+        let p = Plan::new(&spec(base()), &opts(), None).unwrap();
+        let sources = p
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Runtime(RuntimeStep::OpenMountSources { sources }) => Some(sources.clone()),
+                _ => None,
+            })
+            .expect("an open_mount_sources step");
+        assert_eq!(
+            sources,
+            [MountSource {
+                index: 1,
+                source: "/b/data".into()
+            }]
+        );
+        // In the new mount namespace (after unshare), while stage 1 waits.
+        assert!(pos(&p, "unshare") < pos(&p, "open_mount_sources"));
+        assert!(pos(&p, "open_mount_sources") < pos(&p, "fork_init"));
+        // Without a user namespace init opens them itself.
+        let mut v = base();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        let p = Plan::new(&spec(v), &opts(), None).unwrap();
+        assert!(!names(&p).contains(&"open_mount_sources".to_string()));
     }
 
     #[test]

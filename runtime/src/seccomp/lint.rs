@@ -4,7 +4,7 @@
 
 use super::compile::{self, Clone3};
 use super::enosys::{self, find_maxima};
-use super::profile::{check, Action, Rule};
+use super::profile::{check, Action, ProblemKind, Rule};
 use super::Context;
 use crate::spec;
 use libseccomp::{ScmpArch, ScmpSyscall};
@@ -43,14 +43,11 @@ pub fn lint(p: &spec::Seccomp, ctx: &Context) -> Vec<Warning> {
     let mut out: Vec<Warning> = probs
         .into_iter()
         .map(|pr| {
-            let code = if pr.msg.starts_with("unknown syscall") {
-                "unknown-syscall"
-            } else if pr.msg.contains("takes no errno") {
-                "errno-on-action"
-            } else if pr.msg.contains("NOTIFY") || pr.field.ends_with("listenerPath") {
-                "notify"
-            } else {
-                "invalid"
+            let code = match pr.kind {
+                ProblemKind::UnknownSyscall => "unknown-syscall",
+                ProblemKind::ErrnoOnAction => "errno-on-action",
+                ProblemKind::Notify => "notify",
+                ProblemKind::Invalid => "invalid",
             };
             let mut msg = pr.msg;
             if code == "unknown-syscall" && pr.fatal {

@@ -202,7 +202,7 @@ pub fn create_warnings(p: &spec::Seccomp) -> Vec<String> {
 }
 
 /// berth's default profile (`profiles/default.json`, Docker format) as
-/// written into config.json by `berth spec`: resolved for runc's default
+/// written into config.json by `berth spec --seccomp default`: resolved for runc's default
 /// capability set on this host. Containers with other capabilities should
 /// use [`default_profile_for`].
 pub fn default_profile() -> spec::Seccomp {

@@ -34,7 +34,7 @@ impl Action {
     /// default to EPERM (runc `getAction`); any other action given an errno is
     /// an error (OCI: "the runtime MUST print and error and fail"; runc
     /// silently ignores it, crun errors).
-    pub fn parse(name: &str, errno: Option<u32>) -> Result<Action, (bool, String)> {
+    pub fn parse(name: &str, errno: Option<u32>) -> Result<Action, (bool, ProblemKind, String)> {
         let takes_errno = matches!(name, "SCMP_ACT_ERRNO" | "SCMP_ACT_TRACE");
         let a = match name {
             "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => Action::KillThread,
@@ -46,7 +46,11 @@ impl Action {
             "SCMP_ACT_ERRNO" | "SCMP_ACT_TRACE" => {
                 let e = errno.unwrap_or(libc::EPERM as u32);
                 if e > 4095 {
-                    return Err((true, format!("{e} is above the largest errno (4095)")));
+                    return Err((
+                        true,
+                        ProblemKind::Invalid,
+                        format!("{e} is above the largest errno (4095)"),
+                    ));
                 }
                 if name == "SCMP_ACT_ERRNO" {
                     Action::Errno(e as u16)
@@ -54,10 +58,20 @@ impl Action {
                     Action::Trace(e as u16)
                 }
             }
-            _ => return Err((false, format!("unknown action {name:?}"))),
+            _ => {
+                return Err((
+                    false,
+                    ProblemKind::Invalid,
+                    format!("unknown action {name:?}"),
+                ))
+            }
         };
         if let (false, Some(e)) = (takes_errno, errno) {
-            return Err((true, format!("{name} takes no errno (got {e})")));
+            return Err((
+                true,
+                ProblemKind::ErrnoOnAction,
+                format!("{name} takes no errno (got {e})"),
+            ));
         }
         Ok(a)
     }
@@ -297,13 +311,33 @@ pub struct Problem {
     pub field: String,
     pub msg: String,
     pub fatal: bool,
+    /// What is wrong, for `seccomp lint`'s codes (never read from `msg`).
+    pub kind: ProblemKind,
+}
+
+/// The kinds of profile problem `seccomp lint` tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A syscall name this libseccomp (or any kernel) does not know.
+    UnknownSyscall,
+    /// An errno given to an action that takes none.
+    ErrnoOnAction,
+    /// SCMP_ACT_NOTIFY used where it cannot work, or its fields.
+    Notify,
+    /// Anything else that makes the profile invalid.
+    Invalid,
 }
 
 fn fatal(probs: &mut Vec<Problem>, field: String, msg: String) {
+    fatal_kind(probs, ProblemKind::Invalid, field, msg)
+}
+
+fn fatal_kind(probs: &mut Vec<Problem>, kind: ProblemKind, field: String, msg: String) {
     probs.push(Problem {
         field,
         msg,
         fatal: true,
+        kind,
     })
 }
 
@@ -379,8 +413,9 @@ fn check_default(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> O
     } else {
         match Action::parse(&p.default_action, p.default_errno_ret) {
             Ok(Action::Notify) => {
-                fatal(
+                fatal_kind(
                     probs,
+                    ProblemKind::Notify,
                     format!("{prefix}defaultAction"),
                     "SCMP_ACT_NOTIFY cannot be the default action (runc, youki: every syscall, \
                      including the hand-off of the listener fd, would wait for the agent)"
@@ -389,13 +424,13 @@ fn check_default(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> O
                 None
             }
             Ok(a) => Some(a),
-            Err((errno_field, msg)) => {
+            Err((errno_field, kind, msg)) => {
                 let f = if errno_field {
                     "defaultErrnoRet"
                 } else {
                     "defaultAction"
                 };
-                fatal(probs, format!("{prefix}{f}"), msg);
+                fatal_kind(probs, kind, format!("{prefix}{f}"), msg);
                 None
             }
         }
@@ -464,9 +499,9 @@ fn check_syscalls(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> 
         }
         let action = match Action::parse(&sc.action, sc.errno_ret) {
             Ok(a) => a,
-            Err((errno_field, msg)) => {
+            Err((errno_field, kind, msg)) => {
                 let f = if errno_field { "errnoRet" } else { "action" };
-                fatal(probs, format!("{field}.{f}"), msg);
+                fatal_kind(probs, kind, format!("{field}.{f}"), msg);
                 continue;
             }
         };
@@ -505,14 +540,21 @@ fn check_syscalls(p: &spec::Seccomp, prefix: &str, probs: &mut Vec<Problem>) -> 
                             libseccomp_version()
                         ),
                         fatal: false,
+                        kind: ProblemKind::UnknownSyscall,
                     }),
-                    None => fatal(probs, f, format!("unknown syscall {name:?}")),
+                    None => fatal_kind(
+                        probs,
+                        ProblemKind::UnknownSyscall,
+                        f,
+                        format!("unknown syscall {name:?}"),
+                    ),
                 }
                 continue;
             }
             if action == Action::Notify && name == "write" {
-                fatal(
+                fatal_kind(
                     probs,
+                    ProblemKind::Notify,
                     format!("{field}.names[{n}]"),
                     "SCMP_ACT_NOTIFY cannot be used for the write syscall: init writes the \
                      listener fd to the runtime with it (runc's message)"
@@ -544,8 +586,9 @@ fn check_notify(
 ) {
     if flags.wait_killable_recv && !notify {
         // runc passes it and the kernel says EINVAL; crun silently drops it.
-        fatal(
+        fatal_kind(
             probs,
+            ProblemKind::Notify,
             format!("{prefix}flags"),
             "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs at least one SCMP_ACT_NOTIFY rule".into(),
         );
@@ -555,8 +598,9 @@ fn check_notify(
             .as_deref()
             .is_none_or(|l| l.as_os_str().is_empty())
     {
-        fatal(
+        fatal_kind(
             probs,
+            ProblemKind::Notify,
             format!("{prefix}listenerPath"),
             "is required when a rule uses SCMP_ACT_NOTIFY".into(),
         );

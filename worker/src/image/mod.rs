@@ -16,6 +16,7 @@
 //! run.
 //!
 //! The parts, each depending only on those listed before it:
+//! - [`cancel`]: stopping a pull or an import at its next read on Ctrl-C;
 //! - [`layer`]: applying one layer tar onto a root filesystem (whiteouts, owners, devices);
 //! - [`oci`]: digests, OCI layouts, indexes, manifests, image configs;
 //! - [`store`]: the content store (`<work-dir>/images/`) and the shifted copies;
@@ -23,6 +24,7 @@
 //!   directory the caller gives (a temporary directory of the store);
 //! - this module: what `--image`, `rootfs_uri` and `image_resource` resolve to, and imports.
 
+pub mod cancel;
 pub mod layer;
 pub mod oci;
 pub mod registry;
@@ -37,6 +39,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+pub use cancel::Cancel;
 pub use oci::ImageConfig;
 pub use registry::Reference;
 pub use store::{Image, Store};
@@ -46,22 +49,34 @@ use oci::{blob_path, hex, tar_has_member, verify, HashingReader};
 use store::tempdir_in;
 
 impl Store {
-    pub fn resolve(&self, what: &str) -> Result<Image> {
+    /// Resolve `--image` or `rootfs_uri` text: a path (dir, tar, OCI layout), a stored name,
+    /// or a registry reference (pulled; a stored pull of the same name is re-checked against
+    /// the registry, see [`pull`]). A path-looking text that names nothing is an error naming
+    /// the path, never a registry lookup.
+    pub fn resolve(&self, what: &str, cancel: &Cancel) -> Result<Image> {
         let p = Path::new(what);
         if p.exists() {
-            return self.import(p, None);
+            return self.import(p, None, cancel);
         }
-        if let Some(img) = self.find(what)? {
-            return Ok(img);
+        if looks_like_path(what) {
+            bail!("image path {what}: no such file or directory");
         }
-        let r = Reference::parse(what.strip_prefix("docker://").unwrap_or(what));
-        let r = r.with_context(|| {
+        let reference = what.strip_prefix("docker://");
+        if reference.is_none() {
+            if let Some(img) = self.find(what)? {
+                // A store key or a local import is final; a pulled tag is asked again.
+                if !img.pulled || what.starts_with("sha256") {
+                    return Ok(img);
+                }
+            }
+        }
+        let r = Reference::parse(reference.unwrap_or(what)).with_context(|| {
             format!(
                 "image {what:?}: no such file, not in the store {}, and not an image reference",
                 self.root().display()
             )
         })?;
-        pull(self, &r, None).with_context(|| {
+        pull(self, &r, None, true, cancel).with_context(|| {
             format!(
                 "image {what:?}: no such file and not in the store {}; pulling it from {} failed \
                  (or import it with `berth-worker images import PATH --name {what}`)",
@@ -71,11 +86,46 @@ impl Store {
         })
     }
 
-    pub fn import(&self, path: &Path, name: Option<&str>) -> Result<Image> {
+    /// An `image_resource` (`registry-image`): a pinned `version.digest` found in the store
+    /// needs no network, nor does a name imported with `images import --name`; anything else
+    /// is [`pull`]ed, i.e. its tag is resolved again on every run.
+    pub fn resolve_resource(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: Option<&str>,
+        creds: Option<(String, String)>,
+        cancel: &Cancel,
+    ) -> Result<Image> {
+        if let Some(d) = digest {
+            if let Some(img) = self.find(d)? {
+                return Ok(img);
+            }
+        }
+        let name = format!("{repository}:{tag}");
+        if digest.is_none() {
+            if let Some(img) = self.find(&name)? {
+                if !img.pulled {
+                    return Ok(img);
+                }
+            }
+        }
+        let mut r = Reference::parse(&name)
+            .with_context(|| format!("image_resource.source.repository {repository:?}"))?;
+        r.digest = digest.map(str::to_string);
+        pull(self, &r, creds, true, cancel).with_context(|| {
+            format!("image_resource: pulling {repository} failed; import it with `berth-worker images import PATH --name {name}`, or pass --image DIR|TAR|OCI")
+        })
+    }
+
+    /// Make an image usable: a rootfs directory is used in place; archives and OCI layouts are
+    /// unpacked into the store (once: a second import of the same content is a lookup).
+    /// `name` tags the stored image. Stops at the next read once `cancel` is set.
+    pub fn import(&self, path: &Path, name: Option<&str>, cancel: &Cancel) -> Result<Image> {
         let meta = fs::metadata(path).with_context(|| format!("image {}", path.display()))?;
         if meta.is_dir() {
             if path.join("oci-layout").exists() {
-                return self.import_oci_layout(path, &path.display().to_string(), name);
+                return self.import_oci_layout(path, &path.display().to_string(), name, cancel);
             }
             if name.is_some() {
                 bail!("{}: a rootfs directory is used in place and cannot be named; import a tarball or OCI layout instead", path.display());
@@ -85,6 +135,7 @@ impl Store {
                 rootfs: abs.clone(),
                 config: ImageConfig::default(),
                 id: abs.display().to_string(),
+                pulled: false,
             });
         }
         if !meta.is_file() {
@@ -98,11 +149,11 @@ impl Store {
             let tmp = tempdir_in(self.root(), ".archive-")?;
             let r = (|| {
                 let f = File::open(path)?;
-                let mut ar = tar::Archive::new(decompress(BufReader::new(f))?);
+                let mut ar = tar::Archive::new(decompress(cancel.reader(BufReader::new(f)))?);
                 ar.set_preserve_permissions(true);
                 ar.unpack(&tmp)
                     .with_context(|| format!("extracting oci-archive {}", path.display()))?;
-                self.import_oci_layout(&tmp, &path.display().to_string(), name)
+                self.import_oci_layout(&tmp, &path.display().to_string(), name, cancel)
             })();
             let _ = fs::remove_dir_all(&tmp);
             return r;
@@ -115,14 +166,20 @@ impl Store {
         let source = path.display().to_string();
         self.store_as(&key, &source, name, ImageConfig::default(), |rootfs| {
             f.rewind()?;
-            apply_layer(decompress(BufReader::new(&mut f))?, rootfs)
+            apply_layer(decompress(cancel.reader(BufReader::new(&mut f)))?, rootfs)
                 .with_context(|| format!("unpacking {}", path.display()))
         })
     }
 
     /// Unpack an OCI image layout (see [`oci::read_layout`]), each layer's sha256 checked
     /// against its descriptor while it is applied.
-    fn import_oci_layout(&self, dir: &Path, source: &str, name: Option<&str>) -> Result<Image> {
+    fn import_oci_layout(
+        &self,
+        dir: &Path,
+        source: &str,
+        name: Option<&str>,
+        cancel: &Cancel,
+    ) -> Result<Image> {
         let m = oci::read_layout(dir, name)?;
         let key = m.digest.replace(':', "-");
         self.store_as(&key, source, name, m.config, |rootfs| {
@@ -141,7 +198,7 @@ impl Store {
                     );
                 }
                 let f = File::open(&p).with_context(|| format!("opening layer {}", p.display()))?;
-                let mut hr = HashingReader::new(BufReader::new(f));
+                let mut hr = HashingReader::new(cancel.reader(BufReader::new(f)));
                 apply_layer(decompress(&mut hr)?, rootfs)
                     .with_context(|| format!("unpacking layer {d}"))?;
                 io::copy(&mut hr, &mut io::sink())?;
@@ -152,17 +209,41 @@ impl Store {
     }
 }
 
-/// Pull `r` into the store (or find it there by digest) and return it: one manifest GET names
-/// the digest; only a digest the store does not have is downloaded, into a temporary OCI
-/// layout under the store, imported like any other layout and then removed.
-pub fn pull(store: &Store, r: &Reference, creds: Option<(String, String)>) -> Result<Image> {
+/// Pull `r` into the store and return it. One manifest GET names the digest (a pinned digest
+/// already stored needs none); a digest the store has is used as it is, anything else is
+/// downloaded into a temporary OCI layout under the store, imported like any other layout
+/// and removed. With `fallback`, a registry that cannot be reached is not fatal when the
+/// store holds an earlier pull of the same name: it is used, with a warning naming the
+/// registry (Concourse would keep the last version its check found).
+pub fn pull(
+    store: &Store,
+    r: &Reference,
+    creds: Option<(String, String)>,
+    fallback: bool,
+    cancel: &Cancel,
+) -> Result<Image> {
     if let Some(d) = &r.digest {
         if let Some(img) = store.find(d)? {
             return Ok(img);
         }
     }
-    let mut c = registry::Client::new(r, creds);
-    let res = c.resolve()?;
+    let mut c = registry::Client::new(r, creds, cancel);
+    let res = match c.resolve() {
+        Ok(res) => res,
+        Err(e) => {
+            let stored = match e.downcast_ref::<registry::Unreachable>() {
+                Some(_) if fallback && r.digest.is_none() => store.find(&r.name())?,
+                _ => None,
+            };
+            let Some(img) = stored else { return Err(e) };
+            eprintln!(
+                "berth-worker: warning: {e:#}; using the stored {} ({}) from an earlier pull",
+                r.name(),
+                img.id
+            );
+            return Ok(img);
+        }
+    };
     if let Some(img) = store.find(&res.digest)? {
         store.tag(&img.id, &r.name())?;
         return Ok(img);
@@ -176,10 +257,28 @@ pub fn pull(store: &Store, r: &Reference, creds: Option<(String, String)>) -> Re
             &tmp,
             &format!("docker://{}@{digest}", r.name()),
             Some(&r.name()),
+            cancel,
         )
     });
     let _ = fs::remove_dir_all(&tmp);
     out
+}
+
+/// Does an `--image`/`rootfs_uri` text mean a file? Absolute and `./`, `../`, `~` paths, archive
+/// names, and `dir/…` where `dir` exists here. Such a text is never sent to a registry (Docker
+/// Hub would answer "not found" for a typo in a path).
+fn looks_like_path(what: &str) -> bool {
+    const ARCHIVES: [&str; 6] = [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".oci"];
+    what.starts_with('/')
+        || what.starts_with("./")
+        || what.starts_with("../")
+        || what.starts_with('~')
+        || what == "."
+        || what == ".."
+        || ARCHIVES.iter().any(|x| what.ends_with(x))
+        || what
+            .split_once('/')
+            .is_some_and(|(first, _)| Path::new(first).is_dir())
 }
 
 /// Is this path a char/block device or similar special file? (used by `images list` sizes)
@@ -207,4 +306,28 @@ pub fn du(p: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_looking_images() {
+        for p in [
+            "/no/such", "./rootfs", "../x", "~/img", "img.tar", "a.tar.gz", "x.tzst",
+        ] {
+            assert!(looks_like_path(p), "{p}");
+        }
+        for r in [
+            "busybox",
+            "busybox:1.36",
+            "127.0.0.1:5000/a/b:1",
+            "ghcr.io/a/b@sha256:ab",
+        ] {
+            assert!(!looks_like_path(r), "{r}");
+        }
+        // Tests run in the crate's directory, which has src/.
+        assert!(looks_like_path("src/no-such-rootfs"));
+    }
 }

@@ -10,11 +10,13 @@
 //! supported.
 
 use std::fs;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::cancel::Cancel;
 use super::oci::{self, sha256_hex};
 
 /// A parsed reference: `[host[:port]/]repo[:tag][@sha256:…]`.
@@ -226,16 +228,21 @@ pub struct Client {
     agent: ureq::Agent,
     auth: Option<String>,
     basic: Option<(String, String)>,
+    cancel: Cancel,
 }
 
 impl Client {
-    /// A client for `r`'s repository, with `source.username/password` if given.
-    pub fn new(r: &Reference, creds: Option<(String, String)>) -> Client {
+    /// A client for `r`'s repository, with `source.username/password` if given. Downloads stop
+    /// at their next read once `cancel` is set.
+    pub fn new(r: &Reference, creds: Option<(String, String)>, cancel: &Cancel) -> Client {
         Client {
+            cancel: cancel.clone(),
             r: r.clone(),
             base: r.base(),
             agent: ureq::AgentBuilder::new()
-                .timeout_connect(std::time::Duration::from_secs(15))
+                .timeout_connect(Duration::from_secs(15))
+                // A registry that stops sending mid-blob: an error, not a hang.
+                .timeout_read(Duration::from_secs(60))
                 .build(),
             auth: None,
             basic: creds,
@@ -296,23 +303,23 @@ impl Client {
         let layers = oci::layers(&m, &res.digest)?;
         let tty = std::io::stderr().is_terminal();
         for (i, (d, size)) in layers.iter().enumerate() {
-            if tty {
-                eprintln!(
-                    "berth-worker: pulling {} layer {}/{} {} ({:.1} MB)",
-                    self.r.name(),
-                    i + 1,
-                    layers.len(),
-                    &d[..d.len().min(19)],
-                    *size as f64 / 1048576.0
-                );
-            }
+            self.cancel.check()?;
             let dest = oci::blob_path(dir, d)?;
             let partial = dest.with_extension("partial");
             let resp = self.get(&self.blob_url(d), None)?;
-            let mut hr = oci::HashingReader::new(resp.into_reader());
-            let mut f = fs::File::create(&partial)
+            let mut hr = oci::HashingReader::new(self.cancel.reader(resp.into_reader()));
+            let f = fs::File::create(&partial)
                 .with_context(|| format!("creating {}", partial.display()))?;
-            std::io::copy(&mut hr, &mut f).with_context(|| format!("downloading layer {d}"))?;
+            let label = format!(
+                "{} layer {}/{} {}",
+                self.r.name(),
+                i + 1,
+                layers.len(),
+                &d[..d.len().min(19)]
+            );
+            let mut out = Progress::new(f, tty.then_some(label), *size);
+            std::io::copy(&mut hr, &mut out).with_context(|| format!("downloading layer {d}"))?;
+            out.finish();
             oci::verify_digest(d, &hr.hex(), &format!("layer blob of {}", self.r.name()))?;
             fs::rename(&partial, &dest)?;
         }
@@ -355,6 +362,62 @@ impl Client {
             bail!("{url}: schema 1 manifests are not supported");
         }
         Ok((actual, body, v))
+    }
+}
+
+/// A writer that shows bytes and rate on stderr while a blob is downloaded (only with a
+/// label: stderr is a terminal). One line a layer, redrawn in place at most 10 times a second.
+struct Progress<W> {
+    inner: W,
+    label: Option<String>,
+    total: u64,
+    done: u64,
+    start: Instant,
+    drawn: Option<Instant>,
+}
+
+impl<W: Write> Progress<W> {
+    fn new(inner: W, label: Option<String>, total: u64) -> Self {
+        Progress {
+            inner,
+            label,
+            total,
+            done: 0,
+            start: Instant::now(),
+            drawn: None,
+        }
+    }
+
+    fn draw(&mut self, last: bool) {
+        let Some(label) = &self.label else { return };
+        let mb = |b: u64| b as f64 / 1048576.0;
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        eprint!(
+            "\r\x1b[Kberth-worker: pulling {label}: {:.1}/{:.1} MB {:.1} MB/s{}",
+            mb(self.done),
+            mb(self.total.max(self.done)),
+            mb(self.done) / secs,
+            if last { "\n" } else { "" }
+        );
+        self.drawn = Some(Instant::now());
+    }
+
+    fn finish(&mut self) {
+        self.draw(true);
+    }
+}
+
+impl<W: Write> Write for Progress<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        if !matches!(self.drawn, Some(t) if t.elapsed() < Duration::from_millis(100)) {
+            self.draw(false);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Image {
     pub config: ImageConfig,
     /// Human description (store key or path), for messages.
     pub id: String,
+    /// Pulled from a registry (its tag is checked again on every run).
+    pub pulled: bool,
 }
 
 /// The image store under `<work-dir>/images`.
@@ -91,6 +93,7 @@ impl Store {
             rootfs: self.root.join(&rec.key).join("rootfs"),
             config: rec.config.clone(),
             id: rec.key.clone(),
+            pulled: rec.source.starts_with("docker://"),
         }
     }
 
@@ -284,6 +287,8 @@ impl Store {
         for r in self.records()? {
             remove_dead_temps(&self.root.join(&r.key));
         }
+        // Imports and pulls that were killed.
+        gone.extend(remove_dead_temps(&self.root));
         Ok(gone)
     }
 
@@ -315,21 +320,34 @@ impl Store {
     }
 }
 
-/// Remove `.tmp-<pid>-…` directories in `dir` whose process is gone (a crash during a copy).
-pub fn remove_dead_temps(dir: &Path) {
+/// The hidden temporary directories of the store: `<prefix><pid>-<start>-<hex>`, made by process
+/// `pid` (shifted copies, imports, pulls, extracted archives).
+const TEMP_PREFIXES: [&str; 4] = [".tmp-", ".import-", ".pull-", ".archive-"];
+
+/// Remove the temporary directories in `dir` whose process is gone (a crash, a kill, a second
+/// Ctrl-C during a pull). Returns what went.
+pub fn remove_dead_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut gone = Vec::new();
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = n
-            .strip_prefix(".tmp-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(rest) = TEMP_PREFIXES.iter().find_map(|p| n.strip_prefix(p)) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_dir_all(e.path());
+        // `<pid>-<start>-<hex>` (crate::layout::partial_name: a reused pid is told apart
+        // by its start time) or the older `<pid>-<hex>`.
+        let f: Vec<&str> = rest.split('-').collect();
+        let Some(pid) = f.first().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = match (f.len(), f.get(1).and_then(|t| t.parse::<u64>().ok())) {
+            (3, Some(start)) => crate::sys::proc_alive(pid, start),
+            _ => Path::new(&format!("/proc/{pid}")).exists(),
+        };
+        if !alive && fs::remove_dir_all(e.path()).is_ok() {
+            gone.push(e.path());
         }
     }
+    gone
 }
 
 /// `busybox` and `busybox:latest` are the same name.
@@ -342,8 +360,10 @@ pub fn normalize_name(n: &str) -> String {
     }
 }
 
+/// A new hidden directory `<prefix><pid>-<start>-<hex>` in `dir` (see [`remove_dead_temps`]).
 pub fn tempdir_in(dir: &Path, prefix: &str) -> Result<PathBuf> {
-    let p = dir.join(format!("{prefix}{}", crate::sys::random_hex(6)));
+    // Named after its process, so `gc` can remove it once that process is gone.
+    let p = dir.join(crate::layout::partial_name(prefix));
     fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
     Ok(p)
 }
