@@ -4,7 +4,9 @@
 #   2. clone3: the same curl/threads task under a Concourse-7.12-like seccomp profile
 #      (fails: "getaddrinfo() thread failed to start") and under berth's default (passes),
 #      side by side.
-#   3. the musl DNS incident: an upstream that answers AAAA with NXDOMAIN (a CoreDNS template);
+#   3. a pipeline (examples/pipeline/pipeline.sh): build -> test -> package, outputs chained,
+#      unprivileged; a second round breaks one test, whose report is copied out all the same.
+#   4. the musl DNS incident: an upstream that answers AAAA with NXDOMAIN (a CoreDNS template);
 #      the static musl probe's getaddrinfo fails against it directly and resolves through
 #      berth-worker's DNS proxy, side by side. All of it in two network namespaces the demo
 #      makes (TEST-NET-2 addresses), with the test DNS server (target/release/berth-test-dns).
@@ -58,7 +60,10 @@ echo
 echo "the old profile without run.berth.seccomp.enosys=runc (berth's own verdicts): $third"
 [ $old_rc -ne 0 ] && [ $new_rc -eq 0 ] || exit 1
 
-bold "3. the musl DNS incident: AAAA NXDOMAIN from the upstream, getaddrinfo(\"a.test\", AF_UNSPEC)"
+bold "3. a pipeline: build -> test -> package, outputs chained (examples/pipeline/pipeline.sh)"
+"$here/pipeline/pipeline.sh" || exit 1
+
+bold "4. the musl DNS incident: AAAA NXDOMAIN from the upstream, getaddrinfo(\"a.test\", AF_UNSPEC)"
 testdns=${BERTH_TEST_DNS_BIN:-$(dirname "$worker")/berth-test-dns}
 [ -x "$testdns" ] || { echo "demo: $testdns not built (make build)" >&2; exit 1; }
 c=berth-demo-client u=berth-demo-upstream

@@ -109,11 +109,18 @@ fn missing_executable_and_bad_user() {
 #[test]
 fn image_resource_not_in_store_is_explained() {
     let env = Env::new();
-    let task = env.write("task.yml", "platform: linux\nimage_resource: {type: registry-image, source: {repository: nothere}}\nrun: {path: 'true'}\n");
+    // A registry on a closed loopback port: the pull fails at once and never leaves the host.
+    let task = env.write("task.yml", "platform: linux\nimage_resource: {type: registry-image, source: {repository: 127.0.0.1:9/nothere}}\nrun: {path: 'true'}\n");
     let o = env.worker(&["run", task.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let e = stderr(&o);
     assert!(
-        stderr(&o).contains("image_resource: nothere is not in the image store"),
+        e.contains("image_resource: pulling 127.0.0.1:9/nothere failed"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        e.contains("berth-worker images import PATH --name 127.0.0.1:9/nothere:latest"),
         "{}",
         text(&o)
     );

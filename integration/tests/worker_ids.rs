@@ -131,7 +131,9 @@ fn caches_cross_between_privileged_and_unprivileged_runs() {
                 .flatten()
                 .map(|e| e.path())
                 .find(|p| p.is_dir())
-                .unwrap();
+                .unwrap()
+                // The committed generation (see docs/worker.md, *Caches*).
+                .join("current");
             vec![dir.join("d"), dir.join("d/log")]
         };
         let steps: [(&[&str], &str, u32); 4] = [

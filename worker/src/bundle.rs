@@ -104,7 +104,8 @@ pub struct Bind {
 }
 
 /// Network mode of the task container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Network {
     /// A new network namespace on the worker's bridge, set up by the CNI plugins: egress
     /// through NAT, DNS through the worker's proxy (see net.rs).

@@ -2,10 +2,14 @@
 //! one-machine Concourse worker. See docs/worker.md.
 
 mod bundle;
+mod cache;
 mod dns;
 mod fly;
 mod image;
+mod layout;
+mod materialize;
 mod net;
+mod plan;
 mod run;
 mod runtime;
 mod shift;
@@ -91,6 +95,19 @@ enum Cmd {
         /// With --explain: the step name (picks the work dir).
         #[arg(long)]
         name: Option<String>,
+        /// Print the run's whole plan as YAML: binds, env, argv, the run directory's layout,
+        /// the id mode and volume ownership, the output owners. Nothing is mounted or pulled.
+        #[arg(long, conflicts_with_all = ["explain", "json"])]
+        plan: bool,
+        /// With --plan/--explain: the image, as for `run` (looked up, never pulled or imported).
+        #[arg(long)]
+        image: Option<String>,
+        /// With --plan/--explain: an input NAME=DIR, as for `run`.
+        #[arg(short = 'i', long = "input", value_parser = parse_kv_path)]
+        inputs: Vec<(String, PathBuf)>,
+        /// With --plan/--explain: an output NAME=DIR, as for `run` (checked writable).
+        #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
+        outputs: Vec<(String, PathBuf)>,
     },
     /// Run the DNS proxy alone: forward to upstream resolvers, repair AAAA NXDOMAIN (musl).
     DnsProxy(DnsProxyArgs),
@@ -147,7 +164,8 @@ struct RunArgs {
     include_ignored: bool,
     #[command(flatten)]
     vars: VarArgs,
-    /// Where to copy an output after success: NAME=DIR.
+    /// Where to copy an output after the task, also when it fails: NAME=DIR. Files are written as
+    /// the owner of DIR (or SUDO_UID/SUDO_GID when berth-worker creates it).
     #[arg(short = 'o', long = "output", value_parser = parse_kv_path)]
     outputs: Vec<(String, PathBuf)>,
     /// Image: a rootfs DIR, a rootfs TAR, an OCI layout dir or oci-archive, or a stored name.
@@ -315,7 +333,7 @@ fn worker(cli: &Cli) -> Result<Worker> {
         work_dir: cli.work_dir.clone(),
         runtime: runtime::Runtime {
             bin,
-            root: cli.work_dir.join("runtime"),
+            root: layout::WorkLayout::new(&cli.work_dir).runtime_root(),
         },
         idmap: cli.idmap,
     })
@@ -328,6 +346,7 @@ fn needs_root(cmd: &Cmd) -> bool {
         Cmd::Run(_)
             | Cmd::Gc
             | Cmd::Check { explain: true, .. }
+            | Cmd::Check { plan: true, .. }
             | Cmd::Images {
                 cmd: ImagesCmd::Import { .. } | ImagesCmd::Pull { .. } | ImagesCmd::Rm { .. }
             }
@@ -366,14 +385,44 @@ async fn real_main(cli: Cli) -> Result<i32> {
             explain,
             privileged,
             name,
+            plan,
+            image,
+            inputs,
+            outputs,
         } => {
             let file = task_file(task, config)?;
             let t = task::TaskConfig::load(&file, &vars.vars()?)?;
-            if *explain {
-                print!(
-                    "{}",
-                    run::explain(&cli.work_dir, cli.idmap, &file, &t, *privileged, name)?
-                );
+            if *explain || *plan {
+                let w = worker(&cli)?;
+                let opts = RunOptions {
+                    task_file: file,
+                    task: t,
+                    inputs: inputs.clone(),
+                    include_ignored: false,
+                    outputs: outputs.clone(),
+                    image: image.clone(),
+                    privileged: *privileged,
+                    timeout: None,
+                    grace: Duration::from_secs(10),
+                    params: vec![],
+                    step_name: name.clone(),
+                    network: std::env::var("BERTH_WORKER_NETWORK")
+                        .ok()
+                        .and_then(|n| clap::ValueEnum::from_str(&n, true).ok())
+                        .unwrap_or(Network::Bridge),
+                    allow_host_access: false,
+                    dns: vec![],
+                    dns_rewrite: true,
+                    seccomp_profile: None,
+                    annotations: vec![],
+                    verbose: false,
+                };
+                let p = run::plan_for_check(&w, &opts)?;
+                if *plan {
+                    print!("{}", serde_norway::to_string(&p)?);
+                } else {
+                    print!("{}", p.explain());
+                }
             } else if *json {
                 println!("{}", serde_json::to_string_pretty(&t)?);
             } else {
@@ -397,6 +446,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
                         p.display()
                     );
                 }
+            }
+            cache::gc(&layout::WorkLayout::new(&cli.work_dir).caches());
+            for p in run::sweep_partial(&w)? {
+                println!("removed {} (an interrupted import or pull)", p.display());
             }
             Ok(0)
         }
@@ -460,6 +513,9 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     .iter()
                     .for_each(|id| eprintln!("berth-worker: cleaned up stale run {id}")),
                 Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
+            }
+            if let Err(e) = run::sweep_partial(&w) {
+                eprintln!("berth-worker: warning: removing interrupted imports: {e:#}");
             }
             let opts = RunOptions {
                 task_file: file,

@@ -39,15 +39,34 @@ pub enum Shift {
     ToHost(u32),
     /// Leave ids as they are (a plain copy).
     None,
+    /// Every owner becomes this uid and gid: what a `tar x` by that (non-root) user gives,
+    /// which is how fly writes `-o` outputs.
+    Owner(u32, u32),
 }
 
 impl Shift {
-    /// Map one uid or gid.
-    pub fn map(self, id: u32) -> u32 {
+    /// Map one uid.
+    pub fn uid(self, id: u32) -> u32 {
+        match self {
+            Shift::Owner(uid, _) => uid,
+            other => other.map(id),
+        }
+    }
+
+    /// Map one gid.
+    pub fn gid(self, id: u32) -> u32 {
+        match self {
+            Shift::Owner(_, gid) => gid,
+            other => other.map(id),
+        }
+    }
+
+    /// Map one id of a space shift (uids and gids move alike).
+    fn map(self, id: u32) -> u32 {
         match self {
             Shift::ToNs(max) => to_ns(id, max),
             Shift::ToHost(max) => to_host(id, max),
-            Shift::None => id,
+            Shift::None | Shift::Owner(..) => id,
         }
     }
 }
@@ -255,60 +274,9 @@ fn par_dirs<T: Send>(root: T, visit: impl Fn(T, &dyn Fn(T)) -> Result<()> + Sync
     }
 }
 
-/// Change the owner of one entry by `shift`, keeping set-id bits and file capabilities, which
-/// the kernel drops on chown. Returns whether anything changed.
-fn shift_entry(p: &Path, m: &fs::Metadata, shift: Shift) -> Result<bool> {
-    let (uid, gid) = (shift.map(m.uid()), shift.map(m.gid()));
-    if (uid, gid) == (m.uid(), m.gid()) {
-        return Ok(false);
-    }
-    let cap = CString::new("security.capability").expect("literal");
-    let caps = if m.file_type().is_file() {
-        getxattr(&cstr(p)?, &cap).with_context(|| format!("reading caps of {}", p.display()))?
-    } else {
-        None
-    };
-    lchown(p, uid, gid)?;
-    if let Some(c) = caps {
-        setxattr(p, &cap, &c)?;
-    }
-    if !m.file_type().is_symlink() && m.mode() & 0o6000 != 0 {
-        chmod(p, m.mode())?;
-    }
-    Ok(true)
-}
-
-/// Convert the tree at `root` in place (the cache crossing between privileged and
-/// unprivileged runs). Returns how many entries changed owner.
-pub fn shift_in_place(root: &Path, shift: Shift) -> Result<u64> {
-    let changed = std::sync::atomic::AtomicU64::new(0);
-    let m = fs::symlink_metadata(root).with_context(|| format!("{}", root.display()))?;
-    if shift_entry(root, &m, shift)? {
-        changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    if !m.is_dir() {
-        return Ok(changed.into_inner());
-    }
-    par_dirs(root.to_path_buf(), |dir: PathBuf, push| {
-        for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let e = e.with_context(|| format!("reading {}", dir.display()))?;
-            let p = e.path();
-            let m = fs::symlink_metadata(&p).with_context(|| format!("{}", p.display()))?;
-            if shift_entry(&p, &m, shift)? {
-                changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            if m.is_dir() {
-                push(p);
-            }
-        }
-        Ok(())
-    })?;
-    Ok(changed.into_inner())
-}
-
 /// Give `dst` the owner (shifted), xattrs, and mode of `src` (described by `m`).
 fn copy_attrs(src: &Path, dst: &Path, m: &fs::Metadata, shift: Shift) -> Result<()> {
-    lchown(dst, shift.map(m.uid()), shift.map(m.gid()))?;
+    lchown(dst, shift.uid(m.uid()), shift.gid(m.gid()))?;
     // After chown, which would drop security.capability again.
     for (name, v) in xattrs(src)? {
         match setxattr(dst, &name, &v) {
@@ -373,6 +341,16 @@ fn copy_entry(src: &Path, dst: &Path, m: &fs::Metadata, shift: Shift) -> Result<
 /// bits too), xattrs (file capabilities too), hard links, symlinks, devices, FIFOs and times.
 /// `dst` may exist: directories merge, other entries are replaced (like `cp -a src/. dst`).
 pub fn copy_tree(src: &Path, dst: &Path, shift: Shift) -> Result<()> {
+    copy_tree_with(src, dst, shift, true)
+}
+
+/// [`copy_tree`] into the existing directory `dst`, whose own owner, mode and times stay as
+/// they are (an `-o DIR` the user made is never re-owned or re-moded).
+pub fn copy_into(src: &Path, dst: &Path, shift: Shift) -> Result<()> {
+    copy_tree_with(src, dst, shift, false)
+}
+
+fn copy_tree_with(src: &Path, dst: &Path, shift: Shift, root_attrs: bool) -> Result<()> {
     let m = fs::metadata(src).with_context(|| format!("{}", src.display()))?;
     if !m.is_dir() {
         return Err(anyhow!("{}: not a directory", src.display()));
@@ -385,12 +363,18 @@ pub fn copy_tree(src: &Path, dst: &Path, shift: Shift) -> Result<()> {
         }
         Err(_) => fs::create_dir(dst).with_context(|| format!("creating {}", dst.display()))?,
     }
-    copy_attrs(src, dst, &m, shift)?;
+    if root_attrs {
+        copy_attrs(src, dst, &m, shift)?;
+    }
     // Hard links: the first name of an inode creates the copy (under the lock, so a second
     // name never links to a file that does not exist yet).
     let links: Mutex<HashMap<(u64, u64), PathBuf>> = Mutex::new(HashMap::new());
     // Directory times are set last: creating children changes them.
-    let dir_times: Mutex<Vec<(PathBuf, fs::Metadata)>> = Mutex::new(vec![(dst.into(), m)]);
+    let dir_times: Mutex<Vec<(PathBuf, fs::Metadata)>> = Mutex::new(if root_attrs {
+        vec![(dst.into(), m)]
+    } else {
+        vec![]
+    });
     par_dirs((src.to_path_buf(), dst.to_path_buf()), |(s, d), push| {
         for e in fs::read_dir(&s).with_context(|| format!("reading {}", s.display()))? {
             let e = e.with_context(|| format!("reading {}", s.display()))?;
@@ -506,35 +490,6 @@ mod tests {
     }
 
     /// Runs as root (as the whole test suite does): chown needs it.
-    #[test]
-    fn in_place_shift_keeps_setid_bits_and_is_idempotent() {
-        let max = 4294967294;
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path().join("c");
-        fs::create_dir_all(r.join("d")).unwrap();
-        fs::write(r.join("d/suid"), "x").unwrap();
-        fs::write(r.join("user"), "x").unwrap();
-        std::os::unix::fs::symlink("d", r.join("sym")).unwrap();
-        lchown(&r.join("user"), 1000, 1000).unwrap();
-        fs::set_permissions(r.join("d/suid"), fs::Permissions::from_mode(0o6755)).unwrap();
-        let owner = |p: &str| {
-            let m = fs::symlink_metadata(r.join(p)).unwrap();
-            (m.uid(), m.gid())
-        };
-        assert_eq!(shift_in_place(&r, Shift::ToNs(max)).unwrap(), 4);
-        assert_eq!(owner("d/suid"), (max, max));
-        assert_eq!(owner("sym"), (max, max));
-        assert_eq!(owner("user"), (1000, 1000));
-        assert_eq!(
-            fs::metadata(r.join("d/suid")).unwrap().mode() & 0o7777,
-            0o6755
-        );
-        assert_eq!(shift_in_place(&r, Shift::ToNs(max)).unwrap(), 0);
-        assert_eq!(shift_in_place(&r, Shift::ToHost(max)).unwrap(), 4);
-        assert_eq!(owner("d/suid"), (0, 0));
-        assert_eq!(owner("user"), (1000, 1000));
-    }
-
     #[test]
     fn copy_keeps_links_modes_and_content() {
         let t = tempfile::tempdir().unwrap();

@@ -28,13 +28,24 @@ fn escape_overlay(p: &Path) -> String {
 /// `volatile` (Linux ≥ 5.10) skips every sync of the upper layer: a task's upper layer is
 /// thrown away after the run, and without it the unmount alone synced the whole upper
 /// filesystem (~110 ms per run on this machine's ext4).
-pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    let opts = format!(
+/// `extra`: more options, comma-separated (or empty).
+pub fn mount_overlay(
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    extra: &str,
+) -> Result<()> {
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={},volatile",
         escape_overlay(lower),
         escape_overlay(upper),
         escape_overlay(work)
     );
+    if !extra.is_empty() {
+        opts.push(',');
+        opts.push_str(extra);
+    }
     let (src, tgt, fstype, data) = (
         cstr(Path::new("overlay"))?,
         cstr(target)?,
@@ -163,6 +174,7 @@ pub fn probe_idmapped_overlay(parent: &Path, userns: &OwnedFd) -> Result<()> {
             &dir.join("rw-m/upper"),
             &dir.join("rw-m/work"),
             &dir.join("merged"),
+            "",
         )?;
         // A kernel that cannot do overlay bookkeeping through the idmapped upper mounts the
         // overlay read-only instead of failing.

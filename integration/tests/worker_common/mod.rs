@@ -104,7 +104,11 @@ impl Env {
             // These tests need no network: keep them off the host's network stack (no bridge
             // or iptables rules on the test machine). worker_net.rs tests the bridge inside
             // namespaces of its own.
-            .env("BERTH_WORKER_NETWORK", "none");
+            .env("BERTH_WORKER_NETWORK", "none")
+            // `-o` directories the worker creates belong to SUDO_UID/SUDO_GID: a test run
+            // through sudo must not change who owns the outputs.
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID");
         match &self.idmap {
             Some(m) => c.env("BERTH_WORKER_IDMAP", m),
             None => c.env_remove("BERTH_WORKER_IDMAP"),

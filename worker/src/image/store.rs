@@ -320,7 +320,7 @@ impl Store {
     }
 }
 
-/// The hidden temporary directories of the store: `<prefix><pid>-<hex>`, made by process
+/// The hidden temporary directories of the store: `<prefix><pid>-<start>-<hex>`, made by process
 /// `pid` (shifted copies, imports, pulls, extracted archives).
 const TEMP_PREFIXES: [&str; 4] = [".tmp-", ".import-", ".pull-", ".archive-"];
 
@@ -330,15 +330,20 @@ pub fn remove_dead_temps(dir: &Path) -> Vec<PathBuf> {
     let mut gone = Vec::new();
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = TEMP_PREFIXES
-            .iter()
-            .find_map(|p| n.strip_prefix(p))
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(rest) = TEMP_PREFIXES.iter().find_map(|p| n.strip_prefix(p)) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() && fs::remove_dir_all(e.path()).is_ok() {
+        // `<pid>-<start>-<hex>` (crate::layout::partial_name: a reused pid is told apart
+        // by its start time) or the older `<pid>-<hex>`.
+        let f: Vec<&str> = rest.split('-').collect();
+        let Some(pid) = f.first().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = match (f.len(), f.get(1).and_then(|t| t.parse::<u64>().ok())) {
+            (3, Some(start)) => crate::sys::proc_alive(pid, start),
+            _ => Path::new(&format!("/proc/{pid}")).exists(),
+        };
+        if !alive && fs::remove_dir_all(e.path()).is_ok() {
             gone.push(e.path());
         }
     }
@@ -355,13 +360,10 @@ pub fn normalize_name(n: &str) -> String {
     }
 }
 
-/// A new hidden directory `<prefix><pid>-<hex>` in `dir` (see [`remove_dead_temps`]).
+/// A new hidden directory `<prefix><pid>-<start>-<hex>` in `dir` (see [`remove_dead_temps`]).
 pub fn tempdir_in(dir: &Path, prefix: &str) -> Result<PathBuf> {
-    let p = dir.join(format!(
-        "{prefix}{}-{}",
-        std::process::id(),
-        crate::sys::random_hex(6)
-    ));
+    // Named after its process, so `gc` can remove it once that process is gone.
+    let p = dir.join(crate::layout::partial_name(prefix));
     fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
     Ok(p)
 }
