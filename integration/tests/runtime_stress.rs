@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use berth_integration::{Bundle, Container, Runtime};
+use berth_integration::{Bundle, Container, Runtime, Spawned};
 
 const LOOPS: usize = 3;
 
@@ -85,4 +85,23 @@ fn parallel_short_runs_never_fail() {
         LOOPS * n,
         failures.join("\n")
     );
+}
+
+/// Stage 1 descheduled between forking init and reporting init's pid (forced
+/// with `$BERTH_TEST_STAGE1_STALL_MS`, read only by stage 1): init must not get
+/// ahead of it, or the runtime reads init's `created` before it knows init and
+/// `start` fails with "cannot start a container that has stopped (no init
+/// process was recorded)" — the rare stress failure, every time.
+#[test]
+fn init_waits_until_stage_1_has_reported_it() {
+    let rt = Runtime::new();
+    for seccomp in [None, Some(default_profile())] {
+        let c = Container::new(&rt, bundle(seccomp.as_ref()), "stall");
+        let b = c.bundle().path_str();
+        let mut cmd = c.command(&["run", "--bundle", b.as_str(), c.id()]);
+        cmd.env("BERTH_TEST_STAGE1_STALL_MS", "300");
+        let out = Spawned::start(cmd).wait();
+        assert!(out.success() && out.stdout == "out\n", "{out}");
+        c.assert_no_leftovers();
+    }
 }

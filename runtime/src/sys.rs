@@ -245,6 +245,30 @@ pub fn fork() -> io::Result<libc::pid_t> {
     check(pid, "fork")
 }
 
+/// Block until one byte can be read from `fd`; false on EOF or an error.
+pub fn read_one_byte(fd: &OwnedFd) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reading one byte into a live buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        if n == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return n == 1;
+    }
+}
+
+/// Write one byte to `fd`.
+pub fn write_one_byte(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: writing one byte from a live buffer.
+    let n = unsafe { libc::write(fd.as_raw_fd(), [0u8].as_ptr().cast(), 1) };
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(last("write"))
+    }
+}
+
 /// clone(2) like fork, but the new process becomes a child of *our* parent
 /// (CLONE_PARENT). Stage 1 uses it so the container init is a direct child
 /// of the runtime process, which can then wait for it.

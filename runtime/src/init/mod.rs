@@ -101,20 +101,49 @@ fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
             Stage1Step::BecomeRoot => namespaces::become_root(),
             Stage1Step::Unshare { kinds } => namespaces::unshare(kinds),
             Stage1Step::ForkInit => {
+                // Init shares the socket with us, and the runtime needs init's pid
+                // before any message of init's (to copy a seccomp listener out of
+                // it, to record it before `created`). Init waits on this pipe until
+                // `InitPid` is sent; without it a descheduled stage 1 let init's
+                // `Created` arrive first, and `start` found no init recorded.
+                let (hold, release) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| anyhow::anyhow!("pipe2: {e}"))?;
                 let pid = sys::fork_sibling()?;
                 if pid == 0 {
+                    drop(release);
+                    if !sys::read_one_byte(&hold) {
+                        // Stage 1 died before reporting us: the runtime will say so.
+                        // SAFETY: _exit in a forked child.
+                        unsafe { libc::_exit(1) };
+                    }
+                    drop(hold);
                     run_init(plan, ch, fds);
                 }
+                drop(hold);
+                stall_for_tests();
                 crate::log::debug(&format!(
                     "stage 1: <= nsexec container setup (init is pid {pid})"
                 ));
                 ch.send(&Msg::InitPid { pid })?;
+                sys::write_one_byte(&release)?;
                 return Ok(());
             }
         };
         done.map_err(|e| anyhow::anyhow!("{}: {e}", step.describe()))?;
     }
     Ok(())
+}
+
+/// `$BERTH_TEST_STAGE1_STALL_MS`: stage 1 sleeps that long between forking
+/// init and reporting its pid, as a descheduled stage 1 does under load
+/// (runtime_stress.rs makes the race deterministic with it). Unset: nothing.
+fn stall_for_tests() {
+    if let Some(ms) = std::env::var("BERTH_TEST_STAGE1_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// A child walking the plan hands each run of runtime steps to the runtime

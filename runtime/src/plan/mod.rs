@@ -1587,6 +1587,9 @@ mod tests {
         // Without a user namespace init opens them itself.
         let mut v = base();
         v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        v["linux"]["uidMappings"] = serde_json::json!([]);
+        v["linux"]["gidMappings"] = serde_json::json!([]);
+        v["hostname"] = serde_json::Value::Null;
         let p = Plan::new(&spec(v), &opts(), None).unwrap();
         assert!(!names(&p).contains(&"open_mount_sources".to_string()));
     }
@@ -1695,12 +1698,17 @@ mod tests {
         assert!(pos(&p, "clear_umask") < pos(&p, "mount"));
         assert!(pos(&p, "umask") > pos(&p, "switch_user"));
         assert_eq!(pos(&p, "reset_signals") + 1, pos(&p, "exec"));
-        // The runtime's turns: join the cgroup and write the id maps, in one turn.
+        // The runtime's turns: join the cgroup and write the id maps in one turn;
+        // then, in the new mount namespace, open the bind sources for init.
         let turns = p.runtime_turns();
-        assert_eq!(turns.len(), 1, "{turns:?}");
+        assert_eq!(turns.len(), 2, "{turns:?}");
         assert!(matches!(
             turns[0][..],
             [RuntimeStep::JoinCgroup, RuntimeStep::WriteIdMaps { .. }]
+        ));
+        assert!(matches!(
+            turns[1][..],
+            [RuntimeStep::OpenMountSources { .. }]
         ));
     }
 
