@@ -235,31 +235,7 @@ fn link_tree(src: &Path, dst: &Path) -> Result<()> {
         }
     }
     let m = fs::symlink_metadata(src)?;
-    set_times(dst, &m)
-}
-
-fn set_times(p: &Path, m: &fs::Metadata) -> Result<()> {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
-    let ts = [
-        libc::timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec(),
-        },
-        libc::timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec(),
-        },
-    ];
-    // SAFETY: valid C string and a two-element timespec array.
-    unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    Ok(())
+    crate::sys::set_times(dst, &m)
 }
 
 /// Owner and mode of `src` onto the directory `dst`.
@@ -330,7 +306,7 @@ fn apply_upper(upper: &Path, dst: &Path) -> Result<()> {
             }
             copy_meta(&u, &d)?;
             apply_upper(&u, &d)?;
-            set_times(&d, &m)?;
+            crate::sys::set_times(&d, &m)?;
         } else {
             remove_any(&d)?;
             fs::rename(&u, &d)

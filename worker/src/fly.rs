@@ -164,7 +164,7 @@ pub fn whiteout(lower: &Path, upper: &Path, paths: &[PathBuf]) -> Result<usize> 
                 crate::sys::lchown(&u, m.uid(), m.gid())?;
                 std::fs::set_permissions(&u, std::fs::Permissions::from_mode(m.mode() & 0o7777))
                     .with_context(|| format!("chmod {}", u.display()))?;
-                set_times(&u, &m)?;
+                crate::sys::set_times(&u, &m)?;
             }
         }
         let target = upper.join(&parent).join(last);
@@ -182,7 +182,7 @@ pub fn whiteout(lower: &Path, upper: &Path, paths: &[PathBuf]) -> Result<usize> 
                 std::fs::symlink_metadata(lower.join(d)),
                 upper.join(d).is_dir(),
             ) {
-                set_times(&upper.join(d), &m)?;
+                crate::sys::set_times(&upper.join(d), &m)?;
             }
             p = d.parent();
         }
@@ -197,36 +197,6 @@ fn mknod_whiteout(p: &Path) -> Result<()> {
     if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("creating whiteout {}", p.display()));
-    }
-    Ok(())
-}
-
-fn set_times(p: &Path, m: &std::fs::Metadata) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
-    let ts = [
-        libc::timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec(),
-        },
-        libc::timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec(),
-        },
-    ];
-    // SAFETY: valid path and a two-element timespec array, as utimensat wants.
-    if unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } != 0
-    {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("setting times of {}", p.display()));
     }
     Ok(())
 }

@@ -187,30 +187,6 @@ fn chmod(p: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("chmod {:o} {}", mode & 0o7777, p.display()))
 }
 
-fn set_times(p: &Path, m: &fs::Metadata) -> Result<()> {
-    let c = cstr(p)?;
-    let ts = [
-        libc::timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec(),
-        },
-        libc::timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec(),
-        },
-    ];
-    // SAFETY: valid C string and a 2-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    check(rc, "setting times of", p)
-}
-
 /// How many walkers: metadata syscalls block on the disk, so a few more threads than cores.
 fn threads() -> usize {
     std::thread::available_parallelism()
@@ -334,7 +310,7 @@ fn copy_entry(src: &Path, dst: &Path, m: &fs::Metadata, shift: Shift) -> Result<
         check(rc, "mknod", dst)?;
     }
     copy_attrs(src, dst, m, shift)?;
-    set_times(dst, m)
+    crate::sys::set_times(dst, m)
 }
 
 /// Copy the tree `src` into `dst` with every owner mapped by `shift`, keeping modes (set-id
@@ -417,7 +393,7 @@ fn copy_tree_with(src: &Path, dst: &Path, shift: Shift, root_attrs: bool) -> Res
         Ok(())
     })?;
     for (d, m) in dir_times.into_inner().expect("lock").iter().rev() {
-        set_times(d, m)?;
+        crate::sys::set_times(d, m)?;
     }
     Ok(())
 }

@@ -15,6 +15,37 @@ fn cstr(p: &Path) -> Result<CString> {
         .with_context(|| format!("path {} contains a NUL byte", p.display()))
 }
 
+/// Give `p` (a symlink itself, not its target) the access and modification times of `m`:
+/// copies and shifted trees keep their source's times.
+pub fn set_times(p: &Path, m: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let c = cstr(p)?;
+    let ts = [
+        libc::timespec {
+            tv_sec: m.atime(),
+            tv_nsec: m.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: m.mtime(),
+            tv_nsec: m.mtime_nsec(),
+        },
+    ];
+    // SAFETY: a valid C string and a two-element timespec array.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("setting times of {}", p.display()));
+    }
+    Ok(())
+}
+
 /// overlayfs separates lowerdirs with `:` and options with `,`; both must be escaped in paths.
 fn escape_overlay(p: &Path) -> String {
     let s = p.display().to_string();
