@@ -189,10 +189,10 @@ stress: fixtures build
 
 # ---------------------------------------------------------------- demo
 
-# demo: PLACEHOLDER until berth-worker has examples/ (issue 6). It runs the
-# busybox fixture with `berth run` and prints what berth planned and what
-# the container saw. The lead replaces the recipe with
-# `berth-worker run examples/...` once the worker exists.
+# demo: the main job first (examples/demo.sh: Concourse-style tasks with
+# berth-worker — the clone3 and musl DNS incidents side by side, the
+# build -> test -> package pipeline), then berth on its own: the plan of one
+# container start and the run.
 DEMO_DIR := $(BUILD)/demo
 DEMO_ID  := berth-demo
 
