@@ -278,13 +278,7 @@ fn strip_overlay_xattrs(p: &Path) {
 }
 
 fn remove_any(p: &Path) -> Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-    .with_context(|| format!("removing {}", p.display()))
+    crate::sys::remove_any(p).with_context(|| format!("removing {}", p.display()))
 }
 
 /// Apply an overlay upper layer onto `dst`: a whiteout (a 0:0 character device) deletes, an

@@ -274,13 +274,7 @@ fn copy_attrs(src: &Path, dst: &Path, m: &fs::Metadata, shift: Shift) -> Result<
 
 /// Remove whatever is at `p` (a merge replaces non-directories).
 fn remove_any(p: &Path) -> Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-    .with_context(|| format!("replacing {}", p.display()))
+    crate::sys::remove_any(p).with_context(|| format!("replacing {}", p.display()))
 }
 
 /// Copy one non-directory entry.

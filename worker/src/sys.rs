@@ -15,6 +15,17 @@ fn cstr(p: &Path) -> Result<CString> {
         .with_context(|| format!("path {} contains a NUL byte", p.display()))
 }
 
+/// Remove whatever is at `p` (a directory with its contents, or anything else); nothing
+/// there is fine.
+pub fn remove_any(p: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Give `p` (a symlink itself, not its target) the access and modification times of `m`:
 /// copies and shifted trees keep their source's times.
 pub fn set_times(p: &Path, m: &std::fs::Metadata) -> Result<()> {

@@ -124,15 +124,6 @@ fn make_node<R: Read>(e: &tar::Entry<'_, R>, kind: tar::EntryType, dest: &Path) 
     Ok(())
 }
 
-fn remove_any(p: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Apply one layer (a tar stream) onto `root`, honouring OCI whiteouts:
 /// `dir/.wh.NAME` deletes `dir/NAME` from the layers below, `dir/.wh..wh..opq` empties `dir`
 /// of everything from below. Entries are applied in order; an opaque marker only removes what
@@ -168,7 +159,7 @@ pub fn apply_layer(r: impl Read, root: &Path) -> Result<()> {
                     let ent = ent?;
                     let child = parent.join(ent.file_name());
                     if !written.contains(&child) {
-                        remove_any(&ent.path()).with_context(|| {
+                        crate::sys::remove_any(&ent.path()).with_context(|| {
                             format!("opaque whiteout: removing {}", ent.path().display())
                         })?;
                     }
@@ -178,7 +169,7 @@ pub fn apply_layer(r: impl Read, root: &Path) -> Result<()> {
         }
         if let Some(target) = fname.strip_prefix(".wh.") {
             verified.clear();
-            remove_any(&root.join(&parent).join(target))
+            crate::sys::remove_any(&root.join(&parent).join(target))
                 .with_context(|| format!("whiteout {}", rel.display()))?;
             continue;
         }
@@ -188,7 +179,7 @@ pub fn apply_layer(r: impl Read, root: &Path) -> Result<()> {
         if let Ok(m) = fs::symlink_metadata(&dest) {
             if !(m.is_dir() && kind.is_dir()) {
                 verified.clear();
-                remove_any(&dest)?;
+                crate::sys::remove_any(&dest)?;
             }
         }
         if let Some(p) = dest.parent() {
