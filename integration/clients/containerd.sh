@@ -1,26 +1,14 @@
 #!/usr/bin/env bash
 # containerd's runc shim with `ctr run --runc-binary berth`: the scenario of
-# issue 5, with a private containerd (own root, state and socket) stopped by
-# pid at the end, and an OCI archive of the busybox fixture as the image.
+# issue 5, with a private containerd (lib.sh's start_containerd) and an OCI
+# archive of the busybox fixture as the image.
 . "$(dirname "$0")/lib.sh"
 command -v containerd >/dev/null || { echo "containerd not installed: skipped"; exit 0; }
 
-SOCK=$WORK/containerd.sock
-cat > "$WORK/config.toml" <<TOML
-version = 2
-root = "$WORK/root"
-state = "$WORK/state"
-[grpc]
-  address = "$SOCK"
-[plugins."io.containerd.grpc.v1.cri"]
-  disable = true
-TOML
-containerd --config "$WORK/config.toml" >"$WORK/containerd.log" 2>&1 &
-CPID=$!
-on_exit "kill $CPID; wait $CPID; rmdir /sys/fs/cgroup/*/default /sys/fs/cgroup/unified/default"
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
-[ -S "$SOCK" ] || fail "containerd did not start: $(tail -5 "$WORK/containerd.log")"
-C=(ctr --address "$SOCK")
+# (after containerd is stopped) the parent cgroup ctr's containers were in
+on_exit "rmdir /sys/fs/cgroup/*/default /sys/fs/cgroup/unified/default /sys/fs/cgroup/default"
+start_containerd
+C=(ctr --address "$CONTAINERD_SOCK")
 R=(--runc-binary "$BERTH_BIN")
 IMG=localhost/berth-busybox:test
 on_exit "${C[*]} task kill -s KILL c1; sleep 0.3; ${C[*]} task rm -f c1; ${C[*]} container rm c1"
@@ -64,7 +52,8 @@ expect_eq "memory limit" "$out" "134217728"
 
 step "kill, delete"
 "${C[@]}" task kill -s KILL c1
-for _ in $(seq 50); do "${C[@]}" task ls | grep -q "c1.*STOPPED" && break; sleep 0.1; done
+stopped() { "${C[@]}" task ls | grep -q "c1.*STOPPED"; }
+wait_until 5 stopped || fail "c1 not STOPPED after SIGKILL: $("${C[@]}" task ls)"
 "${C[@]}" task rm c1 >/dev/null
 "${C[@]}" container rm c1
 

@@ -7,7 +7,11 @@ set -euo pipefail
 : "${BERTH_BIN:?BERTH_BIN must point at the berth binary}"
 : "${BERTH_FIXTURES:?BERTH_FIXTURES must point at the fixtures dir (build/)}"
 ROOTFS=$BERTH_FIXTURES/rootfs/busybox
-WORK=$(mktemp -d "/tmp/berth-client-$(basename "$0" .sh)-XXXX")
+# The clients' whole state (containerd's snapshots, podman's storage,
+# dockerd's data root) lives here: under $TMPDIR, which the kernel matrix
+# points at a tmpfs (its VM's /tmp is an overlay on 9p, where overlayfs
+# cannot stack, unlike a real host's disk).
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-client-$(basename "$0" .sh)-XXXX")
 CLEANUPS=()
 cleanup() {
     local rc=$?
@@ -19,6 +23,39 @@ trap cleanup EXIT
 on_exit() { CLEANUPS+=("$1"); }
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# wait_until SECONDS COMMAND...: polls COMMAND (quietly) until it succeeds;
+# fails after SECONDS times $BERTH_TEST_TIME_SCALE (the kernel matrix's
+# emulated VMs are that much slower, see docs/kernels.md).
+wait_until() {
+    local end=$((SECONDS + $1 * ${BERTH_TEST_TIME_SCALE:-1}))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+
+# start_containerd: a private containerd (own root, state and socket under
+# $WORK, CRI off), stopped by pid at exit; sets CONTAINERD_SOCK once it
+# answers.
+start_containerd() {
+    CONTAINERD_SOCK=$WORK/containerd.sock
+    cat >"$WORK/containerd.toml" <<TOML
+version = 2
+root = "$WORK/root"
+state = "$WORK/state"
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  disable = true
+TOML
+    containerd --config "$WORK/containerd.toml" >"$WORK/containerd.log" 2>&1 &
+    local pid=$!
+    on_exit "kill $pid; wait $pid"
+    wait_until 10 ctr --address "$CONTAINERD_SOCK" version ||
+        fail "containerd did not start: $(tail -5 "$WORK/containerd.log")"
+}
 step() { echo "--- $*"; }
 
 # expect_eq WHAT GOT WANT
