@@ -2,7 +2,7 @@
 //! `linux.resources` are written to the cgroup files (seen from the host and from
 //! inside), limits bite, and delete removes the cgroups.
 
-use berth_integration::{cgroup_file, poll_until, Bundle, Container, Runtime, PATIENCE};
+use berth_integration::{cgroup_file, poll_until, skip, Bundle, Container, Runtime, PATIENCE};
 use serde_json::json;
 
 #[test]
@@ -231,6 +231,42 @@ fn exec_joins_init_cgroup_in_every_hierarchy() {
     assert_eq!(out.stdout, init, "exec vs init");
     assert!(out.stdout.lines().all(|l| l.ends_with(c.id())), "{out}");
     c.finish();
+}
+
+/// On cgroup v2, once a container hands a controller to the children of its
+/// own cgroup (init moved into a sub-cgroup, `+memory` in the container's
+/// `cgroup.subtree_control`), that cgroup takes no process ("no internal
+/// processes"): exec joins init's cgroup instead, as runc does (cgroups.bats
+/// "runc exec (cgroup v2 + init process in non-root cgroup) succeeds"). On v1
+/// and hybrid hosts the cgroup2 hierarchy has no controllers to hand out; the
+/// kernel matrix's v2 rows run it (docs/kernels.md).
+#[test]
+fn exec_joins_init_cgroup_when_the_container_cgroup_delegates_on_v2() {
+    let test = "exec_joins_init_cgroup_when_the_container_cgroup_delegates_on_v2";
+    if !cgroup_mounts().iter().all(|(t, _, _)| t == "cgroup2") {
+        skip(test, "a pure cgroup v2 host (here v1 or hybrid)");
+        return;
+    }
+    let c = sleeper("cg_exec_v2nip", |_| {});
+    c.create_and_start();
+    let init = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+    let own = init.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    let dir = cgroup2_mount().unwrap().join(own.trim_start_matches('/'));
+    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap();
+    let Some(ctrl) = controllers.split_whitespace().next() else {
+        skip(test, "no controller enabled for the container's cgroup");
+        c.finish();
+        return;
+    };
+    std::fs::create_dir(dir.join("foo")).unwrap();
+    std::fs::write(dir.join("foo/cgroup.procs"), c.pid().to_string()).unwrap();
+    std::fs::write(dir.join("cgroup.subtree_control"), format!("+{ctrl}")).unwrap();
+    let out = c.invoke(&["exec", c.id(), "cat", "/proc/self/cgroup"]);
+    out.assert_code(0);
+    assert!(out.stdout.trim_end().ends_with("/foo"), "+{ctrl}: {out}");
+    // delete removes the sub-cgroup with the container's own.
+    c.finish();
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 /// `unified` keys for controllers a v1 hierarchy serves: runc's "invalid

@@ -426,6 +426,21 @@ impl Cgroup {
     /// Move `pid` (all its threads) into the cgroup in every hierarchy.
     /// With [`Cgroup::with_sub_cgroups`], the chosen sub-cgroups instead.
     pub fn add_pid(&self, pid: i32) -> Result<()> {
+        self.join(pid, None)
+    }
+
+    /// `exec`'s [`Cgroup::add_pid`]. On cgroup v2 a cgroup that hands a
+    /// domain controller (memory, io, ...) to its children takes no process
+    /// itself ("no internal processes": EBUSY), which is what a container
+    /// that moved its init into a sub-cgroup and wrote its own
+    /// `cgroup.subtree_control` leaves behind. The process then joins the
+    /// cgroup the container's `init` is in, as runc 1.1 does
+    /// (libcontainer/process_linux.go, setnsProcess.start).
+    pub fn add_exec_pid(&self, pid: i32, init: i32) -> Result<()> {
+        self.join(pid, Some(init))
+    }
+
+    fn join(&self, pid: i32, init: Option<i32>) -> Result<()> {
         let mut done = Vec::new();
         for mount in self.layout.mounts() {
             let mut dir = self.dir_in(&mount);
@@ -435,13 +450,16 @@ impl Cgroup {
             if done.contains(&dir) {
                 continue;
             }
-            let f = dir.join("cgroup.procs");
-            // Opened without O_CREAT: a missing cgroup is ENOENT, never a
-            // create attempt the kernel answers with another errno.
-            let res = fs::OpenOptions::new()
-                .write(true)
-                .open(&f)
-                .and_then(|mut file| io::Write::write_all(&mut file, pid.to_string().as_bytes()));
+            let mut f = dir.join("cgroup.procs");
+            let mut res = write_procs(&f, pid);
+            if let (Err(e), Some(init), Layout::V2 { root }) = (&res, init, &self.layout) {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    if let Some(init_dir) = v2_cgroup_of(root, init) {
+                        f = init_dir.join("cgroup.procs");
+                        res = write_procs(&f, pid);
+                    }
+                }
+            }
             res.map_err(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
                     // runc's wording (its suite matches it).
@@ -722,6 +740,24 @@ fn set_cpuset(dir: &Path, c: &crate::spec::Cpu) -> Result<()> {
         write_field("linux.resources.cpu.mems", dir, "cpuset.mems", mems)?;
     }
     Ok(())
+}
+
+/// Write `pid` to a `cgroup.procs` file. Opened without O_CREAT: a missing
+/// cgroup is ENOENT, never a create attempt the kernel answers with another
+/// errno.
+fn write_procs(f: &Path, pid: i32) -> io::Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(f)
+        .and_then(|mut file| io::Write::write_all(&mut file, pid.to_string().as_bytes()))
+}
+
+/// The cgroup2 directory (under the mount `root`) process `pid` is in, from
+/// the `0::` line of /proc/PID/cgroup.
+fn v2_cgroup_of(root: &Path, pid: i32) -> Option<PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(root.join(path.trim_start_matches('/')))
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {

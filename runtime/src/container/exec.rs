@@ -91,6 +91,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         .transpose()?;
     let mut ex = Executor::new(&plan, &cgroup);
     ex.console_socket = console_path;
+    ex.exec_init = Some(init.pid);
     ex.run_host_phase()?;
     let stage1 = ex.stage1;
     let mut pid = 0;

@@ -35,6 +35,9 @@ pub struct Executor<'a> {
     pub stage1: i32,
     /// The container state for the runtime's hooks.
     pub hook_state: Option<serde_json::Value>,
+    /// `exec`: the container's init, whose cgroup2 directory the process
+    /// joins when the container's own refuses it ([`Cgroup::add_exec_pid`]).
+    pub exec_init: Option<i32>,
 }
 
 impl<'a> Executor<'a> {
@@ -51,6 +54,7 @@ impl<'a> Executor<'a> {
             channel: None,
             stage1: 0,
             hook_state: None,
+            exec_init: None,
         }
     }
 
@@ -97,7 +101,10 @@ impl<'a> Executor<'a> {
                 Ok(())
             }
             RuntimeStep::SpawnStage1 => self.spawn_stage1(),
-            RuntimeStep::JoinCgroup => self.cgroup.add_pid(self.stage1),
+            RuntimeStep::JoinCgroup => match self.exec_init {
+                Some(init) => self.cgroup.add_exec_pid(self.stage1, init),
+                None => self.cgroup.add_pid(self.stage1),
+            },
             RuntimeStep::WriteIdMaps { uid, gid } => write_id_maps(self.stage1, uid, gid),
             RuntimeStep::OpenMountSources { sources } => {
                 // In a child's turn the session holds the channel.
