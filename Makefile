@@ -10,6 +10,7 @@
 #   make test-kernels  the test binaries in VMs with Linux 5.10, 6.1, 6.12 ×
 #                  cgroup v2, v1, hybrid (docs/kernels.md); KERNELS=, CGROUPS=,
 #                  TESTS= pick rows and binaries, BATS= adds runc's bats files
+#                  (BATS_FILTER= a regex of their test names, BATS_RUNTIMES=)
 #   make install   berth and berth-worker into $(PREFIX)/bin
 #
 # Expects Debian 12 (or 11) as root; Rust comes from rustup and is never
@@ -231,6 +232,8 @@ KERNELS      ?= 5.10 6.1 6.12
 CGROUPS      ?= v2 v1 hybrid
 TESTS        ?=
 BATS         ?=
+BATS_FILTER  ?=
+BATS_RUNTIMES ?= berth runc
 CONFORMANCE  ?= $(CURDIR)/integration/conformance
 KERNELS_DIR  := $(BUILD)/kernels
 
@@ -251,7 +254,8 @@ test-kernels: deps deps-kernels fixtures build
 	           (.target.name + (if .target.kind[0] == "test" then "" else "." + .target.kind[0] end)) + " " + .executable' \
 	    > $(KERNELS_DIR).bins
 	$(TEST_ENV) KERNELS='$(KERNELS)' CGROUPS='$(CGROUPS)' TESTS='$(TESTS)' \
-	    BATS='$(BATS)' CONFORMANCE='$(CONFORMANCE)' \
+	    BATS='$(BATS)' BATS_FILTER='$(BATS_FILTER)' BATS_RUNTIMES='$(BATS_RUNTIMES)' \
+	    CONFORMANCE='$(CONFORMANCE)' \
 	    KERNELS_DIR=$(KERNELS_DIR) integration/kernels/run.sh $(KERNELS_DIR).bins
 
 # ------------------------------------------------------------- install

@@ -200,17 +200,24 @@ while read -r name bin; do
         "${ignored:-0}" "$skipped" "$secs" >>"$out/results.tsv"
     log "$name: $status (${passed:-0} passed, ${failed:-0} failed, $skipped skipped) in ${secs}s"
 done <"$binlist"
-# runc's own bats suite (/work/shared/conformance's runc-bats.sh) on this
-# kernel and layout, for runc and for berth, when the host asked for it
-# ($BERTH_KERNELS_BATS: the .bats files). Its cache (/var/tmp) is the VM's
-# copy-on-write view of the host's, its tables go to OUTDIR.
+# runc's own bats suite (integration/conformance/runc-bats.sh) on this
+# kernel and layout, for berth and then for runc, when the host asked for it
+# ($BERTH_KERNELS_BATS: the .bats files; $BERTH_KERNELS_BATS_FILTER: a regex
+# of test names; $BERTH_KERNELS_BATS_RUNTIMES: berth, runc or both). Its cache is the host's (run.sh shares it), its tables go
+# to OUTDIR, the tests' temporary dirs (container bundles) to the tmpfs.
 if [[ -n ${BERTH_KERNELS_BATS:-} ]]; then
-    for rt in /usr/sbin/runc "$BERTH_BIN"; do
-        label=$(basename "$rt")-vm
-        log "runc-bats with $rt: $BERTH_KERNELS_BATS"
+    for name in ${BERTH_KERNELS_BATS_RUNTIMES:-berth runc}; do
+        case $name in
+            berth) rt=$BERTH_BIN ;;
+            runc) rt=/usr/sbin/runc ;;
+            *) log "BATS_RUNTIMES: unknown runtime $name (berth or runc)"; continue ;;
+        esac
+        label=$name-vm
+        log "runc-bats with $rt: $BERTH_KERNELS_BATS${BERTH_KERNELS_BATS_FILTER:+ (tests matching /$BERTH_KERNELS_BATS_FILTER/)}"
         # shellcheck disable=SC2086 # a list of file names
         RESULTS_DIR=$out BATS_TEST_TIMEOUT=$((30 * BERTH_TEST_TIME_SCALE)) \
             BATS_FILE_TIMEOUT=$((300 * BERTH_TEST_TIME_SCALE)) \
+            BATS_FILTER=${BERTH_KERNELS_BATS_FILTER:-} BATS_TMP_BASE=${TMPDIR:-/tmp} \
             bash "$BERTH_KERNELS_CONFORMANCE/runc-bats.sh" --label "$label" "$rt" \
             $BERTH_KERNELS_BATS >"$out/runc-bats.$label.log" 2>&1 </dev/null
         log "$(tail -1 "$out/runc-bats.$label.log")"

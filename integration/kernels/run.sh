@@ -16,6 +16,9 @@
 # VNG_MEMORY, VNG_CPUS  the VM's size (default 8G: the fixtures are copied into its tmpfs; 2)
 # BATS      .bats files of runc's suite to run in each row as well, with runc
 #           and with berth (default none; TESTS=none runs only those), from
+# BATS_FILTER a regular expression: of those files, only the tests whose name
+#           matches (bats --filter), e.g. 'v2|blkio weight'
+# BATS_RUNTIMES which runtimes run them: "berth runc" (default), "berth" or "runc"
 # CONFORMANCE the conformance harness (default integration/conformance)
 #
 # Each row leaves $KERNELS_DIR/results/<kernel>-<layout>/ (results.tsv, one
@@ -122,6 +125,8 @@ for k in $KERNELS; do
         # Under TCG every instruction is emulated: stretch the tests' waits.
         echo "BERTH_TEST_TIME_SCALE=${BERTH_TEST_TIME_SCALE:-$([[ $accel == kvm ]] && echo 2 || echo 10)}"
         echo "BERTH_KERNELS_BATS='$BATS'"
+        echo "BERTH_KERNELS_BATS_FILTER='${BATS_FILTER:-}'"
+        echo "BERTH_KERNELS_BATS_RUNTIMES='${BATS_RUNTIMES:-berth runc}'"
         echo "BERTH_KERNELS_CONFORMANCE=$CONFORMANCE"
         # The fixtures and binaries the guest unpacks into its tmpfs.
         echo "BERTH_KERNELS_PAYLOAD=$payload"
