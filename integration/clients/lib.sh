@@ -11,7 +11,8 @@ ROOTFS=$BERTH_FIXTURES/rootfs/busybox
 # dockerd's data root) lives here: under $TMPDIR, which the kernel matrix
 # points at a tmpfs (its VM's /tmp is an overlay on 9p, where overlayfs
 # cannot stack, unlike a real host's disk).
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-client-$(basename "$0" .sh)-XXXX")
+# (A short name: podman refuses a --runroot longer than 50 characters.)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-$(basename "$0" .sh)-XXXX")
 CLEANUPS=()
 cleanup() {
     local rc=$?
