@@ -264,6 +264,10 @@ fn exec_joins_init_cgroup_when_the_container_cgroup_delegates_on_v2() {
     let out = c.invoke(&["exec", c.id(), "cat", "/proc/self/cgroup"]);
     out.assert_code(0);
     assert!(out.stdout.trim_end().ends_with("/foo"), "+{ctrl}: {out}");
+    // An explicit `--cgroup /` gets no fallback (runc's exec.bats).
+    let out = c.invoke(&["exec", "--cgroup", "/", c.id(), "true"]);
+    out.assert_code(255);
+    assert!(out.stderr.contains("/cgroup.procs: "), "{out}");
     // delete removes the sub-cgroup with the container's own.
     c.finish();
     assert!(!dir.exists(), "{} left behind", dir.display());

@@ -435,7 +435,8 @@ impl Cgroup {
     /// that moved its init into a sub-cgroup and wrote its own
     /// `cgroup.subtree_control` leaves behind. The process then joins the
     /// cgroup the container's `init` is in, as runc 1.1 does
-    /// (libcontainer/process_linux.go, setnsProcess.start).
+    /// (libcontainer/process_linux.go, setnsProcess.start); not with
+    /// `exec --cgroup`, whose explicit choice stands.
     pub fn add_exec_pid(&self, pid: i32, init: i32) -> Result<()> {
         self.join(pid, Some(init))
     }
@@ -452,7 +453,10 @@ impl Cgroup {
             }
             let mut f = dir.join("cgroup.procs");
             let mut res = write_procs(&f, pid);
-            if let (Err(e), Some(init), Layout::V2 { root }) = (&res, init, &self.layout) {
+            // Not with `exec --cgroup`: an explicit sub-cgroup disables the
+            // fallback (runc: initProcessPid = 0 then).
+            let fallback = init.filter(|_| self.join_sub.is_empty());
+            if let (Err(e), Some(init), Layout::V2 { root }) = (&res, fallback, &self.layout) {
                 if e.raw_os_error() == Some(libc::EBUSY) {
                     if let Some(init_dir) = v2_cgroup_of(root, init) {
                         f = init_dir.join("cgroup.procs");
@@ -468,7 +472,13 @@ impl Cgroup {
                         f.display()
                     )
                 } else {
-                    anyhow!("adding pid {pid} to {}: {}", f.display(), errno_text(&e))
+                    // runc's wording too: "adding pid N to cgroups: ...:
+                    // device or resource busy".
+                    anyhow!(
+                        "adding pid {pid} to cgroups: {}: {}",
+                        f.display(),
+                        errno_text(&e).to_lowercase()
+                    )
                 }
             })?;
             done.push(dir);
