@@ -686,7 +686,7 @@ mod tests {
         // A pax xattr record, as `tar --xattrs` writes it.
         let mut p = tar::Header::new_ustar();
         p.set_entry_type(tar::EntryType::XHeader);
-        let rec = b"26 SCHILY.xattr.user.k=val\n";
+        let rec = b"30 SCHILY.xattr.trusted.k=val\n";
         p.set_size(rec.len() as u64);
         b.append_data(&mut p, "PaxHeader", &rec[..]).unwrap();
         file(&mut b, "with-xattr", b"x", 0o640, 0);
@@ -722,7 +722,7 @@ mod tests {
         assert_eq!(m.mtime(), 1_000_000);
         let x = fs::metadata(root.join("with-xattr")).unwrap();
         assert_eq!(x.mode() & 0o7777, 0o640);
-        // user.* xattrs need a filesystem that has them (tmpfs before 6.6 does not).
+        // trusted.* (root only): ext4 and tmpfs both keep it, unlike user.* on older tmpfs.
         let mut buf = [0u8; 16];
         let c = std::ffi::CString::new(
             root.join("with-xattr")
@@ -730,13 +730,12 @@ mod tests {
                 .into_encoded_bytes(),
         )
         .unwrap();
-        let k = std::ffi::CString::new("user.k").unwrap();
+        let k = std::ffi::CString::new("trusted.k").unwrap();
         // SAFETY: valid C strings and buffer.
         let n =
             unsafe { libc::getxattr(c.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            assert_eq!(&buf[..n as usize], b"val");
-        }
+        assert_eq!(n, 3, "xattr trusted.k: {}", io::Error::last_os_error());
+        assert_eq!(&buf[..3], b"val");
         assert_eq!(
             fs::metadata(root.join("big")).unwrap().len(),
             SMALL_FILE + 1
