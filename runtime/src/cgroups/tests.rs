@@ -481,6 +481,60 @@ fn v2_refusals_name_the_field() {
     );
 }
 
+/// net_cls,net_prio co-mounted (systemd's layout): the class id and each
+/// priority go to the one directory both controllers share, a relative
+/// cgroupsPath lands under the caller's cgroup of that hierarchy, and a
+/// class id of 0 is not written (runc v1.1.5's net_cls.go).
+#[test]
+fn v1_network_goes_to_the_comounted_hierarchy() {
+    let t = tempfile::tempdir().unwrap();
+    let net = t.path().join("net_cls,net_prio");
+    let layout = Layout::V1 {
+        hierarchies: vec![
+            ("net_cls".into(), net.clone()),
+            ("net_prio".into(), net.clone()),
+        ],
+    };
+    let r = |class: u32| Resources {
+        network: Some(crate::spec::Network {
+            class_id: Some(class),
+            priorities: vec![
+                crate::spec::InterfacePriority {
+                    name: "lo".into(),
+                    priority: 7,
+                },
+                crate::spec::InterfacePriority {
+                    name: "eth0".into(),
+                    priority: 3,
+                },
+            ],
+        }),
+        ..Default::default()
+    };
+    for (path, own, dir) in [
+        ("/berth/c1", "", net.join("berth/c1")),
+        (
+            "rel/c1",
+            "4:net_cls,net_prio:/outer\n",
+            net.join("outer/rel/c1"),
+        ),
+    ] {
+        let cg = Cgroup::with_own_cgroups(layout.clone(), path, own);
+        assert_eq!(cg.leaves(), vec![dir.clone()]);
+        touch(
+            &dir,
+            &[("net_cls.classid", "0"), ("net_prio.ifpriomap", "")],
+        );
+        cg.apply(&r(0x10_0001)).unwrap();
+        assert_eq!(read(&dir, "net_cls.classid"), "1048577");
+        // A fake file keeps only the last write; the kernel keeps one line
+        // per interface. Each entry is its own write.
+        assert_eq!(read(&dir, "net_prio.ifpriomap"), "eth0 3");
+        cg.apply(&r(0)).unwrap();
+        assert_eq!(read(&dir, "net_cls.classid"), "1048577", "0 is not written");
+    }
+}
+
 fn fake_v1(root: &Path) -> (Cgroup, PathBuf, PathBuf) {
     let mem = root.join("memory");
     let cpu = root.join("cpu,cpuacct");
@@ -700,6 +754,8 @@ fn check_refuses_what_the_layout_cannot_do() {
         ),
         "{e}"
     );
+    // classID 0 means "not set" (runc writes nothing): no net_cls needed.
+    hybrid.check(&net(Some(0), false)).unwrap();
     // The V1 sample mounts net_cls,net_prio.
     v1.check(&net(Some(7), true)).unwrap();
     let e = v2.check(&net(Some(7), false)).unwrap_err().to_string();
@@ -979,4 +1035,35 @@ fn stats_json_shape() {
         assert!(v.get(k).is_some(), "{k} missing: {v}");
     }
     assert!(v["memory"].get("kernelTCP").is_some());
+}
+
+/// A cgroup file the kernel does not offer is named with the field, the file
+/// and what would add it: a Linux release, or a kernel build option.
+#[test]
+fn missing_cgroup_files_say_what_would_add_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = write_field("linux.resources.cpu.idle", dir.path(), "cpu.idle", "1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("linux.resources.cpu.idle: cannot write 1: "),
+        "{e}"
+    );
+    assert!(e.contains("cpu.idle needs Linux >= 5.15"), "{e}");
+    let e = write_field(
+        "linux.resources.cpu.realtimePeriod",
+        dir.path(),
+        "cpu.rt_period_us",
+        "100000",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("needs a kernel built with CONFIG_RT_GROUP_SCHED"),
+        "{e}"
+    );
+    let e = write_field("linux.resources.x", dir.path(), "x.y", "1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("offers no such cgroup file"), "{e}");
 }
