@@ -244,12 +244,15 @@ deps-kernels:
 	fi
 
 # The binaries are the ones `make test` runs, built here on the host
-# (`--no-run`); the VM only executes them.
+# (`--no-run`); the VM only executes them. One line per binary: "name path
+# dir", where name is the test target (`runtime_exec`) or crate.kind
+# (`berth.lib`) and dir its package's directory, the cwd `cargo test` gives it.
+# (One line on purpose: a backslash-newline inside the recipe's single quotes
+# would reach jq.)
+TEST_BINS_JQ := select(.reason == "compiler-artifact" and .profile.test == true and .executable != null) | (.target.name + (if .target.kind[0] == "test" then "" else "." + .target.kind[0] end)) + " " + .executable + " " + (.manifest_path | sub("/Cargo.toml$$"; ""))
 test-kernels: deps deps-kernels fixtures build
 	$(CARGO) test --workspace --no-run --message-format=json 2>/dev/null | \
-	    jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null) | \
-	           (.target.name + (if .target.kind[0] == "test" then "" else "." + .target.kind[0] end)) + " " + .executable' \
-	    > $(KERNELS_DIR).bins
+	    jq -r '$(TEST_BINS_JQ)' > $(KERNELS_DIR).bins
 	$(TEST_ENV) KERNELS='$(KERNELS)' CGROUPS='$(CGROUPS)' TESTS='$(TESTS)' \
 	    BATS='$(BATS)' CONFORMANCE='$(CONFORMANCE)' \
 	    KERNELS_DIR=$(KERNELS_DIR) integration/kernels/run.sh $(KERNELS_DIR).bins

@@ -8,7 +8,7 @@
 # LAYOUT  v2 | v1 | hybrid
 # OUTDIR  a directory shared read-write with the host: <name>.log per binary,
 #         results.tsv (name, status, passed, failed, ignored, seconds), info.txt
-# BINLIST "name path" per test binary
+# BINLIST "name path dir" per test binary (dir: the cwd cargo test gives it)
 # ENVFILE KEY=VALUE lines exported to the tests (BERTH_FIXTURES, BERTH_BIN, ...)
 #
 # The host's exit code does not survive virtme-ng's console fallback, so
@@ -172,13 +172,14 @@ if [[ ${BERTH_KERNELS_LOCAL_COPY:-1} == 1 ]] && ! local_copy; then
     umount /run/berth-kernels 2>/dev/null || true
 fi
 : >"$out/results.tsv"
-while read -r name bin; do
+while read -r name bin dir; do
     [[ -n $bin ]] || continue
     log "running $name"
     start=$(date +%s)
-    # A hung test must not eat the whole row.
-    BERTH_SKIP_LOG=$out/$name.skips timeout -k 10 "${BERTH_KERNELS_TEST_TIMEOUT:-1500}" \
-        "$bin" --test-threads="${BERTH_KERNELS_TEST_THREADS:-2}" >"$out/$name.log" 2>&1 </dev/null
+    # A hung test must not eat the whole row. `cargo test` runs each binary in
+    # its package's directory; unit tests may rely on it.
+    (cd "${dir:-/}" && BERTH_SKIP_LOG=$out/$name.skips timeout -k 10 "${BERTH_KERNELS_TEST_TIMEOUT:-1500}" \
+        "$bin" --test-threads="${BERTH_KERNELS_TEST_THREADS:-2}" >"$out/$name.log" 2>&1 </dev/null)
     rc=$?
     secs=$(($(date +%s) - start))
     # libtest's summary: "test result: ok. 12 passed; 0 failed; 1 ignored; ..."

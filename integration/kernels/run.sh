@@ -6,7 +6,7 @@
 #
 #   run.sh BINLIST
 #
-# BINLIST   "name path" per test binary (the Makefile lists them with
+# BINLIST   "name path dir" per test binary (dir: its package, the cwd cargo gives it) (the Makefile lists them with
 #           `cargo test --no-run --message-format=json`)
 # KERNELS   kernels to boot (default "5.10 6.1 6.12"): see integration/kernels/fetch.sh
 # CGROUPS   layouts (default "v2 v1 hybrid"): see integration/kernels/guest.sh
@@ -40,9 +40,9 @@ mkdir -p "$KERNELS_DIR/results"
 # Which binaries to run.
 sel=$(mktemp)
 trap 'rm -f "$sel" "$sel.times"' EXIT
-while read -r name bin; do
+while read -r name bin dir; do
     [[ -n $bin ]] || continue
-    if [[ -z $TESTS || " $TESTS " == *" $name "* ]]; then echo "$name $bin"; fi
+    if [[ -z $TESTS || " $TESTS " == *" $name "* ]]; then echo "$name $bin $dir"; fi
 done <"$binlist" >"$sel"
 BATS=${BATS:-}
 conf_cache=${BERTH_CONFORMANCE_CACHE:-/var/tmp/berth-conformance}
