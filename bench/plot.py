@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 data, out, caption = sys.argv[1], sys.argv[2], sys.argv[3]
-ORDER = ["berth", "runc", "crun", "youki", "floor"]
+ORDER = ["berth", "berth-before", "runc", "crun", "youki", "floor"]
 plt.rcParams["svg.hashsalt"] = "berth-bench"  # stable ids: smaller diffs
 
 

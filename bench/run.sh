@@ -182,10 +182,16 @@ setup_runtimes() {
         rt_cmd[youki]="youki --root $work/root-youki"
         rt_wrap[youki]=
     fi
+    # BENCH_BASELINE_BERTH: an older berth binary measured alongside in the
+    # start section only (before/after of a change in one interleaved run).
+    if [ -n "${BENCH_BASELINE_BERTH:-}" ]; then
+        rt_cmd[berth-before]="$BENCH_BASELINE_BERTH --root $work/root-berth-before"
+        rt_wrap[berth-before]=
+    fi
     make_bundle "$work/true" '["/bin/true"]'
     make_bundle "$work/smoke" '["/bin/sh", "-c", "echo smoke pid=$$ host=$(hostname)"]'
     local rt err got
-    for rt in $(runtimes); do
+    for rt in $(runtimes) $(baseline); do
         rt_version[$rt]=$(${rt_cmd[$rt]%% *} --version 2>/dev/null | head -n1 || true)
         [ -n "${rt_version[$rt]}" ] || rt_version[$rt]="(no --version)"
         err=$work/smoke-$rt.err
@@ -209,6 +215,11 @@ runtimes() {
     for rt in berth runc crun youki; do
         [ -n "${rt_cmd[$rt]:-}" ] && echo "$rt"
     done
+    return 0
+}
+# The baseline berth, when BENCH_BASELINE_BERTH names one (start only).
+baseline() {
+    [ -n "${rt_cmd[berth-before]:-}" ] && echo berth-before
     return 0
 }
 usable_runtimes() {
@@ -284,15 +295,15 @@ bench_start() {
         bundle=$work/true
         [ "$variant" = plain ] || bundle=$work/true-sc
         list=()
-        for rt in $(usable_runtimes); do
+        for rt in $(usable_runtimes) $(start_baseline); do
             list+=("$rt" ${rt_cmd[$rt]} run --bundle "$bundle" "$tag-$rt" ":::")
         done
         list+=(floor "${floor_cmd[@]}")
-        log "start ($variant): $(usable_runtimes | tr '\n' ' ')floor × $runs, interleaved"
+        log "start ($variant): $( (usable_runtimes; start_baseline) | tr '\n' ' ')floor × $runs, interleaved"
         if ! interleave "$work/start-$variant" "$runs" "$warmup" "${list[@]}"; then
             log "start ($variant): some runs failed: $(tail -n1 "$work/start-$variant.err" | cut -c1-200)"
         fi
-        for rt in $(usable_runtimes); do
+        for rt in $(usable_runtimes) $(start_baseline); do
             ${rt_cmd[$rt]} delete --force "$tag-$rt" >/dev/null 2>&1 || true
             if [ "$(grep -c 'status=0' "$work/start-$variant-$rt.txt")" -ne "$runs" ]; then
                 rt_skip[$rt]="some measured runs failed ($variant): $(tail -n1 "$work/start-$variant.err" | cut -c1-200)"
@@ -304,7 +315,7 @@ bench_start() {
     done
     mkdir -p "$plotdata"
     for variant in plain seccomp; do
-        for rt in $(usable_runtimes) floor; do
+        for rt in $(usable_runtimes) $(start_baseline) floor; do
             cp "$work/start-$variant-$rt.txt" "$plotdata/start-$variant-$rt.txt"
         done
     done
@@ -328,6 +339,15 @@ bench_start() {
     } > "$sections/10-start.md"
 }
 
+# The baseline, if it passed its smoke test.
+start_baseline() {
+    local rt
+    for rt in $(baseline); do
+        [ -z "${rt_skip[$rt]:-}" ] && echo "$rt"
+    done
+    return 0
+}
+
 # start_table VARIANT: one table from $work/start-VARIANT-RT.txt.
 start_table() {
     local variant=$1 rt f base_cpu=nan base_wall=nan base_rss=nan fl_cpu fl_wall
@@ -348,7 +368,7 @@ start_table() {
     echo "| runtime | CPU ms | wall ms | peak RSS MB | CPU / crun | wall / crun | RSS / crun | CPU − floor ms | wall − floor ms |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     local cpu wall rss
-    for rt in $(runtimes) floor; do
+    for rt in $(runtimes) $(baseline) floor; do
         if [ -n "${rt_skip[$rt]:-}" ]; then
             echo "| $rt | skipped | | | | | | | |"
             continue

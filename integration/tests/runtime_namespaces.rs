@@ -247,6 +247,23 @@ fn user_namespace_maps_root_to_the_host_range() {
     c.finish();
 }
 
+/// exec joins a user namespace container whose init has not exec'd yet
+/// (`created`: init waits on the exec fifo, non-dumpable until its execve).
+/// Stage 1 joins the user namespace first; opening the other namespaces
+/// after that was refused (EACCES) — what made runc's userns.bats "userns
+/// with inaccessible mount + exec" fail when `run -d` returned just before
+/// init's execve. Stage 1 now opens them all before joining any.
+#[test]
+fn exec_joins_a_user_namespace_container_before_its_init_execs() {
+    let bundle = userns_bundle().sh("echo started");
+    let c = Container::new(&Runtime::new(), bundle, "userns_exec_created");
+    c.create_ok();
+    let exec = c.invoke(&["exec", c.id(), "sh", "-c", "id -u; hostname"]);
+    exec.assert_ok();
+    assert_eq!(exec.stdout, "0\nitest\n", "{exec}");
+    c.finish();
+}
+
 #[test]
 fn user_namespace_root_cannot_act_on_host_files() {
     // A root-owned 0600 file bind-mounted in: uid 0 of the container is not the

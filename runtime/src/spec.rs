@@ -601,6 +601,25 @@ impl NsKind {
     }
 }
 
+/// Deserialize JSON bytes; on failure, the error carries the JSON path of
+/// the offending value (`process.user.uid`).
+///
+/// serde_path_to_error tracks the path through every call of the
+/// deserializer, which costs CPU on the start path and keeps its ~0.5 MB of
+/// monomorphized code in the pages a start touches (peak RSS). A config
+/// that parses — every start — does not need the path: parse plainly, and
+/// only when that fails parse again under serde_path_to_error, so the error
+/// is the one it always was. Neither pass checks for trailing characters,
+/// as before.
+pub(crate) fn deserialize_with_path<T: serde::de::DeserializeOwned>(
+    data: &[u8],
+) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+    if let Ok(v) = T::deserialize(&mut serde_json::Deserializer::from_slice(data)) {
+        return Ok(v);
+    }
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(data))
+}
+
 /// The runtime-spec versions berth accepts: any 1.x.
 fn check_oci_version(v: &str) -> Result<(), SpecError> {
     let major = v.split('.').next().unwrap_or("");
@@ -624,8 +643,7 @@ impl Spec {
 
     /// Parse and validate config.json bytes. Type errors name the JSON path.
     pub fn from_json(data: &[u8]) -> Result<Spec, SpecError> {
-        let de = &mut serde_json::Deserializer::from_slice(data);
-        let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let spec: Spec = deserialize_with_path(data).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let msg = inner.to_string();
@@ -1090,6 +1108,27 @@ mod tests {
         v["process"]["args"] = serde_json::json!("not a list");
         let e = err(v);
         assert!(e.starts_with("config.json: process.args: "), "{e}");
+    }
+
+    /// The plain first pass of deserialize_with_path changes nothing a
+    /// user sees: deep type errors still name their path, and bytes after
+    /// the config object are still ignored as they always were.
+    #[test]
+    fn fast_parse_keeps_paths_and_trailing_bytes() {
+        let mut v = base();
+        v["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO"},
+                         {"names": "personality", "action": "SCMP_ACT_ERRNO"}]
+        });
+        let e = err(v);
+        assert!(
+            e.starts_with("config.json: linux.seccomp.syscalls[1].names: "),
+            "{e}"
+        );
+        let mut data = serde_json::to_vec(&base()).unwrap();
+        data.extend_from_slice(b"\n}garbage");
+        assert!(Spec::from_json(&data).is_ok());
     }
 
     #[test]

@@ -230,13 +230,48 @@ impl State {
     }
 
     /// Write atomically: a reader sees the old file or the new one, never half.
+    ///
+    /// The new content goes to a temp file that is then *exchanged* with
+    /// `state.json` (`renameat2(RENAME_EXCHANGE)`) and the temp name, now
+    /// holding the old content, unlinked. A plain rename over the existing
+    /// file is just as atomic but costs 4–5× more on ext4: replacing a file
+    /// by rename makes ext4 (`auto_da_alloc`) start writeback of the new
+    /// file, and evicting the replaced one frees the blocks the previous
+    /// writeback allocated (with a discard on `discard` mounts) — measured
+    /// ~55 µs CPU and ~400 µs of I/O wait per save against ~13 µs, five saves
+    /// per `run` (docs/performance.md). The first save (no `state.json`
+    /// yet), or a filesystem without RENAME_EXCHANGE, uses a plain rename.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let tmp = dir.join(".state.json.tmp");
+        let dst = dir.join("state.json");
         let data = serde_json::to_vec(self)?;
-        fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-        fs::rename(&tmp, dir.join("state.json"))
-            .with_context(|| format!("renaming {} into place", tmp.display()))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&data)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        // 0600 whatever the umask or a leftover temp file's mode (fchmod).
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        drop(f);
+        match crate::sys::rename_exchange(&tmp, &dst) {
+            Ok(()) => {
+                fs::remove_file(&tmp)
+                    .with_context(|| format!("removing {} (the old state)", tmp.display()))?;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => {
+                fs::rename(&tmp, &dst)
+                    .with_context(|| format!("renaming {} into place", tmp.display()))?;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("exchanging {} into place", tmp.display()))
+            }
+        }
         Ok(())
     }
 
@@ -398,5 +433,40 @@ mod tests {
         assert_eq!(back.status(&dir), Status::Stopped);
         let e = root.load("nope").unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    /// A save over an existing state.json (the exchange path) leaves the
+    /// new content, mode 0600, and no temp file holding the old one; so does
+    /// a save after a leftover temp file with other permissions.
+    #[test]
+    fn save_replaces_state_and_leaves_no_temp() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        let mut s = State::new("c2", Path::new("/b"), Path::new("/b/rootfs"));
+        s.save(dir).unwrap();
+        s.pid = 4242;
+        s.status = Status::Created;
+        s.save(dir).unwrap();
+        let tmp = dir.join(".state.json.tmp");
+        assert!(!tmp.exists(), "the old state was left in {}", tmp.display());
+        // A temp file left by a killed save, with a wider mode.
+        fs::write(&tmp, b"stale").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        s.pid = 4343;
+        s.save(dir).unwrap();
+        assert!(!tmp.exists());
+        let back: State =
+            serde_json::from_slice(&fs::read(dir.join("state.json")).unwrap()).unwrap();
+        assert_eq!((back.pid, back.status), (4343, Status::Created));
+        let mode = fs::metadata(dir.join("state.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
     }
 }

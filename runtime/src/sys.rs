@@ -217,6 +217,27 @@ pub fn fd_path(fd: &impl AsRawFd) -> std::path::PathBuf {
     format!("/proc/self/fd/{}", fd.as_raw_fd()).into()
 }
 
+/// `renameat2(a, b, RENAME_EXCHANGE)`: atomically swap two existing paths.
+/// ENOENT when either is missing, EINVAL where the filesystem lacks it.
+pub fn rename_exchange(a: &Path, b: &Path) -> io::Result<()> {
+    let (ca, cb) = (cstr(a)?, cstr(b)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 touches nothing else.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub fn setns(fd: RawFd, nstype: libc::c_int, what: &str) -> io::Result<()> {
     // SAFETY: plain syscall on an fd we hold.
     check(

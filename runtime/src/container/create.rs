@@ -252,9 +252,9 @@ fn drive(
     drop(session);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
     c.state.record.helpers.clear();
-    result?;
-    c.state.save(&c.dir)?;
-    Ok(())
+    // No save here: `answer` only returns Ok after `Created`, whose save
+    // already recorded the state as it is now (helpers cleared).
+    result
 }
 
 fn answer(

@@ -77,14 +77,21 @@ pub fn destroy(c: &mut Container) -> Result<()> {
             );
         }
     }
+    // The leaves `destroy` just removed are not tried again below, nor are
+    // the `/berth` parents the record already names (each retry is an
+    // ENOENT syscall per hierarchy).
+    let mut removed = Vec::new();
     if let Some(cg) = &cgroup {
         cg.destroy()?;
+        removed = cg.leaves();
     }
     for d in rec.cgroup_dirs.iter().rev() {
-        let _ = std::fs::remove_dir(d);
+        if !removed.contains(d) {
+            let _ = std::fs::remove_dir(d);
+        }
     }
     if let Some(cg) = &cgroup {
-        remove_berth_parent(cg);
+        remove_berth_parent(cg, &rec.cgroup_dirs);
     }
     match std::fs::remove_dir_all(&c.dir) {
         Ok(()) => Ok(()),
@@ -97,11 +104,14 @@ pub fn destroy(c: &mut Container) -> Result<()> {
 /// container that created it recorded it, and its rmdir fails while others
 /// still live there; so every delete tries again, and the last one out
 /// removes it (rmdir only succeeds on an empty cgroup).
-fn remove_berth_parent(cg: &crate::cgroups::Cgroup) {
+fn remove_berth_parent(cg: &crate::cgroups::Cgroup, tried: &[std::path::PathBuf]) {
     if !cg.path.starts_with("/berth/") {
         return;
     }
     for mount in cg.layout.mounts() {
-        let _ = std::fs::remove_dir(mount.join("berth"));
+        let parent = mount.join("berth");
+        if !tried.contains(&parent) {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }

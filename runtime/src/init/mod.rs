@@ -77,6 +77,23 @@ fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
     // for it (debug.bats, exec.bats: "nsexec container setup", …); stage 1
     // is berth's counterpart of runc's nsexec.
     crate::log::debug("stage 1: => nsexec container setup");
+    // Open every namespace to join before joining any, as runc's nsexec
+    // does (join_namespaces: open all, then setns in order). Once stage 1
+    // is in the container's user namespace (joined first), the other
+    // /proc/<pid>/ns files of a container whose init is still on its way to
+    // execve (non-dumpable until then, as `run -d` can return just before)
+    // are no longer stage 1's to open: EACCES, an `exec` failing at random.
+    // An open's error is still reported at its own step, in plan order.
+    let mut ns_fds: Vec<(&std::path::Path, std::io::Result<OwnedFd>)> = plan
+        .walked_by(Actor::Stage1)
+        .iter()
+        .filter_map(|s| match s {
+            Step::Stage1(Stage1Step::JoinNamespace { path, .. }) => {
+                Some((path.as_path(), crate::sys::open(path, libc::O_RDONLY, 0)))
+            }
+            _ => None,
+        })
+        .collect();
     let mut turn = RuntimeTurns::default();
     for step in plan.walked_by(Actor::Stage1) {
         let step = match step {
@@ -96,7 +113,14 @@ fn run_stage1(plan: &Plan, ch: &Channel, fds: Fds) -> anyhow::Result<()> {
                 "PR_SET_PDEATHSIG",
             ),
             Stage1Step::SetNotDumpable => sys::prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE 0"),
-            Stage1Step::JoinNamespace { kind, path } => namespaces::join(*kind, path),
+            Stage1Step::JoinNamespace { kind, path } => {
+                let i = ns_fds.iter().position(|(p, _)| *p == path.as_path());
+                match i.map(|i| ns_fds.remove(i).1) {
+                    Some(fd) => fd.and_then(|fd| namespaces::join(*kind, path, &fd)),
+                    None => crate::sys::open(path, libc::O_RDONLY, 0)
+                        .and_then(|fd| namespaces::join(*kind, path, &fd)),
+                }
+            }
             Stage1Step::UnshareUserNamespace => sys::unshare(libc::CLONE_NEWUSER),
             Stage1Step::BecomeRoot => namespaces::become_root(),
             Stage1Step::Unshare { kinds } => namespaces::unshare(kinds),

@@ -6,8 +6,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-pub(super) fn join(kind: NsKind, path: &Path) -> io::Result<()> {
-    let fd = sys::open(path, libc::O_RDONLY, 0)?;
+/// setns into `fd`, the namespace opened from `path` (named in errors).
+pub(super) fn join(kind: NsKind, path: &Path, fd: &std::os::fd::OwnedFd) -> io::Result<()> {
     sys::setns(
         fd.as_raw_fd(),
         kind.clone_flag(),

@@ -814,13 +814,21 @@ pub fn ctx_arch(ctx: &Context) -> anyhow::Result<&'static super::enosys::ArchInf
 /// Parse profile JSON in OCI or Docker format and resolve it for `ctx`.
 pub fn parse_profile(text: &str, ctx: &Context) -> anyhow::Result<spec::Seccomp> {
     let v: serde_json::Value = serde_json::from_str(text).context("not valid JSON")?;
+    // Plain serde first, serde_path_to_error only to name the path of an
+    // error (see spec::deserialize_with_path: the same errors, less CPU).
     if is_docker_format(&v) {
-        let d: DockerProfile = serde_path_to_error::deserialize(v)
-            .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?;
+        let d = match DockerProfile::deserialize(&v) {
+            Ok(d) => d,
+            Err(_) => serde_path_to_error::deserialize(v)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?,
+        };
         resolve_docker(&d, ctx)
     } else {
-        serde_path_to_error::deserialize(v)
-            .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))
+        match spec::Seccomp::deserialize(&v) {
+            Ok(s) => Ok(s),
+            Err(_) => serde_path_to_error::deserialize(v)
+                .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner())),
+        }
     }
 }
 
