@@ -464,6 +464,10 @@ fn the_exit_status_does_not_wait_for_del_and_a_killed_del_is_done_by_gc() {
     assert_ne!(pid, worker_pid, "the run's own worker ran the DEL");
     assert_eq!(lab.owed().len(), 1, "{:?}", lab.owed());
     assert_eq!(lab.leases().len(), 1, "{:?}", lab.leases());
+    // Another run's sweep leaves a DEL that a live process holds alone.
+    lab.ok("true", &["--network", "none"]);
+    assert_eq!(lab.owed().len(), 1, "{:?}", lab.owed());
+    assert_eq!(lab.leases().len(), 1, "{:?}", lab.leases());
     // kill -9 the background DEL (its own process group: the worker and the plugin).
     // SAFETY: kill(2) on a process group this test made the worker start.
     assert_eq!(unsafe { libc::kill(-pid, libc::SIGKILL) }, 0);

@@ -115,7 +115,12 @@ enum Cmd {
     UsernsHold,
     /// A finished run's CNI DEL, in the background (docs/worker.md, "Network").
     #[command(name = "__cni-del", hide = true)]
-    CniDel { container_id: String },
+    CniDel {
+        container_id: String,
+        /// The owed record, open and locked, handed down by the run.
+        #[arg(long)]
+        lock_fd: Option<i32>,
+    },
 }
 
 /// fly's `((var))` flags (docs/worker.md, *Vars*).
@@ -367,8 +372,11 @@ async fn real_main(cli: Cli) -> Result<i32> {
     }
     match &cli.cmd {
         Cmd::UsernsHold => Ok(userns::hold_main()),
-        Cmd::CniDel { container_id } => {
-            net::del_main(&cli.work_dir, container_id).await?;
+        Cmd::CniDel {
+            container_id,
+            lock_fd,
+        } => {
+            net::del_main(&cli.work_dir, container_id, *lock_fd).await?;
             Ok(0)
         }
         Cmd::DnsProxy(a) => {

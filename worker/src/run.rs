@@ -453,7 +453,7 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
     let cleanup = match cleanup_run(w, &rec).await {
         // The task's exit status and outputs are ready: report them without waiting for the
         // CNI DEL (the IPAM lease), which is recorded on disk and always runs.
-        Ok(Some(owed)) => net::del_in_background(&w.work_dir, &owed).await,
+        Ok(Some(owed)) => net::del_in_background(&w.work_dir, owed).await,
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
@@ -733,9 +733,9 @@ async fn copy_outputs(plan: &TaskPlan) -> Result<Vec<String>> {
 
 /// Remove everything a run made: the container (`<runtime> delete --force`), every mount under
 /// its directory, the directory, and the empty `berth-worker` cgroup parents. Idempotent.
-/// Returns the container id whose CNI DEL is now owed, if the run had a network
-/// ([`net::release`]): the caller runs it, at once or in the background.
-pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<Option<String>> {
+/// Returns the CNI DEL now owed, if the run had a network ([`net::release`]): the caller runs
+/// it, at once or in the background (if the caller fails to, it stays owed on disk).
+pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<Option<net::Owed>> {
     let run_dir = w.layout().run(&rec.id).dir;
     let rt = Runtime {
         bin: if rec.runtime_bin.exists() {
@@ -899,8 +899,8 @@ pub async fn sweep(w: &Worker) -> Result<Vec<String>> {
         let owed = cleanup_run(w, &rec)
             .await
             .with_context(|| format!("cleaning up stale run {}", rec.id))?;
-        if let Some(c) = owed {
-            net::del_owed(&w.work_dir, &c, true)
+        if let Some(o) = owed {
+            net::del_now(o)
                 .await
                 .with_context(|| format!("cleaning up stale run {}", rec.id))?;
         }
