@@ -13,6 +13,8 @@
 # (default target/release/...), BENCH_RUNS (default 30), BENCH_WARMUP
 # (default 3), BENCH_PROFILE (seccomp profile for the per-syscall bench,
 # default profiles/default.json), BENCH_UNPACK_RUNS (bookworm imports, default 5).
+# BENCH_BASELINE_BERTH: an older berth binary, measured as `berth-before` in the
+# start section only (before/after of a change in one interleaved run).
 set -euo pipefail
 
 # --------------------------------------------------- cgroup v1-only view
