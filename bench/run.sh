@@ -954,7 +954,8 @@ TASK
     local got
     echo "End to end, $runs runs after $warmup warm-ups, medians; the image is the busybox"
     echo "fixture directory (warm: used in place as the overlay's lower layer, nothing"
-    echo "unpacked). Ratios are to \`berth-worker run\`."
+    echo "unpacked); \`--network none\` (the bridge's own cost is in the network section)."
+    echo "Ratios are to \`berth-worker run\`."
     echo
     echo "| command | CPU ms | wall ms | wall / berth-worker |"
     echo "|---|---:|---:|---:|"
@@ -966,7 +967,7 @@ TASK
     else
         log "worker: berth-worker run × $runs"
         if "$measure" -n "$runs" -w "$warmup" -e "$work/worker.err" -- \
-            "${wk[@]}" run "$work/true.yml" --image "$rootfs" > "$f"; then
+            "${wk[@]}" run "$work/true.yml" --network none --image "$rootfs" > "$f"; then
             base=$(median wall_us "$f")
             echo "| \`berth-worker run true.yml --image DIR\` | $(ms "$(median cpu_us "$f")") | $(ms "$base") | 1.00 |"
         else
@@ -1023,7 +1024,7 @@ worker_size() {
     : > "$plotdata/worker-size.tsv"
     for img in "$rootfs" "$bookworm"; do
         [ -d "$img" ] || continue
-        list+=("$(basename "$img")" "$@" run "$work/true.yml" --image "$img" ":::")
+        list+=("$(basename "$img")" "$@" run "$work/true.yml" --network none --image "$img" ":::")
     done
     [ ${#list[@]} -gt 0 ] || return 0
     unset 'list[${#list[@]}-1]'
@@ -1048,8 +1049,12 @@ worker_size() {
     echo
 }
 
-# Image unpack throughput (issue 6): `berth-worker images import` of a tar
-# of the bookworm fixture into a fresh work dir each run.
+# Image unpack throughput (issues 6, 13): `berth-worker images import` of a
+# tar of the bookworm fixture into a fresh work dir, paired in each round with
+# GNU `tar -xf` of the same file into a fresh directory, with and without a
+# `sync -f` of it (the import ends with one syncfs before the image is renamed
+# into place). `sync` before every command, nothing removed until the section
+# ends (freeing inodes just before allocating them slows ext4 down).
 worker_unpack() {
     local bookworm=$fixtures/rootfs/bookworm
     echo "### Image unpack: bookworm"
@@ -1064,38 +1069,167 @@ worker_unpack() {
         echo
         return
     fi
-    local tarball=$work/bookworm.tar n=${BENCH_UNPACK_RUNS:-5} i f=$work/unpack.txt size
+    local tarball=$work/bookworm.tar n=${BENCH_UNPACK_RUNS:-5} i k size
     tar -C "$bookworm" -cf "$tarball" .
     size=$(stat -c %s "$tarball")
-    : > "$f"
-    log "worker: images import bookworm × $n"
+    mkdir -p "$work/unpack"
+    local cmds=(
+        "tar -xf" "d=\$(mktemp -d -p $work/unpack); tar -C \"\$d\" -xf $tarball"
+        "tar -xf + sync -f" "d=\$(mktemp -d -p $work/unpack); tar -C \"\$d\" -xf $tarball && sync -f \"\$d\""
+        "berth-worker images import" "d=\$(mktemp -d -p $work/unpack); $worker --work-dir \"\$d\" images import $tarball >/dev/null"
+    )
+    for k in 0 1 2; do : > "$work/unpack-$k.txt"; done
+    log "worker: images import bookworm vs tar -xf × $n"
     for i in $(seq "$n"); do
-        rm -rf --one-file-system "$work/unpack"
-        # (The page cache holds the tar after the first run: this measures
-        # unpacking, not reading the disk.)
-        if ! "$measure" -n 1 -w 0 -e "$work/unpack.err" -- \
-            "$worker" --work-dir "$work/unpack" images import "$tarball" >> "$f"; then
-            echo "Failed: $(tail -n1 "$work/unpack.err" | cut -c1-200)"
-            echo
-            rm -rf --one-file-system "$work/unpack"
-            return
-        fi
+        for k in 0 1 2; do
+            sync
+            if ! "$measure" -n 1 -w 0 -e "$work/unpack.err" -- sh -c "${cmds[$((2 * k + 1))]}" \
+                >> "$work/unpack-$k.txt"; then
+                echo "Failed (${cmds[$((2 * k))]}): $(tail -n1 "$work/unpack.err" | cut -c1-200)"
+                echo
+                rm -rf --one-file-system "$work/unpack"
+                return
+            fi
+        done
     done
     # Smoke: the unpacked rootfs must hold bookworm's files.
-    if ! ls "$work"/unpack/images/*/rootfs/etc/debian_version >/dev/null 2>&1; then
+    if ! ls "$work"/unpack/*/images/*/rootfs/etc/debian_version >/dev/null 2>&1; then
         echo "Not measured: the import did not produce images/*/rootfs/etc/debian_version."
         echo
         rm -rf --one-file-system "$work/unpack"
         return
     fi
     rm -rf --one-file-system "$work/unpack"
-    local wall
-    wall=$(median wall_us "$f")
-    echo "\`berth-worker --work-dir FRESH images import bookworm.tar\` ($(awk -v b="$size" 'BEGIN { printf "%.0f", b / 1048576 }') MB"
-    echo "uncompressed tar of the fixture, $(find "$bookworm" | wc -l) entries), median of $n runs:"
-    echo "wall $(ms "$wall") ms, CPU $(ms "$(median cpu_us "$f")") ms,"
-    echo "**$(awk -v b="$size" -v w="$wall" 'BEGIN { if (w == "nan" || w == 0) print "–"; else printf "%.0f", b / 1048576 / (w / 1e6) }') MB/s**."
+    echo "$(awk -v b="$size" 'BEGIN { printf "%.0f", b / 1048576 }') MB uncompressed tar of the fixture,"
+    echo "$(find "$bookworm" | wc -l) entries; $n interleaved rounds, \`sync\` before each command, medians."
+    echo "Ratios are wall / the same figure of \`tar -xf + sync -f\` (same durability as the import)."
     echo
+    echo "| command | wall ms | CPU ms | MB/s | wall / tar+sync | wall / tar |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    local wsync wtar w
+    wtar=$(median wall_us "$work/unpack-0.txt")
+    wsync=$(median wall_us "$work/unpack-1.txt")
+    for k in 0 1 2; do
+        w=$(median wall_us "$work/unpack-$k.txt")
+        echo "| \`${cmds[$((2 * k))]}\` | $(ms "$w") | $(ms "$(median cpu_us "$work/unpack-$k.txt")") |" \
+            "$(awk -v b="$size" -v w="$w" 'BEGIN { if (w == "nan" || w == 0) print "–"; else printf "%.0f", b / 1048576 / (w / 1e6) }') |" \
+            "$(ratio "$w" "$wsync") | $(ratio "$w" "$wtar") |"
+    done
+    echo
+    worker_pull
+}
+
+# Registry pull (issue 13): a ~100 MB image (two gzip layers from the bookworm
+# fixture) in Debian's docker-registry on 127.0.0.1 (its own storage, filled by
+# `skopeo copy` from an OCI layout made here: offline), pulled by
+# `berth-worker images pull` into a fresh work dir, against `skopeo copy` of
+# the same image to a `dir:` plus `tar -xzf` of its layers and `sync -f`,
+# interleaved, `sync` before each.
+worker_pull() {
+    echo "### Registry pull: ~100 MB image from a local registry"
+    echo
+    local bookworm=$fixtures/rootfs/bookworm
+    if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; then
+        echo "Not measured: docker-registry and skopeo are not installed (make deps)."
+        echo
+        return
+    fi
+    local n=${BENCH_UNPACK_RUNS:-5} d=$work/pull port i k
+    rm -rf "$d"
+    mkdir -p "$d/layout/blobs/sha256" "$d/out"
+    # Two layers: usr/lib (the bulk) and the rest of usr/ and etc/.
+    tar -C "$bookworm" -cf - ./usr/lib | gzip -n -1 > "$d/l1.tgz"
+    tar -C "$bookworm" --exclude=./usr/lib -cf - ./usr ./etc ./bin ./sbin ./lib ./lib64 2>/dev/null |
+        gzip -n -1 > "$d/l2.tgz"
+    local layers="" diffs="" f hex diff usize=0
+    for f in "$d/l1.tgz" "$d/l2.tgz"; do
+        hex=$(sha256sum "$f" | cut -d' ' -f1)
+        diff=$(gzip -dc "$f" | sha256sum | cut -d' ' -f1)
+        usize=$((usize + $(gzip -dc "$f" | wc -c)))
+        cp "$f" "$d/layout/blobs/sha256/$hex"
+        layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$hex\",\"size\":$(stat -c %s "$f")}"
+        diffs+="${diffs:+,}\"sha256:$diff\""
+        echo "$hex" >> "$d/layer-order"
+    done
+    printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin:/bin"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
+        "$diffs" > "$d/config.json"
+    local chex mhex
+    chex=$(sha256sum "$d/config.json" | cut -d' ' -f1)
+    cp "$d/config.json" "$d/layout/blobs/sha256/$chex"
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' \
+        "$chex" "$(stat -c %s "$d/config.json")" "$layers" > "$d/manifest.json"
+    mhex=$(sha256sum "$d/manifest.json" | cut -d' ' -f1)
+    cp "$d/manifest.json" "$d/layout/blobs/sha256/$mhex"
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
+        "$mhex" "$(stat -c %s "$d/manifest.json")" > "$d/layout/index.json"
+    echo '{"imageLayoutVersion":"1.0.0"}' > "$d/layout/oci-layout"
+    local csize
+    csize=$(cat "$d/l1.tgz" "$d/l2.tgz" | wc -c)
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog: {level: error}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: "127.0.0.1:%s"}\n' \
+        "$d/storage" "$port" > "$d/registry.yml"
+    docker-registry serve "$d/registry.yml" >/dev/null 2>&1 &
+    local reg=$!
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    local ref=127.0.0.1:$port/bench/pull:1
+    if ! skopeo copy -q --dest-tls-verify=false "oci:$d/layout:latest" "docker://$ref" 2>"$d/push.err"; then
+        echo "Not measured: pushing to the local registry failed: $(tail -n1 "$d/push.err" | cut -c1-200)"
+        echo
+        kill "$reg" 2>/dev/null; wait "$reg" 2>/dev/null
+        rm -rf "$d"
+        return
+    fi
+    local untar='for h in $(cat '"$d"'/layer-order); do tar -C "$r" -xzf "$s/$h" || exit 1; done'
+    local cmds=(
+        "skopeo copy docker:// dir: + tar -xzf + sync -f"
+        "o=\$(mktemp -d -p $d/out); s=\$o/dir; r=\$o/rootfs; mkdir \$r && skopeo copy -q --src-tls-verify=false docker://$ref dir:\$s && $untar && sync -f \$r"
+        "berth-worker images pull"
+        "o=\$(mktemp -d -p $d/out); $worker --work-dir \$o images pull $ref >/dev/null"
+    )
+    for k in 0 1; do : > "$d/m-$k.txt"; done
+    log "worker: registry pull vs skopeo copy + tar × $n"
+    local failed=
+    for i in $(seq "$n"); do
+        for k in 0 1; do
+            sync
+            if ! "$measure" -n 1 -w 0 -e "$d/m.err" -- sh -c "${cmds[$((2 * k + 1))]}" >> "$d/m-$k.txt"; then
+                failed="${cmds[$((2 * k))]}: $(tail -n1 "$d/m.err" | cut -c1-200)"
+                break 2
+            fi
+        done
+    done
+    kill "$reg" 2>/dev/null; wait "$reg" 2>/dev/null
+    if [ -n "$failed" ]; then
+        echo "Failed: $failed"
+        echo
+        rm -rf --one-file-system "$d"
+        return
+    fi
+    if ! ls "$d"/out/*/images/*/rootfs/usr/lib >/dev/null 2>&1; then
+        echo "Not measured: the pull did not produce images/*/rootfs/usr/lib."
+        echo
+        rm -rf --one-file-system "$d"
+        return
+    fi
+    echo "Two gzip layers, $(awk -v b="$csize" 'BEGIN { printf "%.0f", b / 1048576 }') MB compressed," \
+        "$(awk -v b="$usize" 'BEGIN { printf "%.0f", b / 1048576 }') MB of tar; registry on 127.0.0.1;" \
+        "$n interleaved rounds, \`sync\` before each, medians."
+    echo
+    echo "| command | wall ms | CPU ms | wall / skopeo+tar |"
+    echo "|---|---:|---:|---:|"
+    local base w
+    base=$(median wall_us "$d/m-0.txt")
+    for k in 0 1; do
+        w=$(median wall_us "$d/m-$k.txt")
+        echo "| \`${cmds[$((2 * k))]}\` | $(ms "$w") | $(ms "$(median cpu_us "$d/m-$k.txt")") | $(ratio "$w" "$base") |"
+    done
+    echo
+    echo "CPU covers the command and what it waited for (the registry's own CPU is in neither)."
+    echo
+    rm -rf --one-file-system "$d"
 }
 
 # Network (issue 11): the DNS proxy's added latency and its throughput, against

@@ -144,6 +144,7 @@ for k in $KERNELS; do
         children_cpu
         echo $((cpu - cpu0)) >"$row/cpu-seconds"
         echo "$accel" >"$row/accel"
+        git -C "$repo" rev-parse HEAD >"$row/commit" 2>/dev/null || true
         grep '^guest:' "$row/guest.log" 2>/dev/null || true
         if [[ ! -e $row/done ]]; then
             echo "test-kernels: the $k/$cg VM did not finish (see $row/console.log)" >&2

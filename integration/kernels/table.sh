@@ -8,7 +8,8 @@
 # run in that row), then the binary's wall time; "+s skip" counts tests that
 # skipped themselves for a missing kernel feature (their reasons are listed
 # below the table). The row time is the VM's wall time and, when recorded, the
-# CPU time qemu used (what the row costs on an otherwise idle machine).
+# CPU time qemu used (what the row costs on an otherwise idle machine), and
+# the commit the row ran (its `commit` file, written by run.sh).
 set -euo pipefail
 results=$1 doc=$2
 order=(5.10-v2 5.10-v1 5.10-hybrid 6.1-v2 6.1-v1 6.1-hybrid 6.12-v2 6.12-v1 6.12-hybrid)
@@ -46,6 +47,14 @@ trap 'rm -f "$table"' EXIT
                 printf ', %s CPU-min' "$(( ($(cat "$results/$r/cpu-seconds") + 30) / 60 ))"
             fi
             printf ') |'
+        done
+        printf '\n'
+        # Which berth the row tested: rows of one table may come from
+        # different commits (a row costs most of an hour under emulation).
+        printf '| *commit* |'
+        for r in "${rows[@]}"; do
+            c=$(cat "$results/$r/commit" 2>/dev/null || true)
+            printf ' %s |' "${c:0:7}"
         done
         printf '\n'
         missing=()

@@ -562,12 +562,22 @@ async fn execute(
     let rt = &w.runtime;
     let id = &rec.container_id;
     let (out_w, err_w, copiers) = output_fds()?;
-    let pid = rt.create(id, bundle_dir, out_w, err_w).await?;
-    // The runtime has exited; our pipe write ends are closed, only the container holds them now.
-    let mut waiter = tokio::task::spawn_blocking(move || sys::wait_pid(pid));
-    // Between create and start: the task's namespace exists, its process has not run yet.
     let run_dir = w.layout().run(&rec.id).dir;
-    if opts.network == Network::Bridge {
+    let foreground = opts.network != Network::Bridge;
+    let (mut waiter, _dns) = if foreground {
+        // Nothing to do between create and start: one `run` does create, start, wait and
+        // delete (two runtime processes fewer per task). Its exit status is the task's.
+        let dns = match dns_proxy_addr(opts) {
+            Some(addr) => Some(start_dns_proxy(opts, addr)?),
+            None => None,
+        };
+        let pid = rt.spawn_run(id, bundle_dir, out_w, err_w)?;
+        (tokio::task::spawn_blocking(move || sys::wait_pid(pid)), dns)
+    } else {
+        let pid = rt.create(id, bundle_dir, out_w, err_w).await?;
+        // The runtime has exited; our pipe write ends are closed, only the container holds them now.
+        let waiter = tokio::task::spawn_blocking(move || sys::wait_pid(pid));
+        // Between create and start: the task's namespace exists, its process has not run yet.
         let bridge = if opts.allow_host_access {
             net::HOST_ACCESS
         } else {
@@ -581,12 +591,13 @@ async fn execute(
             run_dir.join("etc/hosts"),
             net::hosts(Some(a.ip), hostname.trim()),
         )?;
-    }
-    let _dns = match dns_proxy_addr(opts) {
-        Some(addr) => Some(start_dns_proxy(opts, addr)?),
-        None => None,
+        let dns = match dns_proxy_addr(opts) {
+            Some(addr) => Some(start_dns_proxy(opts, addr)?),
+            None => None,
+        };
+        rt.start(id).await?;
+        (waiter, dns)
     };
-    rt.start(id).await?;
 
     let deadline = async {
         match opts.timeout {
@@ -610,6 +621,14 @@ async fn execute(
     }
     for c in copiers {
         let _ = c.await;
+    }
+    if let (true, Outcome::Exited(code)) = (foreground, &outcome) {
+        if *code != 0 {
+            // The runtime failed before the container existed: its error, not a task's exit.
+            if let Some(e) = rt.run_failure(id, bundle_dir, *code) {
+                return Err(e);
+            }
+        }
     }
     Ok(outcome)
 }

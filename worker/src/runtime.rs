@@ -117,6 +117,55 @@ impl Runtime {
             .with_context(|| format!("{}: bad pid {pid:?}", pid_file.display()))
     }
 
+    /// `run --bundle B --pid-file P ID` in the foreground, spawned and not waited for: one
+    /// runtime process makes the container, starts it, waits for it and deletes it (runc's
+    /// and crun's `run` do the same), where `create` + `start` + `delete` took three. For
+    /// tasks that need nothing between create and start (no bridge network to attach).
+    /// Returns the runtime's pid: its exit status is the task's (128+N for a signal).
+    pub fn spawn_run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<i32> {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(&self.bin);
+        c.arg("--root").arg(&self.root);
+        // Own process group, as for the other commands (see `cmd`).
+        c.process_group(0);
+        c.stdin(Stdio::null());
+        c.arg("--log")
+            .arg(bundle.join("runtime.log"))
+            .arg("--log-format")
+            .arg("json");
+        c.arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(bundle.join("container.pid"))
+            .arg(id);
+        c.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+        let child = c
+            .spawn()
+            .with_context(|| format!("running {} run", self.bin.display()))?;
+        // Reaped by the caller (waitpid); a std Child does not wait or kill when dropped.
+        Ok(child.id() as i32)
+    }
+
+    /// Why a foreground `run` failed before its container existed (no pid file was written):
+    /// the error the runtime logged, as `create` reports it.
+    pub fn run_failure(&self, id: &str, bundle: &Path, code: i32) -> Option<anyhow::Error> {
+        if bundle.join("container.pid").exists() {
+            return None;
+        }
+        Some(anyhow::anyhow!(
+            "{} run {id}: exit status: {code}{}",
+            self.bin.display(),
+            last_log_error(&bundle.join("runtime.log"))
+        ))
+    }
+
     /// `start ID`: the container's process execs the task.
     pub async fn start(&self, id: &str) -> Result<()> {
         let mut c = self.cmd();
@@ -134,6 +183,11 @@ impl Runtime {
     /// `delete --force ID`; a container that does not exist is not an error (cleanup is
     /// idempotent: a sweep may find it already gone).
     pub async fn delete(&self, id: &str) -> Result<()> {
+        // No state directory: nothing the runtime could delete (a foreground `run` has
+        // already deleted its container). runc and crun keep their state in `<root>/<id>` too.
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
         let mut c = self.cmd();
         c.arg("delete").arg("--force").arg(id);
         match self.run("delete --force", c).await {

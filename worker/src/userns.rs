@@ -1,9 +1,8 @@
 //! User namespaces for unprivileged tasks: the id mapping (Concourse's) and a namespace fd to
 //! idmap the task's mounts with.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -120,8 +119,26 @@ pub fn choose_mode(
     }
     let ns = userns_fd(&mount_mapping(host_max_id()?))
         .context("creating the user namespace for idmapped mounts")?;
+    // A probe that worked is remembered for this boot and this filesystem (`.idmap-ok` in
+    // `probe_dir`): the kernel cannot lose the feature without a reboot, and the probe's
+    // mounts, write and unmounts were a tenth of the worker's own time per task. A failed
+    // probe is not remembered (it is tried again next time).
+    let stamp = probe_stamp(probe_dir);
+    let marker = probe_dir.join(".idmap-ok");
+    if stamp.is_some() && std::fs::read_to_string(&marker).ok() == stamp {
+        return Ok((IdsMode::Idmapped, Some(ns)));
+    }
     match crate::sys::probe_idmapped_overlay(probe_dir, &ns) {
-        Ok(()) => Ok((IdsMode::Idmapped, Some(ns))),
+        Ok(()) => {
+            if let Some(s) = stamp {
+                // Best effort: without the marker the next run probes again.
+                let tmp = probe_dir.join(format!(".idmap-ok.{}", std::process::id()));
+                if std::fs::write(&tmp, s).is_ok() && std::fs::rename(&tmp, &marker).is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+            Ok((IdsMode::Idmapped, Some(ns)))
+        }
         Err(e) if setting == IdmapSetting::Auto => Ok((
             IdsMode::Shifted {
                 why: format!("idmapped overlay layers unavailable: {e:#}"),
@@ -132,6 +149,21 @@ pub fn choose_mode(
             "--idmap on: idmapped overlay layers do not work here (use --idmap auto or off)",
         )),
     }
+}
+
+/// What a remembered idmap probe is valid for: this boot (the kernel) and the filesystem
+/// of `dir` (device and type).
+fn probe_stamp(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: c is NUL-terminated; st is a valid out pointer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(format!("{} {dev} {:x}\n", boot.trim(), st.f_type))
 }
 
 /// Map a container id to the host id it becomes.
@@ -150,24 +182,45 @@ fn map_text(map: &[IdRange]) -> String {
 /// An fd of a fresh user namespace with `map` as both uid and gid map, used only as the
 /// idmapping of mounts (`mount_setattr(MOUNT_ATTR_IDMAP)`); no process runs in it.
 ///
-/// The namespace is made by a short-lived child (`berth-worker __userns-hold`, which only calls
-/// `unshare(CLONE_NEWUSER)` and waits); the worker writes the child's maps, opens
-/// `/proc/PID/ns/user`, and lets it exit. The async worker itself never changes namespaces.
+/// The namespace is made by a forked child that only calls `unshare(CLONE_NEWUSER)`, says so
+/// on a pipe and waits for the other pipe to close; the worker writes the child's maps,
+/// opens `/proc/PID/ns/user`, and lets it exit. The async worker itself never changes
+/// namespaces. (The child used to exec `berth-worker __userns-hold`: loading the binary
+/// again cost more than everything else the worker does for a task's user namespace.)
 pub fn userns_fd(map: &[IdRange]) -> Result<OwnedFd> {
-    let exe = std::env::current_exe().context("locating the worker binary")?;
-    let mut child = Command::new(exe)
-        .arg("__userns-hold")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawning the user namespace holder")?;
-    let pid = child.id();
+    use std::os::fd::AsRawFd;
+    let (ready_r, ready_w) = crate::sys::pipe()?;
+    let (done_r, done_w) = crate::sys::pipe()?;
+    // SAFETY: the child only makes async-signal-safe calls (unshare, write, read, _exit) on
+    // fds it inherited, so forking a multi-threaded process is sound.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!(
+            "fork for the user namespace holder: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    if pid == 0 {
+        // SAFETY: see above; every pointer is to a live local buffer.
+        unsafe {
+            let ok = libc::unshare(libc::CLONE_NEWUSER) == 0;
+            let b: u8 = if ok { b'r' } else { b'e' };
+            libc::write(ready_w.as_raw_fd(), (&b as *const u8).cast(), 1);
+            let mut x = 0u8;
+            // Returns 0 once the worker closes its end (or dies).
+            libc::close(done_w.as_raw_fd());
+            libc::read(done_r.as_raw_fd(), (&mut x as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(ready_w);
+    drop(done_r);
     let result = (|| {
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
-        if line.trim() != "ready" {
-            bail!("user namespace holder failed (said {line:?})");
+        let mut b = [0u8; 1];
+        let n = std::io::Read::read(&mut std::fs::File::from(ready_r), &mut b)
+            .context("reading from the user namespace holder")?;
+        if n != 1 || b[0] != b'r' {
+            bail!("user namespace holder: unshare(CLONE_NEWUSER) failed");
         }
         let text = map_text(map);
         for f in ["uid_map", "gid_map"] {
@@ -179,14 +232,14 @@ pub fn userns_fd(map: &[IdRange]) -> Result<OwnedFd> {
             .context("opening the holder's user namespace")?;
         Ok(OwnedFd::from(ns))
     })();
-    // Closing stdin lets the holder exit; the namespace lives on through our fd.
-    drop(child.stdin.take());
-    let _ = child.wait();
+    // Closing our end lets the holder exit; the namespace lives on through our fd.
+    drop(done_w);
+    let _ = crate::sys::wait_pid(pid);
     result
 }
 
-/// Body of `berth-worker __userns-hold`: enter a new user namespace, say "ready", wait for
-/// stdin to close.
+/// Body of `berth-worker __userns-hold` (kept for older workers' sake: nothing current
+/// execs it): enter a new user namespace, say "ready", wait for stdin to close.
 pub fn hold_main() -> i32 {
     // SAFETY: unshare with a flag constant; affects only this short-lived, single-threaded process.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {

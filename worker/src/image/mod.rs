@@ -44,7 +44,7 @@ pub use oci::ImageConfig;
 pub use registry::Reference;
 pub use store::{Image, Store};
 
-use layer::{apply_layer, decompress};
+use layer::{apply_layer_stream, decompress};
 use oci::{blob_path, hex, tar_has_member, verify, HashingReader};
 use store::tempdir_in;
 
@@ -161,12 +161,21 @@ impl Store {
         // A rootfs tarball: key = sha256 of the file.
         let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let mut h = Sha256::new();
-        io::copy(&mut f, &mut h).with_context(|| format!("hashing {}", path.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match io::Read::read(&mut f, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("hashing {}", path.display())),
+            };
+            h.update(&buf[..n]);
+        }
         let key = format!("sha256-{}", hex(&h.finalize()));
         let source = path.display().to_string();
         self.store_as(&key, &source, name, ImageConfig::default(), |rootfs| {
             f.rewind()?;
-            apply_layer(decompress(cancel.reader(BufReader::new(&mut f)))?, rootfs)
+            apply_layer_stream(cancel.reader(&mut f), rootfs)
                 .with_context(|| format!("unpacking {}", path.display()))
         })
     }
@@ -198,8 +207,8 @@ impl Store {
                     );
                 }
                 let f = File::open(&p).with_context(|| format!("opening layer {}", p.display()))?;
-                let mut hr = HashingReader::new(cancel.reader(BufReader::new(f)));
-                apply_layer(decompress(&mut hr)?, rootfs)
+                let mut hr = HashingReader::new(cancel.reader(f));
+                apply_layer_stream(&mut hr, rootfs)
                     .with_context(|| format!("unpacking layer {d}"))?;
                 io::copy(&mut hr, &mut io::sink())?;
                 verify(d, &hr.hex(), &p)?;

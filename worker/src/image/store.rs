@@ -164,6 +164,10 @@ impl Store {
             let rootfs = tmp.join("rootfs");
             fs::create_dir(&rootfs)?;
             fill(&rootfs)?;
+            // One sync of the whole filesystem instead of an fsync per file: the image must be
+            // on disk before its key names it (a crash then never leaves a key whose files
+            // are empty), and what was just unpacked is most of what is dirty anyway.
+            syncfs(&rootfs)?;
             if let Some(n) = name {
                 self.untag(n)?;
             }
@@ -318,6 +322,18 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `syncfs(2)` of the filesystem holding `dir`.
+fn syncfs(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    // SAFETY: d is an open fd for the duration of the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("syncing the filesystem of {}", dir.display()));
+    }
+    Ok(())
 }
 
 /// The hidden temporary directories of the store: `<prefix><pid>-<start>-<hex>`, made by process
