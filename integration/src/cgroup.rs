@@ -54,6 +54,35 @@ pub fn cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> 
     panic!("process {pid} is in no cgroup with controller {controller}:\n{membership}");
 }
 
+/// The lines of a `/proc/<pid>/cgroup` text whose hierarchy is mounted in this
+/// mount namespace (every line of it on most hosts). A v1 hierarchy is one
+/// kernel object: while any mount namespace mounts one (e.g. net_cls,net_prio in
+/// the private namespace of `runtime_cgroups::network_…_systemd_like`), every
+/// process on the machine shows a line for it, at the root, that no runtime
+/// here can see or join. Tests that compare memberships use these lines.
+pub fn mounted_memberships(text: &str) -> Vec<String> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+    text.lines()
+        .filter(|line| {
+            let Some(controllers) = line.split(':').nth(1) else {
+                return false;
+            };
+            if controllers.is_empty() {
+                return mountpoint_of(&mountinfo, |fstype, _| fstype == "cgroup2").is_some();
+            }
+            mountpoint_of(&mountinfo, |fstype, options| {
+                fstype == "cgroup"
+                    && controllers
+                        .split(',')
+                        .all(|c| options.split(',').any(|o| o == c))
+            })
+            .is_some()
+        })
+        .map(String::from)
+        .collect()
+}
+
 /// The mount point of the first mountinfo line whose filesystem type and super
 /// options satisfy `matches`.
 fn mountpoint_of(mountinfo: &str, matches: impl Fn(&str, &str) -> bool) -> Option<String> {

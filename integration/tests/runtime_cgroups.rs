@@ -2,7 +2,9 @@
 //! `linux.resources` are written to the cgroup files (seen from the host and from
 //! inside), limits bite, and delete removes the cgroups.
 
-use berth_integration::{cgroup_file, poll_until, Bundle, Container, Runtime, PATIENCE};
+use berth_integration::{
+    cgroup_file, mounted_memberships, poll_until, Bundle, Container, Runtime, PATIENCE,
+};
 use serde_json::json;
 
 #[test]
@@ -229,7 +231,12 @@ fn exec_joins_init_cgroup_in_every_hierarchy() {
     let out = c.invoke(&["exec", c.id(), "cat", "/proc/self/cgroup"]);
     out.assert_code(0);
     assert_eq!(out.stdout, init, "exec vs init");
-    assert!(out.stdout.lines().all(|l| l.ends_with(c.id())), "{out}");
+    assert!(
+        mounted_memberships(&out.stdout)
+            .iter()
+            .all(|l| l.ends_with(c.id())),
+        "{out}"
+    );
     c.finish();
 }
 
@@ -373,9 +380,8 @@ fn exec_joins_sub_cgroups() {
 
     // A sub-cgroup in every hierarchy, made from the host.
     let init = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
-    let own = init
-        .lines()
-        .next()
+    let own = mounted_memberships(&init)
+        .first()
         .unwrap()
         .rsplit(':')
         .next()
@@ -403,8 +409,8 @@ fn exec_joins_sub_cgroups() {
     ]);
     out.assert_code(0);
     assert!(
-        out.stdout
-            .lines()
+        mounted_memberships(&out.stdout)
+            .iter()
             .all(|l| l.ends_with(&format!("{own}/sub"))),
         "{out}"
     );
@@ -418,7 +424,7 @@ fn exec_joins_sub_cgroups() {
             "/proc/self/cgroup",
         ]);
         out.assert_code(0);
-        for l in out.stdout.lines() {
+        for l in mounted_memberships(&out.stdout) {
             let memory = l
                 .split(':')
                 .nth(1)
@@ -668,4 +674,298 @@ fn network_class_id_or_a_clear_refusal() {
     bad.create()
         .assert_fails_mentioning(&["linux.resources.network.priorities[0].name"]);
     bad.assert_no_leftovers();
+}
+
+/// A private mount namespace laid out as systemd lays out a hybrid host: the
+/// v1 controllers this kernel has but the host does not mount (here
+/// net_cls, net_prio, perf_event) get hierarchies under `/sys/fs/cgroup`,
+/// net_cls,net_prio co-mounted with a link per name. Built by
+/// `integration/conformance/cgroup-env.sh` (the conformance harness's
+/// `CGROUP_ENV=host-systemd` uses the same functions) in a holder process;
+/// berth runs in that namespace through a wrapper (`nsenter --mount`), and
+/// the test reads the namespace's files through `/proc/<holder>/root`.
+struct SystemdLikeNs {
+    holder: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    stderr: std::fs::File,
+    /// The hierarchies added, as named under /sys/fs/cgroup ("net_cls,net_prio").
+    added: Vec<String>,
+    wrapper: tempfile::TempDir,
+}
+
+impl SystemdLikeNs {
+    fn start() -> SystemdLikeNs {
+        use std::io::BufRead;
+        let script =
+            berth_integration::workspace_dir().join("integration/conformance/cgroup-env.sh");
+        let stderr = tempfile::tempfile().unwrap();
+        let mut holder = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "bash", "-c"])
+            .arg(
+                "set -u; . \"$1\"; systemd_v1_mount || exit 1; \
+                 echo \"added ${SYSTEMD_V1_ADDED:-}\"; read -r _ || true; \
+                 systemd_v1_unmount; rc=$?; echo \"unmounted $rc\"; exit $rc",
+            )
+            .arg("bash")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr.try_clone().unwrap())
+            .spawn()
+            .expect("unshare");
+        let stdin = holder.stdin.take();
+        let mut stdout = std::io::BufReader::new(holder.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let mut ns = SystemdLikeNs {
+            holder,
+            stdin,
+            stdout,
+            stderr,
+            added: Vec::new(),
+            wrapper: tempfile::tempdir().unwrap(),
+        };
+        let Some(added) = line.trim_end().strip_prefix("added ") else {
+            panic!(
+                "setting up the namespace failed: {line:?}\n{}",
+                ns.stderr_text()
+            );
+        };
+        ns.added = added.split_whitespace().map(String::from).collect();
+        let bin = ns.wrapper.path().join("berth");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\nexec nsenter --mount=/proc/{}/ns/mnt -- {} \"$@\"\n",
+                ns.holder.id(),
+                berth_integration::berth_bin().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ns
+    }
+
+    /// berth, run inside the namespace (with a private state root).
+    fn runtime(&self) -> Runtime {
+        Runtime::other(self.wrapper.path().join("berth"))
+    }
+
+    /// A path inside the namespace, seen from here.
+    fn path(&self, inside: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/proc/{}/root{inside}", self.holder.id()))
+    }
+
+    /// Every cgroup directory (not the roots) in the added hierarchies.
+    fn cgroups(&self) -> Vec<std::path::PathBuf> {
+        fn walk(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    out.push(e.path());
+                    walk(&e.path(), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for h in &self.added {
+            walk(&self.path(&format!("/sys/fs/cgroup/{h}")), &mut out);
+        }
+        out
+    }
+
+    fn stderr_text(&self) -> String {
+        read_all(&self.stderr)
+    }
+
+    /// Tears the namespace down (cgroups removed, hierarchies unmounted) and
+    /// returns what the holder printed.
+    fn finish(&mut self) -> (String, String) {
+        use std::io::Read;
+        drop(self.stdin.take());
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let status = self.holder.wait().unwrap();
+        assert!(
+            status.success(),
+            "teardown: {status}\n{rest}\n{}",
+            self.stderr_text()
+        );
+        (rest, self.stderr_text())
+    }
+}
+
+impl Drop for SystemdLikeNs {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            drop(self.stdin.take());
+            let _ = self.holder.wait();
+        }
+    }
+}
+
+fn read_all(f: &std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut f = f.try_clone().unwrap();
+    f.rewind().unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// The hierarchy id /proc/cgroups gives `controller` (0: no v1 hierarchy),
+/// or None if this kernel has no such controller.
+fn v1_hierarchy_id(controller: &str) -> Option<u32> {
+    std::fs::read_to_string("/proc/cgroups")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&controller) && f.get(3) == Some(&"1"))
+                .then(|| f[1].parse().unwrap())
+        })
+}
+
+/// `linux.resources.network` on a host whose kernel has net_cls and net_prio
+/// mounted the way systemd mounts them (this project's host has them but
+/// mounts neither; see [`SystemdLikeNs`]): the class id and the interface
+/// priorities are written to the container's cgroup, for an absolute and a
+/// relative `cgroupsPath`, and seen inside the container under
+/// /sys/fs/cgroup/net_cls and net_prio (links to net_cls,net_prio); an
+/// interface the host lacks fails naming the field; and afterwards no cgroup
+/// is left in those hierarchies, the namespace is gone and the kernel has
+/// dropped the hierarchies again.
+#[test]
+fn network_class_id_and_priorities_on_a_systemd_like_host() {
+    const TEST: &str = "runtime_cgroups::network_class_id_and_priorities_on_a_systemd_like_host";
+    if v1_mount("net_cls").is_some() {
+        // A systemd host: network_class_id_or_a_clear_refusal writes it there.
+        return berth_integration::skip(TEST, "the host mounts net_cls itself");
+    }
+    if v1_hierarchy_id("net_cls").is_none() || v1_hierarchy_id("net_prio").is_none() {
+        return berth_integration::skip(
+            TEST,
+            "no net_cls/net_prio in this kernel (CONFIG_CGROUP_NET_CLASSID/PRIO)",
+        );
+    }
+    if cgroup_mounts().iter().all(|(t, _, _)| t == "cgroup2") {
+        return berth_integration::skip(TEST, "a cgroup v2 host: berth uses no v1 hierarchy there");
+    }
+    let unbound_before = v1_hierarchy_id("net_cls") == Some(0);
+    let mut ns = SystemdLikeNs::start();
+    assert!(
+        ns.added.iter().any(|h| h == "net_cls,net_prio"),
+        "net_cls,net_prio co-mounted: {:?}",
+        ns.added
+    );
+    assert_eq!(
+        std::fs::read_link(ns.path("/sys/fs/cgroup/net_prio")).unwrap(),
+        std::path::Path::new("net_cls,net_prio")
+    );
+    let rt = ns.runtime();
+    let network = json!({
+        "classID": 0x10_0001,
+        "priorities": [{ "name": "lo", "priority": 7 }]
+    });
+
+    // Absolute (default) and relative cgroupsPath.
+    for relative in [false, true] {
+        let net = network.clone();
+        let bundle = Bundle::busybox()
+            .args(&["sleep", "100"])
+            .with(|c| c["linux"]["resources"]["network"] = net);
+        let mut c = Container::new(&rt, bundle, "cg_netcls_sd");
+        let path = if relative {
+            format!("{}-parent/{}", c.id(), c.id())
+        } else {
+            format!("/berth/{}", c.id())
+        };
+        if relative {
+            let p = path.clone();
+            c.bundle_mut()
+                .patch(|config| config["linux"]["cgroupsPath"] = p.into());
+        }
+        c.create().assert_ok();
+        let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+        // The test process sits at the root of the new hierarchy, so a
+        // relative path lands right under it too.
+        let line = membership
+            .lines()
+            .find(|l| l.split(':').nth(1) == Some("net_cls,net_prio"))
+            .unwrap_or_else(|| panic!("no net_cls,net_prio line:\n{membership}"));
+        assert!(
+            line.ends_with(&format!(":/{}", path.trim_start_matches('/'))),
+            "{line}"
+        );
+        let dir = ns.path(&format!(
+            "/sys/fs/cgroup/net_cls/{}",
+            path.trim_start_matches('/')
+        ));
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("net_cls.classid").trim(), "1048577");
+        assert!(
+            read("net_prio.ifpriomap").lines().any(|l| l == "lo 7"),
+            "{}",
+            read("net_prio.ifpriomap")
+        );
+        // Inside: the container's own cgroup, through the links.
+        let out = c.invoke(&[
+            "exec",
+            c.id(),
+            "cat",
+            "/sys/fs/cgroup/net_cls/net_cls.classid",
+            "/sys/fs/cgroup/net_prio/net_prio.ifpriomap",
+        ]);
+        out.assert_code(0);
+        assert!(out.stdout.starts_with("1048577\n"), "{out}");
+        assert!(out.stdout.lines().any(|l| l == "lo 7"), "{out}");
+        c.finish();
+        assert_eq!(
+            ns.cgroups(),
+            Vec::<std::path::PathBuf>::new(),
+            "left in the namespace"
+        );
+    }
+
+    // An interface the host does not have: the kernel refuses the entry.
+    let bad = Container::new(
+        &rt,
+        Bundle::busybox().args(&["sleep", "100"]).with(|c| {
+            c["linux"]["resources"]["network"] =
+                json!({ "priorities": [{ "name": "nosuchif0", "priority": 1 }] })
+        }),
+        "cg_netprio_sd_bad",
+    );
+    bad.create().assert_fails_mentioning(&[
+        "linux.resources.network.priorities[0]",
+        "net_prio.ifpriomap",
+    ]);
+    bad.invoke(&["state", bad.id()])
+        .assert_fails_mentioning(&["does not exist"]);
+    bad.assert_no_leftovers();
+    assert_eq!(
+        ns.cgroups(),
+        Vec::<std::path::PathBuf>::new(),
+        "left in the namespace"
+    );
+
+    let (out, err) = ns.finish();
+    assert_eq!(out.trim(), "unmounted 0", "{err}");
+    // (A wait for the lock is reported too; that is not a failure.)
+    assert!(
+        !err.contains("cannot") && !err.contains("still alive"),
+        "teardown warnings:\n{err}"
+    );
+    assert!(
+        v1_mount("net_cls").is_none() && v1_mount("net_prio").is_none(),
+        "nothing mounted on the host"
+    );
+    if unbound_before {
+        // The kernel drops a v1 hierarchy with no mount and no cgroup.
+        poll_until("net_cls,net_prio unbound again", PATIENCE, || {
+            (v1_hierarchy_id("net_cls") == Some(0) && v1_hierarchy_id("net_prio") == Some(0))
+                .then_some(())
+        });
+    }
 }

@@ -582,7 +582,8 @@ impl Cgroup {
             }
         }
         if let Some(n) = &r.network {
-            if n.class_id.is_some() {
+            // classID 0 is "not set" (runc writes nothing for it).
+            if n.class_id.is_some_and(|id| id != 0) {
                 v1::network_dir(self, "net_cls", "linux.resources.network.classID")?;
             }
             if !n.priorities.is_empty() {

@@ -481,6 +481,60 @@ fn v2_refusals_name_the_field() {
     );
 }
 
+/// net_cls,net_prio co-mounted (systemd's layout): the class id and each
+/// priority go to the one directory both controllers share, a relative
+/// cgroupsPath lands under the caller's cgroup of that hierarchy, and a
+/// class id of 0 is not written (runc v1.1.5's net_cls.go).
+#[test]
+fn v1_network_goes_to_the_comounted_hierarchy() {
+    let t = tempfile::tempdir().unwrap();
+    let net = t.path().join("net_cls,net_prio");
+    let layout = Layout::V1 {
+        hierarchies: vec![
+            ("net_cls".into(), net.clone()),
+            ("net_prio".into(), net.clone()),
+        ],
+    };
+    let r = |class: u32| Resources {
+        network: Some(crate::spec::Network {
+            class_id: Some(class),
+            priorities: vec![
+                crate::spec::InterfacePriority {
+                    name: "lo".into(),
+                    priority: 7,
+                },
+                crate::spec::InterfacePriority {
+                    name: "eth0".into(),
+                    priority: 3,
+                },
+            ],
+        }),
+        ..Default::default()
+    };
+    for (path, own, dir) in [
+        ("/berth/c1", "", net.join("berth/c1")),
+        (
+            "rel/c1",
+            "4:net_cls,net_prio:/outer\n",
+            net.join("outer/rel/c1"),
+        ),
+    ] {
+        let cg = Cgroup::with_own_cgroups(layout.clone(), path, own);
+        assert_eq!(cg.leaves(), vec![dir.clone()]);
+        touch(
+            &dir,
+            &[("net_cls.classid", "0"), ("net_prio.ifpriomap", "")],
+        );
+        cg.apply(&r(0x10_0001)).unwrap();
+        assert_eq!(read(&dir, "net_cls.classid"), "1048577");
+        // A fake file keeps only the last write; the kernel keeps one line
+        // per interface. Each entry is its own write.
+        assert_eq!(read(&dir, "net_prio.ifpriomap"), "eth0 3");
+        cg.apply(&r(0)).unwrap();
+        assert_eq!(read(&dir, "net_cls.classid"), "1048577", "0 is not written");
+    }
+}
+
 fn fake_v1(root: &Path) -> (Cgroup, PathBuf, PathBuf) {
     let mem = root.join("memory");
     let cpu = root.join("cpu,cpuacct");
@@ -700,6 +754,8 @@ fn check_refuses_what_the_layout_cannot_do() {
         ),
         "{e}"
     );
+    // classID 0 means "not set" (runc writes nothing): no net_cls needed.
+    hybrid.check(&net(Some(0), false)).unwrap();
     // The V1 sample mounts net_cls,net_prio.
     v1.check(&net(Some(7), true)).unwrap();
     let e = v2.check(&net(Some(7), false)).unwrap_err().to_string();

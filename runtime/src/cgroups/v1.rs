@@ -343,9 +343,13 @@ pub fn network_dir(cg: &Cgroup, ctrl: &str, field: &str) -> Result<std::path::Pa
     }
 }
 
-/// net_cls.classid and net_prio.ifpriomap: v1-only controllers.
+/// net_cls.classid and net_prio.ifpriomap: v1-only controllers. As runc
+/// v1.1.5 (libcontainer/cgroups/fs/net_cls.go, net_prio.go): a class id of 0
+/// means "not set" and is not written; each priority is written on its own
+/// as `<interface> <priority>` (the kernel resolves the name in the writer's
+/// network namespace: the runtime's, not the container's).
 pub fn set_network(cg: &Cgroup, n: &Network) -> Result<()> {
-    if let Some(id) = n.class_id {
+    if let Some(id) = n.class_id.filter(|&id| id != 0) {
         let d = network_dir(cg, "net_cls", "linux.resources.network.classID")?;
         write_field(
             "linux.resources.network.classID",
