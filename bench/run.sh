@@ -13,6 +13,8 @@
 # (default target/release/...), BENCH_RUNS (default 30), BENCH_WARMUP
 # (default 3), BENCH_PROFILE (seccomp profile for the per-syscall bench,
 # default profiles/default.json), BENCH_UNPACK_RUNS (bookworm imports, default 5).
+# BENCH_BASELINE_BERTH: an older berth binary, measured as `berth-before` in the
+# start section only (before/after of a change in one interleaved run).
 set -euo pipefail
 
 # --------------------------------------------------- cgroup v1-only view
@@ -95,8 +97,24 @@ cleanup() {
         done
     done
     # (rmdir, deepest first: a cgroup with processes left is not removed.)
+    # conmon also makes plain directories, with a `tasks` file, for
+    # controllers the kernel has but nobody mounted (net_cls, perf_event...
+    # on this hybrid host): those are on the tmpfs, not a cgroup, and go
+    # with rm, as do the controller directories it made for them.
     find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name "$tag*" 2>/dev/null |
-        while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+        while read -r d; do
+            case $(stat -f -c %T "$d") in
+                cgroupfs | cgroup2fs) find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true ;;
+                *) rm -rf --one-file-system "$d" ;;
+            esac
+        done
+    local top
+    for top in /sys/fs/cgroup/*/; do
+        top=${top%/}
+        if [[ " $cgroup_top " != *" $top "* ]] && ! mountpoint -q "$top"; then
+            rmdir "$top" 2>/dev/null || true
+        fi
+    done
     # podman's private storage mounts its overlay driver dir under $work.
     awk -v d="$work" 'index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo |
         sort -r | while read -r m; do umount -l "$m" || true; done
@@ -104,6 +122,8 @@ cleanup() {
 }
 declare -A rt_cmd=() rt_wrap=() rt_skip=() rt_version=()
 daemons=()
+# What /sys/fs/cgroup held before: cleanup removes only directories added since.
+cgroup_top=$(echo /sys/fs/cgroup/*/ | sed 's,/ , ,g; s,/$,,')
 trap cleanup EXIT
 # Interrupted: exit (after the foreground command), so the EXIT trap cleans up.
 trap 'exit 130' INT

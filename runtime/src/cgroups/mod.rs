@@ -816,11 +816,16 @@ pub(crate) fn write_field(field: &str, dir: &Path, file: &str, value: &str) -> R
         .and_then(|mut f| f.write_all(value.as_bytes()))
         .map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                let why = match added_in(file) {
-                    Some(v) => {
+                let why = match (added_in(file), kernel_option(file)) {
+                    (Some(v), _) => {
                         format!("this kernel has no such cgroup file: {file} needs Linux >= {v}")
                     }
-                    None => "this kernel or controller offers no such cgroup file".to_string(),
+                    (None, Some(o)) => format!(
+                        "this kernel has no such cgroup file: {file} needs a kernel built with {o}"
+                    ),
+                    (None, None) => {
+                        "this kernel or controller offers no such cgroup file".to_string()
+                    }
                 };
                 crate::error::os(
                     format!(
@@ -855,6 +860,17 @@ pub(crate) fn added_in(file: &str) -> Option<&'static str> {
         "memory.swap.high" => "5.8",
         _ => return None,
     })
+}
+
+/// The build option a cgroup file depends on, for files a distribution
+/// kernel may leave out: Debian's 5.10 and 6.1 are built without
+/// CONFIG_RT_GROUP_SCHED, so their v1 cpu controller has no realtime files
+/// (found by the kernel matrix, docs/kernels.md).
+pub(crate) fn kernel_option(file: &str) -> Option<&'static str> {
+    match file {
+        "cpu.rt_period_us" | "cpu.rt_runtime_us" => Some("CONFIG_RT_GROUP_SCHED"),
+        _ => None,
+    }
 }
 
 /// Read `dir/file` trimmed; the error names the file.

@@ -1036,3 +1036,34 @@ fn stats_json_shape() {
     }
     assert!(v["memory"].get("kernelTCP").is_some());
 }
+
+/// A cgroup file the kernel does not offer is named with the field, the file
+/// and what would add it: a Linux release, or a kernel build option.
+#[test]
+fn missing_cgroup_files_say_what_would_add_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = write_field("linux.resources.cpu.idle", dir.path(), "cpu.idle", "1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("linux.resources.cpu.idle: cannot write 1: "),
+        "{e}"
+    );
+    assert!(e.contains("cpu.idle needs Linux >= 5.15"), "{e}");
+    let e = write_field(
+        "linux.resources.cpu.realtimePeriod",
+        dir.path(),
+        "cpu.rt_period_us",
+        "100000",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("needs a kernel built with CONFIG_RT_GROUP_SCHED"),
+        "{e}"
+    );
+    let e = write_field("linux.resources.x", dir.path(), "x.y", "1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("offers no such cgroup file"), "{e}");
+}
