@@ -13,6 +13,8 @@
 # (default target/release/...), BENCH_RUNS (default 30), BENCH_WARMUP
 # (default 3), BENCH_PROFILE (seccomp profile for the per-syscall bench,
 # default profiles/default.json), BENCH_UNPACK_RUNS (bookworm imports, default 5).
+# BENCH_BASELINE_BERTH: an older berth binary, measured as `berth-before` in the
+# start section only (before/after of a change in one interleaved run).
 set -euo pipefail
 
 # --------------------------------------------------- cgroup v1-only view
@@ -1331,31 +1333,46 @@ run:
   path: /bin/true
 TASK
     chmod 0711 "$work"
-    echo "\`berth-worker run true.yml\` (busybox fixture, warm), $runs runs after $warmup warm-ups, medians:"
+    echo "\`berth-worker run true.yml\` (busybox fixture, warm), $runs rounds after $warmup warm-ups,"
+    echo "the modes interleaved (each round runs each once), medians. CPU: the worker and every"
+    echo "process it waited for (the runtime, the task, the CNI plugins of the start); the CNI DEL"
+    echo "runs in a background process after the run returns and is not in it (its CPU is in the"
+    echo "step table below)."
     echo
-    echo "| --network | CPU ms | wall ms |"
-    echo "|---|---:|---:|"
-    local mode f w wd
+    echo "| --network | CPU ms | wall ms | CPU over none | wall over none |"
+    echo "|---|---:|---:|---:|---:|"
+    local mode f labels=() cmds=()
     for mode in none bridge-before bridge; do
-        w=$worker wd=$work/worker-net
+        local w=$worker wd=$work/worker-net
         if [ "$mode" = bridge-before ]; then
             [ -n "$base" ] || continue
             w=$base wd=$work/worker-net-base
         fi
-        f=$work/net-start-$mode.txt
-        log "network: task start --network $mode × $runs"
-        if "$measure" -n "$runs" -w "$warmup" -e "$work/net-start.err" -- \
-            nsenter --net="/run/netns/$c" "$w" --work-dir "$wd" --runtime "$berth" \
-            run "$work/true.yml" --image "$rootfs" --network "${mode%-before}" --dns 198.51.100.53 > "$f"; then
-            echo "| ${mode/-before/ (before)} | $(ms "$(median cpu_us "$f")") | $(ms "$(median wall_us "$f")") |"
-        else
-            echo "| $mode | failed: $(tail -n1 "$work/net-start.err" | cut -c1-160) | |"
-        fi
+        [ ${#cmds[@]} -eq 0 ] || cmds+=(:::)
+        cmds+=(nsenter --net="/run/netns/$c" "$w" --work-dir "$wd" --runtime "$berth"
+            run "$work/true.yml" --image "$rootfs" --network "${mode%-before}" --dns 198.51.100.53)
+        labels+=("$mode")
     done
+    log "network: task start, ${labels[*]} interleaved × $runs"
+    f=$work/net-start.txt
+    if "$measure" -n "$runs" -w "$warmup" -e "$work/net-start.err" -- "${cmds[@]}" > "$f"; then
+        local k none_cpu= none_wall= cpu wall
+        for k in "${!labels[@]}"; do
+            grep "^cmd=$((k + 1)) " "$f" > "$f.$k"
+            cpu=$(median cpu_us "$f.$k") wall=$(median wall_us "$f.$k")
+            [ -n "$none_cpu" ] || none_cpu=$cpu none_wall=$wall
+            echo "| ${labels[$k]/-before/ (before)} | $(ms "$cpu") | $(ms "$wall") |" \
+                "$(awk -v a="$cpu" -v b="$none_cpu" 'BEGIN { printf "%+.1f", (a - b) / 1000 }') |" \
+                "$(awk -v a="$wall" -v b="$none_wall" 'BEGIN { printf "%+.1f", (a - b) / 1000 }') |"
+        done
+    else
+        echo "| ${labels[*]} | failed: $(tail -n1 "$work/net-start.err" | cut -c1-160) | | | |"
+    fi
     echo
     # Where a bridge start goes now: the worker's own per-step timings (debug log), medians.
-    echo "Bridge setup steps (\`BERTH_WORKER_LOG=debug\`, $runs runs, median ms; loopback ADD,"
-    echo "bridge ADD and the rules check run at once; DEL runs once the namespace is dropped):"
+    echo "Bridge setup steps (\`BERTH_WORKER_LOG=debug\`, $runs runs, median ms; bridge ADD and"
+    echo "the rules check run at once; DEL runs after the run, in the background, and its plugins'"
+    echo "CPU is the last line):"
     echo
     local k
     for k in $(seq "$runs"); do

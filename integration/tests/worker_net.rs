@@ -112,21 +112,41 @@ impl Lab {
         sh_out(&format!("ip netns exec {} sh -c '{cmd}'", self.host.name))
     }
 
+    /// The IPAM leases held (files under `<work-dir>/cni/ipam`, bookkeeping aside).
+    fn leases(&self) -> Vec<String> {
+        walk(&self.env.work_dir().join("cni/ipam"))
+            .into_iter()
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n != "lock" && !n.starts_with("last_reserved_ip")
+            })
+            .map(|p| p.display().to_string())
+            .collect()
+    }
+
+    /// The CNI DELs owed (`<work-dir>/cni/del/*.json`).
+    fn owed(&self) -> Vec<PathBuf> {
+        walk(&self.env.work_dir().join("cni/del"))
+    }
+
     /// What the worker's network may leave in the host namespace between runs: the two
     /// bridges and the per-bridge rules. Everything per task must be gone.
     fn assert_no_task_leftovers(&self) {
         // A veth goes with the task's namespace, which the kernel destroys in the background
-        // once the worker lets go of it: give that a moment, but it must go.
+        // once the worker lets go of it, and a run's CNI DEL (the lease) runs in a background
+        // process after the run returns: give both a moment, but they must go.
         let deadline =
             std::time::Instant::now() + berth_integration::scaled(Duration::from_secs(10));
         let veths = loop {
             let v = self.in_host("ip -o link | grep -E \"master berth[01]\" || true");
-            if v.trim().is_empty() || std::time::Instant::now() > deadline {
+            let settled = v.trim().is_empty() && self.owed().is_empty() && self.leases().is_empty();
+            if settled || std::time::Instant::now() > deadline {
                 break v;
             }
             std::thread::sleep(Duration::from_millis(100));
         };
         assert_eq!(veths.trim(), "", "veths left behind");
+        assert_eq!(self.owed(), Vec::<PathBuf>::new(), "CNI DELs never done");
         // The rules are per bridge, in berth's own chains; no plugin makes any per task
         // (no CNI-* chain, no task address).
         let rules = self.in_host("iptables-save | grep -E \"^-A\"");
@@ -143,15 +163,7 @@ impl Lab {
                 assert!(!task_addr, "a task's address in a rule: {r}");
             }
         }
-        let ipam = self.env.work_dir().join("cni/ipam");
-        let leases: Vec<String> = walk(&ipam)
-            .into_iter()
-            .filter(|p| {
-                let n = p.file_name().unwrap().to_string_lossy();
-                n != "lock" && !n.starts_with("last_reserved_ip")
-            })
-            .map(|p| p.display().to_string())
-            .collect();
+        let leases = self.leases();
         assert!(leases.is_empty(), "IPAM leases left behind: {leases:?}");
         self.env.assert_clean(&[]);
     }
@@ -376,5 +388,100 @@ fn no_leftovers_after_100_runs_or_a_kill_9_and_gc() {
     let o = lab.worker().arg("gc").output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(stdout(&o).contains("removed stale run"), "{}", text(&o));
+    lab.assert_no_task_leftovers();
+}
+
+/// Where the real CNI plugins are (as the worker looks for them).
+fn real_plugins() -> PathBuf {
+    ["/usr/lib/cni", "/opt/cni/bin"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("bridge").is_file())
+        .expect("the CNI plugins (make deps)")
+}
+
+#[test]
+fn the_exit_status_does_not_wait_for_del_and_a_killed_del_is_done_by_gc() {
+    let lab = Lab::new();
+    // A plugin directory without `loopback` (the runtime brings lo up itself), whose `bridge`
+    // hangs on DEL while `hold` exists, after saying who ran it: the background DEL process.
+    let cni = lab.env.path("cni-plugins");
+    std::fs::create_dir_all(&cni).unwrap();
+    let real = real_plugins();
+    std::os::unix::fs::symlink(real.join("host-local"), cni.join("host-local")).unwrap();
+    let hold = lab.env.path("hold");
+    let del_pid = lab.env.path("del.pid");
+    std::fs::write(&hold, "").unwrap();
+    let wrapper = lab.env.write(
+        "cni-plugins/bridge",
+        &format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ] && [ -e {hold} ]; then echo $PPID > {pid}; exec sleep 60; fi\nexec {real}/bridge\n",
+            hold = hold.display(),
+            pid = del_pid.display(),
+            real = real.display()
+        ),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let task = lab.task("cat /sys/class/net/lo/flags; exit 3");
+    let w = lab
+        .worker()
+        .env("BERTH_CNI_PATH", &cni)
+        // (with debug logging the background DEL would share our stderr pipe)
+        .env_remove("BERTH_WORKER_LOG")
+        .arg("run")
+        .arg(&task)
+        .arg("--image")
+        .arg(busybox())
+        .arg("-i")
+        .arg(format!("probes={}", lab.probes.display()))
+        .args(["--dns", "127.0.0.53", "--network", "bridge"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // (nsenter execs the worker: same pid)
+    let worker_pid = w.id() as i32;
+    let o = w.wait_with_output().unwrap();
+    // The task's exit status came back while its DEL hangs: DEL is off the run's path.
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // lo is up (IFF_UP) with no loopback plugin.
+    let flags = u32::from_str_radix(stdout(&o).trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is down: {flags:#x}");
+    // The DEL is owed on disk, and its lease is still held, until the DEL runs.
+    let deadline = std::time::Instant::now() + berth_integration::scaled(Duration::from_secs(10));
+    while !del_pid.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid: i32 = std::fs::read_to_string(&del_pid)
+        .expect("the background DEL ran the plugin")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(pid, worker_pid, "the run's own worker ran the DEL");
+    assert_eq!(lab.owed().len(), 1, "{:?}", lab.owed());
+    assert_eq!(lab.leases().len(), 1, "{:?}", lab.leases());
+    // Another run's sweep leaves a DEL that a live process holds alone.
+    lab.ok("true", &["--network", "none"]);
+    assert_eq!(lab.owed().len(), 1, "{:?}", lab.owed());
+    assert_eq!(lab.leases().len(), 1, "{:?}", lab.leases());
+    // kill -9 the background DEL (its own process group: the worker and the plugin).
+    // SAFETY: kill(2) on a process group this test made the worker start.
+    assert_eq!(unsafe { libc::kill(-pid, libc::SIGKILL) }, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(lab.owed().len(), 1, "the owed DEL must survive its process");
+    assert_eq!(lab.leases().len(), 1);
+    // gc does it, with the real plugins.
+    std::fs::remove_file(&hold).unwrap();
+    let o = lab.worker().arg("gc").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("released the network of"),
+        "{}",
+        text(&o)
+    );
     lab.assert_no_task_leftovers();
 }

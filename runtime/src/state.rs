@@ -111,8 +111,24 @@ pub struct Record {
     #[serde(default)]
     pub hooks: Option<crate::spec::Hooks>,
     /// The container's config, for `exec` to join it later.
+    ///
+    /// Kept as the JSON text it was written as ([`config_json`]), not as a
+    /// `Value` tree: every save of the state wrote the whole config again by
+    /// walking the tree (five saves per `run`; with Docker's seccomp profile
+    /// inside, ~30 KB of JSON each), and every load of the state (start,
+    /// kill, delete, state…) built the tree again. As raw JSON, a save copies
+    /// the bytes and a load only checks them; the file is byte-identical.
     #[serde(default)]
-    pub config: Option<serde_json::Value>,
+    pub config: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// The config as [`Record::config`] holds it: the JSON of the spec's
+/// `Value` form (keys sorted, as they were when the record was a `Value`).
+pub fn config_json(
+    spec: &crate::spec::Spec,
+) -> serde_json::Result<Box<serde_json::value::RawValue>> {
+    let v = serde_json::to_value(spec)?;
+    serde_json::value::RawValue::from_string(serde_json::to_string(&v)?)
 }
 
 /// The state directory root and the per-container directories under it.
@@ -433,6 +449,33 @@ mod tests {
         assert_eq!(back.status(&dir), Status::Stopped);
         let e = root.load("nope").unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    /// The recorded config is written as the JSON of its `Value` form, as
+    /// when the record held a `Value`, and survives a save and a load.
+    #[test]
+    fn recorded_config_is_the_value_json_and_round_trips() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let (dir, _lock) = root.claim("c3").unwrap();
+        let spec = crate::spec::Spec::from_json(
+            br#"{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+                 "process": {"args": ["/bin/true"], "cwd": "/"}, "hostname": "h",
+                 "linux": {"namespaces": [{"type": "uts"}]}}"#,
+        )
+        .unwrap();
+        let mut s = State::new("c3", Path::new("/b"), Path::new("/b/rootfs"));
+        s.record.config = Some(config_json(&spec).unwrap());
+        s.save(&dir).unwrap();
+        let want = serde_json::to_value(&spec).unwrap();
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("state.json")).unwrap()).unwrap();
+        assert_eq!(on_disk["record"]["config"], want);
+        let back = root.load("c3").unwrap();
+        let raw = back.record.config.expect("config recorded");
+        assert_eq!(raw.get(), serde_json::to_string(&want).unwrap());
+        let spec2: crate::spec::Spec = serde_json::from_str(raw.get()).unwrap();
+        assert_eq!(spec2.hostname.as_deref(), Some("h"));
     }
 
     /// A save over an existing state.json (the exchange path) leaves the

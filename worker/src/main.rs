@@ -113,6 +113,14 @@ enum Cmd {
     DnsProxy(DnsProxyArgs),
     #[command(name = "__userns-hold", hide = true)]
     UsernsHold,
+    /// A finished run's CNI DEL, in the background (docs/worker.md, "Network").
+    #[command(name = "__cni-del", hide = true)]
+    CniDel {
+        container_id: String,
+        /// The owed record, open and locked, handed down by the run.
+        #[arg(long)]
+        lock_fd: Option<i32>,
+    },
 }
 
 /// fly's `((var))` flags (docs/worker.md, *Vars*).
@@ -345,6 +353,7 @@ fn needs_root(cmd: &Cmd) -> bool {
         cmd,
         Cmd::Run(_)
             | Cmd::Gc
+            | Cmd::CniDel { .. }
             | Cmd::Check { explain: true, .. }
             | Cmd::Check { plan: true, .. }
             | Cmd::Images {
@@ -363,6 +372,13 @@ async fn real_main(cli: Cli) -> Result<i32> {
     }
     match &cli.cmd {
         Cmd::UsernsHold => Ok(userns::hold_main()),
+        Cmd::CniDel {
+            container_id,
+            lock_fd,
+        } => {
+            net::del_main(&cli.work_dir, container_id, *lock_fd).await?;
+            Ok(0)
+        }
         Cmd::DnsProxy(a) => {
             let upstreams = if a.upstream.is_empty() {
                 dns::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
@@ -434,6 +450,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
             let w = worker(&cli)?;
             for id in run::sweep(&w).await? {
                 println!("removed stale run {id}");
+            }
+            // DELs whose background process died (one still running is waited for).
+            for id in net::del_all_owed(&cli.work_dir, true).await? {
+                println!("released the network of {id}");
             }
             for p in image::Store::new(&cli.work_dir).gc_shifted()? {
                 if p.file_name()
@@ -513,6 +533,10 @@ async fn real_main(cli: Cli) -> Result<i32> {
                     .iter()
                     .for_each(|id| eprintln!("berth-worker: cleaned up stale run {id}")),
                 Err(e) => eprintln!("berth-worker: warning: sweeping stale runs: {e:#}"),
+            }
+            // DELs whose background process died; one still running is left to it.
+            if let Err(e) = net::del_all_owed(&cli.work_dir, false).await {
+                eprintln!("berth-worker: warning: releasing stale task networks: {e:#}");
             }
             if let Err(e) = run::sweep_partial(&w) {
                 eprintln!("berth-worker: warning: removing interrupted imports: {e:#}");

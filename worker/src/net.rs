@@ -1,7 +1,7 @@
 //! A task's network: its own namespace on a bridge, set up by the standard CNI plugins.
 //!
 //! berth-worker is a CNI *runtime*: it runs the plugin binaries (Debian's
-//! containernetworking-plugins: `loopback`, `bridge` with `host-local` IPAM) with the CNI
+//! containernetworking-plugins: `bridge` with `host-local` IPAM) with the CNI
 //! protocol — `CNI_COMMAND=ADD|DEL` and friends in the environment, the network config on
 //! stdin, the result JSON on stdout, chained through `prevResult` — and never creates a veth
 //! itself.
@@ -12,10 +12,18 @@
 //! and the namespace cannot vanish under ADD), runs ADD against it, and only then
 //! `<runtime> start`s the task.
 //!
+//! The task's `lo` is brought up by the runtime itself, as for every new network namespace
+//! (berth, runc and crun all do), so the `loopback` plugin, which only sets `lo` up, is not
+//! run: it was one Go process per task for nothing.
+//!
 //! Crash safety: `runs/<id>/net/state.json` is written *before* ADD and updated after every
-//! plugin, so a cleanup — the run's own, or a later worker's sweep after a `kill -9` — drops
-//! the namespace (the veth goes with it) and runs DEL for every plugin in reverse with the
-//! last result as `prevResult`: the IPAM lease is released.
+//! plugin. The run's cleanup (or a later worker's sweep after a `kill -9`) drops the namespace
+//! (the veth goes with it) and moves the state to `<work-dir>/cni/del/<container-id>.json`:
+//! a DEL owed. DEL for every plugin in reverse, with the last result as `prevResult`, releases
+//! the IPAM lease; a run hands it to a background `berth-worker __cni-del` so that the task's
+//! exit status is reported without waiting for it, and `gc` (or the next run's sweep) does
+//! any DEL whose process died. An owed DEL is locked (flock) from the moment it is owed, by
+//! the run and then by the process it hands the open record to.
 //!
 //! Two bridges, fixed and worker-wide (created by the bridge plugin on first use):
 //!
@@ -136,10 +144,6 @@ pub fn chain(work_dir: &Path, b: &Bridge) -> Vec<Value> {
     })]
 }
 
-fn loopback_conf() -> Value {
-    json!({"cniVersion": "1.0.0", "name": "berth-lo", "type": "loopback"})
-}
-
 /// Run one plugin: `CNI_COMMAND=cmd`, config on stdin; returns its stdout JSON (ADD's result).
 async fn exec(
     cmd: &str,
@@ -158,6 +162,10 @@ async fn exec(
         .env("CNI_NETNS", netns)
         .env("CNI_IFNAME", ifname)
         .env("CNI_PATH", dirs)
+        // The plugins are Go programs that live a few milliseconds: one OS thread and no
+        // garbage collector save about a tenth of their CPU time (bench/results.md).
+        .env("GOMAXPROCS", "1")
+        .env("GOGC", "off")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -218,10 +226,12 @@ async fn timed<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 }
 
 /// Put the container (PID `pid`) on `bridge`. On error, whatever was set up stays recorded
-/// and [`detach`] (which the run's cleanup always calls) removes it.
+/// and [`release`] (which the run's cleanup always calls) hands it to DEL.
 ///
-/// The independent steps run at once: the loopback plugin (the task's `lo`), the bridge
-/// plugin (veth, address, route) and the check of the per-bridge rules.
+/// The independent steps run at once: the bridge plugin (veth, address, route) and the check
+/// of the per-bridge rules. The task's `lo` is already up: the runtime brings it up in every
+/// new network namespace (runc: `specconv` adds a `loopback` network for a new netns;
+/// berth: `BringUpLoopback`), so the `loopback` plugin has nothing to do.
 pub async fn attach(
     work_dir: &Path,
     run_dir: &Path,
@@ -245,11 +255,6 @@ pub async fn attach(
         .context("holding the task's network namespace")?;
     let ns_s = ns.to_string_lossy().into_owned();
 
-    let lo_conf = loopback_conf();
-    let lo = timed(
-        "loopback ADD",
-        exec("ADD", &lo_conf, container_id, &ns_s, "lo"),
-    );
     let chain = async {
         for p in st.plugins.clone() {
             let mut conf = p;
@@ -268,9 +273,8 @@ pub async fn attach(
         anyhow::Ok(())
     };
     let rules = timed("bridge rules", ensure_bridge_rules(work_dir));
-    let (lo, chain, rules) = tokio::join!(lo, chain, rules);
+    let (chain, rules) = tokio::join!(chain, rules);
     chain?;
-    lo?;
     rules?;
     let result = st.result.clone().expect("the chain is not empty");
     timed("isolate port", isolate_port(&result, bridge)).await?;
@@ -285,24 +289,99 @@ pub async fn attach(
     Ok(Attached { ip })
 }
 
-/// DEL for every plugin of a recorded network, in reverse, after releasing the namespace.
-/// Idempotent: no state, nothing to do.
+/// Where owed DELs wait: `<work-dir>/cni/del/<container-id>.json`, each a [`State`].
+fn owed_dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("cni/del")
+}
+
+/// A DEL owed, locked by whoever holds this (see [`release`]).
+pub struct Owed {
+    pub container_id: String,
+    path: PathBuf,
+    /// The record, open and `flock`ed: its DEL is ours to do.
+    file: std::fs::File,
+}
+
+fn flock(f: &std::fs::File, wait: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on an fd we own; the lock goes with the open file (and its process).
+    if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(e)
+}
+
+/// Take a finished run off the network, up to the DEL: drop our hold on the namespace and move
+/// its recorded state into the owed DELs, locked. Returns the DEL owed (`None`: the run had
+/// no network). Idempotent; fast (no plugin runs): the run's exit status does not wait for
+/// DEL.
 ///
 /// The namespace goes first: with the task's processes gone, unmounting our hold on it lets
 /// the kernel destroy it, and the veth pair with it, in the background. DEL then runs with an
 /// empty `CNI_NETNS` ("the namespace is gone", which every plugin must accept): the bridge
 /// plugin releases the IPAM lease. Asking the plugin to delete the veth itself instead waits
-/// out an RCU grace period per device (`ip link del` of a veth: ~10-30 ms), the largest part of
-/// a bridge task's cleanup. Nothing is left either way: the veth lives exactly as long as the
-/// namespace, and the loopback plugin has nothing to undo without it.
-pub async fn detach(run_dir: &Path) -> Result<()> {
+/// out an RCU grace period per device (`ip link del` of a veth: ~10-30 ms). Nothing is left
+/// either way: the veth lives exactly as long as the namespace.
+pub fn release(work_dir: &Path, run_dir: &Path) -> Result<Option<Owed>> {
     let d = net_dir(run_dir);
-    let st: State = match std::fs::read(d.join("state.json")) {
-        Ok(b) => serde_json::from_slice(&b).context("reading the network state")?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+    let file = match std::fs::File::open(d.join("state.json")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).context("reading the network state"),
     };
+    // Locked before it is visible in the queue: no sweep takes a DEL its owner is about to do.
+    flock(&file, true).context("locking the network state")?;
+    // Another cleanup of the same run (two sweeps) may have moved it meanwhile.
+    let same = |m: std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata()
+            .is_ok_and(|f| (f.dev(), f.ino()) == (m.dev(), m.ino()))
+    };
+    if !std::fs::metadata(d.join("state.json")).is_ok_and(same) {
+        return Ok(None);
+    }
+    let st: State = serde_json::from_reader(&file).context("reading the network state")?;
     sys::umount(&d.join("ns"))?;
+    let owed = owed_dir(work_dir);
+    std::fs::create_dir_all(&owed).with_context(|| format!("creating {}", owed.display()))?;
+    let path = owed.join(format!("{}.json", st.container_id));
+    // A rename: the state is always in exactly one place, the run's or the queue's.
+    std::fs::rename(d.join("state.json"), &path)
+        .with_context(|| format!("moving the network state to {}", path.display()))?;
+    Ok(Some(Owed {
+        container_id: st.container_id,
+        path,
+        file,
+    }))
+}
+
+/// Run an owed DEL we hold the lock of: DEL for every plugin in reverse, then the record goes.
+/// A failed DEL stays owed. Returns false if someone did it before we got the lock.
+async fn del_locked(owed: Owed) -> Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let Owed {
+        container_id,
+        path,
+        mut file,
+    } = owed;
+    // Whoever held the lock before us may have finished it (and unlinked the record).
+    if file.metadata()?.nlink() == 0 {
+        return Ok(false);
+    }
+    // The offset may be shared with the process that handed the lock over.
+    file.seek(SeekFrom::Start(0))?;
+    let st: State = serde_json::from_reader(&file)
+        .with_context(|| format!("reading the network state {}", path.display()))?;
     let mut errs = Vec::new();
     for p in st.plugins.iter().rev() {
         let mut conf = p.clone();
@@ -320,9 +399,151 @@ pub async fn detach(run_dir: &Path) -> Result<()> {
         }
     }
     if !errs.is_empty() {
-        bail!("network cleanup: {}", errs.join("; "));
+        bail!("network cleanup of {container_id}: {}", errs.join("; "));
     }
-    let _ = std::fs::remove_file(d.join("state.json"));
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(true)
+}
+
+/// Run the owed DEL of `container_id` (see [`release`]) now. `wait`: wait for a DEL of it
+/// running elsewhere, else leave that one alone. Returns whether this call did the DEL.
+pub async fn del_owed(work_dir: &Path, container_id: &str, wait: bool) -> Result<bool> {
+    let path = owed_dir(work_dir).join(format!("{container_id}.json"));
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    if !flock(&file, wait).with_context(|| format!("locking {}", path.display()))? {
+        return Ok(false);
+    }
+    del_locked(Owed {
+        container_id: container_id.to_string(),
+        path,
+        file,
+    })
+    .await
+}
+
+/// Run a DEL [`release`] handed us, here and now.
+pub async fn del_now(owed: Owed) -> Result<()> {
+    del_locked(owed).await.map(|_| ())
+}
+
+/// Every owed DEL (see [`del_owed`]); returns the container ids done. All are tried; the
+/// first error is returned after.
+pub async fn del_all_owed(work_dir: &Path, wait: bool) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let rd = match std::fs::read_dir(owed_dir(work_dir)) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(e).context("reading the owed CNI DELs"),
+    };
+    let mut first_err = None;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        match del_owed(work_dir, id, wait).await {
+            Ok(true) => done.push(id.to_string()),
+            Ok(false) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// Hand an owed DEL, and its lock, to a background `berth-worker __cni-del` (its own process
+/// group, so a Ctrl-C at the terminal does not cut it short) and return at once. The locked
+/// record is passed down as an open fd, so the DEL is never unlocked while a process is about
+/// to do it. Should that process die, the DEL stays owed on disk for `gc` or the next run's
+/// sweep. If it cannot be started, the DEL runs here.
+pub async fn del_in_background(work_dir: &Path, owed: Owed) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = owed.file.as_raw_fd();
+    // Inherited by the child (we start nothing else meanwhile); our copy closes when `owed`
+    // drops, the lock stays with the child's.
+    // SAFETY: F_SETFD on an fd we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let spawned = std::env::current_exe()
+        .context("locating berth-worker")
+        .and_then(|exe| {
+            std::process::Command::new(exe)
+                .arg("--work-dir")
+                .arg(work_dir)
+                .arg("__cni-del")
+                .arg(&owed.container_id)
+                .arg("--lock-fd")
+                .arg(fd.to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                // Debug logging: its step timings go where ours go.
+                .stderr(if debug() {
+                    std::process::Stdio::inherit()
+                } else {
+                    std::process::Stdio::null()
+                })
+                .process_group(0)
+                .spawn()
+                .context("starting the background CNI DEL")
+        });
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    match spawned {
+        // Not waited for: it outlives us, and is reaped by our parent (or init) once we exit.
+        Ok(_child) => Ok(()),
+        Err(e) => {
+            if debug() {
+                eprintln!("berth-worker: debug: network: {e:#}; DEL runs in the foreground");
+            }
+            del_now(owed).await
+        }
+    }
+}
+
+/// `berth-worker __cni-del ID [--lock-fd FD]`: the background DEL (see [`del_in_background`]);
+/// `FD` is the record, open and locked, handed down by the run.
+pub async fn del_main(work_dir: &Path, container_id: &str, lock_fd: Option<i32>) -> Result<()> {
+    use std::os::fd::FromRawFd;
+    match lock_fd {
+        Some(fd) => {
+            // SAFETY: the fd was left open for us by the run, and nothing else here uses it.
+            // Close-on-exec again: the plugins must not hold the lock.
+            let file = unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                std::fs::File::from_raw_fd(fd)
+            };
+            del_now(Owed {
+                container_id: container_id.to_string(),
+                path: owed_dir(work_dir).join(format!("{container_id}.json")),
+                file,
+            })
+            .await?;
+        }
+        None => {
+            del_owed(work_dir, container_id, true).await?;
+        }
+    }
+    if debug() {
+        // SAFETY: getrusage fills the struct we pass.
+        let ru = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+            ru
+        };
+        let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+        eprintln!(
+            "berth-worker: debug: network: background DEL plugins cpu: {:.1} ms",
+            ms(ru.ru_utime) + ms(ru.ru_stime)
+        );
+    }
     Ok(())
 }
 

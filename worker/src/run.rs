@@ -450,7 +450,13 @@ pub async fn run_task(w: &Worker, opts: &RunOptions) -> Result<Outcome> {
         Ok::<_, anyhow::Error>(outcome)
     }
     .await;
-    let cleanup = cleanup_run(w, &rec).await;
+    let cleanup = match cleanup_run(w, &rec).await {
+        // The task's exit status and outputs are ready: report them without waiting for the
+        // CNI DEL (the IPAM lease), which is recorded on disk and always runs.
+        Ok(Some(owed)) => net::del_in_background(&w.work_dir, owed).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
     match (result, cleanup) {
         (Ok(o), Ok(())) => Ok(o),
         (Ok(_), Err(c)) => Err(c.context("cleaning up after the task")),
@@ -746,7 +752,9 @@ async fn copy_outputs(plan: &TaskPlan) -> Result<Vec<String>> {
 
 /// Remove everything a run made: the container (`<runtime> delete --force`), every mount under
 /// its directory, the directory, and the empty `berth-worker` cgroup parents. Idempotent.
-pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
+/// Returns the CNI DEL now owed, if the run had a network ([`net::release`]): the caller runs
+/// it, at once or in the background (if the caller fails to, it stays owed on disk).
+pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<Option<net::Owed>> {
     let run_dir = w.layout().run(&rec.id).dir;
     let rt = Runtime {
         bin: if rec.runtime_bin.exists() {
@@ -756,10 +764,13 @@ pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
         },
         root: rec.runtime_root.clone(),
     };
-    // CNI DEL for every plugin, whatever state the run died in (it is a no-op without one),
-    // alongside the runtime's delete: our bind mount holds the namespace, so DEL does not
-    // need the container, and the two are the bulk of a bridge task's cleanup.
-    let (del, net_del) = tokio::join!(rt.delete(&rec.container_id), net::detach(&run_dir));
+    // The network first, whatever state the run died in (nothing to do without one): our
+    // hold on the namespace goes and the recorded state moves out of the run directory, into
+    // the owed DELs. No plugin runs here.
+    let owed = net::release(&w.work_dir, &run_dir);
+    let del = rt.delete(&rec.container_id).await;
+    // Keep the run directory (and the network state in it) if it could not be handed over.
+    let owed = owed.context("releasing the task's network")?;
     sys::umount_all_under(&run_dir)?;
     // Never recurse into a mounted directory (an input's lower dir is the caller's data).
     if !sys::mounts_under(&run_dir)?.is_empty() {
@@ -773,7 +784,7 @@ pub async fn cleanup_run(w: &Worker, rec: &RunRecord) -> Result<()> {
         _ => {}
     }
     remove_cgroup_parents();
-    del.and(net_del)
+    del.map(|()| owed)
 }
 
 /// Where the task's DNS proxy listens, if the task has one.
@@ -904,9 +915,14 @@ pub async fn sweep(w: &Worker) -> Result<Vec<String>> {
         if alive {
             continue;
         }
-        cleanup_run(w, &rec)
+        let owed = cleanup_run(w, &rec)
             .await
             .with_context(|| format!("cleaning up stale run {}", rec.id))?;
+        if let Some(o) = owed {
+            net::del_now(o)
+                .await
+                .with_context(|| format!("cleaning up stale run {}", rec.id))?;
+        }
         done.push(rec.id);
     }
     Ok(done)

@@ -134,7 +134,7 @@ pub fn create(root: &Root, o: &CreateOpts) -> Result<Container> {
     state.record.cgroup = Some(p.cgroup.clone());
     state.record.own_pidns = p.plan.own_pidns;
     state.record.hooks = p.spec.hooks.clone();
-    state.record.config = serde_json::to_value(&p.spec).ok();
+    state.record.config = crate::state::config_json(&p.spec).ok();
     let pidfd_socket = o
         .pidfd_socket
         .as_deref()

@@ -34,13 +34,13 @@ pub struct ExecOpts {
 
 /// The container's config as recorded at create.
 pub fn container_spec(c: &Container) -> Result<Spec> {
-    let v = c
+    let raw = c
         .state
         .record
         .config
-        .clone()
+        .as_ref()
         .ok_or_else(|| anyhow!("container {} has no recorded config", c.state.id))?;
-    Ok(serde_json::from_value(v)?)
+    Ok(serde_json::from_str(raw.get())?)
 }
 
 /// Run the process; returns its exit status (0 at once with `detach`).

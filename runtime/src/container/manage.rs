@@ -50,10 +50,10 @@ pub fn update(root: &Root, id: &str, r: &Resources) -> Result<()> {
     // Keep the recorded config in step, as runc does, so `exec` and
     // later reads see the new limits.
     if let Some(cfg) = c.state.record.config.as_mut() {
-        let mut spec: crate::spec::Spec = serde_json::from_value(cfg.clone())?;
+        let mut spec: crate::spec::Spec = serde_json::from_str(cfg.get())?;
         let linux = spec.linux.get_or_insert_with(Default::default);
         merge_resources(linux.resources.get_or_insert_with(Default::default), r);
-        *cfg = serde_json::to_value(&spec)?;
+        *cfg = crate::state::config_json(&spec)?;
         c.state.save(&c.dir)?;
     }
     Ok(())
