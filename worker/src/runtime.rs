@@ -53,13 +53,33 @@ fn which(name: &str) -> Option<PathBuf> {
 
 impl Runtime {
     fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
+        self.std_cmd().into()
+    }
+
+    /// The runtime with its state root, as a std Command (for a child the caller reaps).
+    fn std_cmd(&self) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(&self.bin);
         c.arg("--root").arg(&self.root);
         // Own process group: a Ctrl-C on the terminal reaches the worker, which then stops the
         // task in order (TERM, grace, KILL), instead of hitting the runtime mid-operation.
         c.process_group(0);
         c.stdin(Stdio::null());
         c
+    }
+
+    /// `--log B/runtime.log --log-format json VERB --bundle B --pid-file B/container.pid ID`:
+    /// what `create` and a foreground `run` share. The log is where a failure's reason is read
+    /// from ([`last_log_error`]); the pid file tells whether the container came to exist.
+    fn bundle_args(verb: &str, id: &str, bundle: &Path) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["--log".into()];
+        a.push(bundle.join("runtime.log").into());
+        a.extend(["--log-format", "json", verb, "--bundle"].map(Into::into));
+        a.push(bundle.into());
+        a.push("--pid-file".into());
+        a.push(bundle.join("container.pid").into());
+        a.push(id.into());
+        a
     }
 
     async fn run(&self, what: &str, mut c: Command) -> Result<String> {
@@ -91,13 +111,7 @@ impl Runtime {
         let pid_file = bundle.join("container.pid");
         let log = bundle.join("runtime.log");
         let mut c = self.cmd();
-        c.arg("--log").arg(&log).arg("--log-format").arg("json");
-        c.arg("create")
-            .arg("--bundle")
-            .arg(bundle)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(id);
+        c.args(Self::bundle_args("create", id, bundle));
         c.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
         let status = c
             .status()
@@ -129,22 +143,8 @@ impl Runtime {
         stdout: OwnedFd,
         stderr: OwnedFd,
     ) -> Result<i32> {
-        use std::os::unix::process::CommandExt;
-        let mut c = std::process::Command::new(&self.bin);
-        c.arg("--root").arg(&self.root);
-        // Own process group, as for the other commands (see `cmd`).
-        c.process_group(0);
-        c.stdin(Stdio::null());
-        c.arg("--log")
-            .arg(bundle.join("runtime.log"))
-            .arg("--log-format")
-            .arg("json");
-        c.arg("run")
-            .arg("--bundle")
-            .arg(bundle)
-            .arg("--pid-file")
-            .arg(bundle.join("container.pid"))
-            .arg(id);
+        let mut c = self.std_cmd();
+        c.args(Self::bundle_args("run", id, bundle));
         c.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
         let child = c
             .spawn()
