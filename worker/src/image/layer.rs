@@ -647,14 +647,18 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
         let mut b = tar::Builder::new(Vec::new());
-        let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, body: &[u8], mode: u32, uid: u64| {
+        let header = |kind: tar::EntryType, size: usize, mode: u32, uid: u64| {
             let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(body.len() as u64);
+            h.set_entry_type(kind);
+            h.set_size(size as u64);
             h.set_mode(mode);
             h.set_uid(uid);
             h.set_gid(uid);
             h.set_mtime(1_000_000);
+            h
+        };
+        let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, body: &[u8], mode: u32, uid: u64| {
+            let mut h = header(tar::EntryType::Regular, body.len(), mode, uid);
             b.append_data(&mut h, path, body).unwrap();
         };
         for i in 0..200 {
@@ -669,23 +673,11 @@ mod tests {
         file(&mut b, "twice", b"first", 0o644, 0);
         file(&mut b, "twice", b"second", 0o600, 0);
         file(&mut b, "becomes-dir", b"file", 0o644, 0);
-        let mut d = tar::Header::new_gnu();
-        d.set_entry_type(tar::EntryType::Directory);
-        d.set_size(0);
-        d.set_mode(0o755);
-        d.set_uid(0);
-        d.set_gid(0);
-        d.set_mtime(1_000_000);
+        let mut d = header(tar::EntryType::Directory, 0, 0o755, 0);
         b.append_data(&mut d, "becomes-dir", &[][..]).unwrap();
         file(&mut b, "becomes-dir/child", b"c", 0o644, 0);
         file(&mut b, "linked", b"L", 0o644, 0);
-        let mut l = tar::Header::new_gnu();
-        l.set_entry_type(tar::EntryType::Link);
-        l.set_size(0);
-        l.set_mode(0o644);
-        l.set_uid(0);
-        l.set_gid(0);
-        l.set_mtime(1_000_000);
+        let mut l = header(tar::EntryType::Link, 0, 0o644, 0);
         b.append_link(&mut l, "hardlink", "linked").unwrap();
         file(&mut b, "gone", b"g", 0o644, 0);
         file(&mut b, ".wh.gone", b"", 0o644, 0);
