@@ -8,7 +8,7 @@
 command -v dockerd >/dev/null || { echo "dockerd not installed: skipped"; exit 0; }
 
 # (after dockerd and containerd are stopped) the --cgroup-parent
-on_exit "rmdir /sys/fs/cgroup/*/berth-docker-test /sys/fs/cgroup/unified/berth-docker-test /sys/fs/cgroup/berth-docker-test"
+on_exit "remove_cgroup_parent berth-docker-test"
 # dockerd's own containerd would have to answer within a fixed 15 s, too
 # short in the kernel matrix's emulated VMs: it gets one already running.
 start_containerd

@@ -23,6 +23,30 @@ cleanup() {
 trap cleanup EXIT
 on_exit() { CLEANUPS+=("$1"); }
 
+# What /sys/fs/cgroup held before the client ran (see remove_cgroup_parent).
+CGROUP_TOP=$(echo /sys/fs/cgroup/*/)
+
+# remove_cgroup_parent NAME: the client's --cgroup-parent /NAME in every
+# hierarchy, deepest first. conmon also makes plain directories (with a
+# `tasks` file) for controllers the kernel has but nobody mounted, on the
+# /sys/fs/cgroup tmpfs of a hybrid host: those go with rm, and so do the
+# controller directories made for them since the script started.
+remove_cgroup_parent() {
+    local d top
+    for d in /sys/fs/cgroup/*/"$1" /sys/fs/cgroup/"$1"; do
+        [ -d "$d" ] || continue
+        case $(stat -f -c %T "$d") in
+            cgroupfs | cgroup2fs) find "$d" -depth -type d -exec rmdir {} \; || true ;;
+            *) rm -rf --one-file-system "$d" ;;
+        esac
+    done
+    for top in /sys/fs/cgroup/*/; do
+        if [[ " $CGROUP_TOP " != *" $top "* ]] && ! mountpoint -q "$top"; then
+            rmdir "$top" || true
+        fi
+    done
+}
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # wait_until SECONDS COMMAND...: polls COMMAND (quietly) until it succeeds;

@@ -10,8 +10,12 @@ command -v podman >/dev/null || { echo "podman not installed: skipped"; exit 0; 
 
 P=(podman --root "$WORK/storage" --runroot "$WORK/run" --tmpdir "$WORK/tmp"
    --cgroup-manager cgroupfs --events-backend none --runtime "$BERTH_BIN")
-RUN_OPTS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none)
+# Containers' and conmon's cgroups under /berth-podman-test (podman's
+# default, /libpod_parent, would stay behind), removed last.
+RUN_OPTS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none
+    --cgroup-parent /berth-podman-test)
 IMG=localhost/berth-busybox:test
+on_exit "remove_cgroup_parent berth-podman-test"
 on_exit "${P[*]} rm -af -t 0"
 on_exit "${P[*]} system reset -f"
 
