@@ -127,22 +127,13 @@ impl Channel {
             return Ok(());
         }
         let memfd = memfd_with(&data)?;
-        let iov = [io::IoSlice::new(IN_MEMFD)];
-        let fds = [memfd.as_raw_fd()];
-        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-        nix::sys::socket::sendmsg::<()>(
-            self.raw(),
-            &iov,
-            &cmsg,
-            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .map_err(|e| {
-            crate::sys::err(
-                format_args!("write a {}-byte message to the sync socket", data.len()),
-                e.into(),
-            )
-        })?;
+        self.send_bytes_and_fds(IN_MEMFD, &[memfd.as_raw_fd()])
+            .map_err(|e| {
+                crate::sys::err(
+                    format_args!("write a {}-byte message to the sync socket", data.len()),
+                    e.into(),
+                )
+            })?;
         Ok(())
     }
 
@@ -155,7 +146,14 @@ impl Channel {
                 fds.len()
             )));
         }
-        let iov = [io::IoSlice::new(&data)];
+        self.send_bytes_and_fds(&data, fds)
+            .map_err(|e| crate::sys::err("write fds to the sync socket", e.into()))?;
+        Ok(())
+    }
+
+    /// One sendmsg of `data` with `fds` attached (SCM_RIGHTS); no SIGPIPE if the peer is gone.
+    fn send_bytes_and_fds(&self, data: &[u8], fds: &[RawFd]) -> nix::Result<usize> {
+        let iov = [io::IoSlice::new(data)];
         let cmsg = [nix::sys::socket::ControlMessage::ScmRights(fds)];
         nix::sys::socket::sendmsg::<()>(
             self.raw(),
@@ -164,8 +162,6 @@ impl Channel {
             nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
             None,
         )
-        .map_err(|e| crate::sys::err("write fds to the sync socket", e.into()))?;
-        Ok(())
     }
 
     /// The bind source of `mounts[index]` if the runtime opened it
