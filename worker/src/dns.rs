@@ -19,7 +19,11 @@
 //! Forwarding. Queries go out on a small pool of connected UDP sockets per upstream
 //! ([`UpSocks`]), each under a fresh random id that is mapped back to the client's when the
 //! reply (matched on id and question) comes in; upstreams are tried in turn until one answers
-//! within the timeout. A truncated UDP reply is retried over TCP; if the full answer does not
+//! within the timeout. A client's UDP query takes the fast path, as dnsmasq's forwarder does:
+//! no task and no timer of its own, just an entry in the socket's table of queries in flight
+//! ([`Inflight`]); the socket's reader sends the reply straight back to the client, and one
+//! sweeper resends or moves on the few that time out. Only a reply that needs more (a rewrite,
+//! a TCP retry, a truncation for the client) gets a task. A truncated UDP reply is retried over TCP; if the full answer does not
 //! fit the client's UDP size (512, or its EDNS0 payload size), the
 //! client gets a truncated reply and retries over TCP to the proxy. EDNS0 options travel in the
 //! forwarded bytes untouched. When no upstream answers, the client gets SERVFAIL (Concourse's
@@ -30,7 +34,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -48,6 +52,9 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 /// How long "this name has A records" (or has not) is remembered.
 const A_CACHE_MAX: Duration = Duration::from_secs(30);
 const A_CACHE_NEGATIVE: Duration = Duration::from_secs(5);
+/// How often the sweeper looks for fast-path queries to resend or give up on, while any are in
+/// flight (it sleeps otherwise). The timeouts it enforces are this much late at worst.
+const SWEEP_TICK: Duration = Duration::from_millis(50);
 
 /// Proxy settings.
 #[derive(Debug, Clone)]
@@ -103,6 +110,10 @@ pub struct Proxy {
     pool: Vec<Mutex<Option<Arc<UpSocks>>>>,
     /// lower-cased name → (has A records, valid until).
     a_cache: Mutex<HashMap<String, (bool, Instant)>>,
+    /// Wakes the sweeper when a fast-path query goes out.
+    sweeper: tokio::sync::Notify,
+    /// Ourselves, for the socket readers (which must not keep the proxy alive).
+    me: Weak<Proxy>,
 }
 
 /// Bound sockets for one listen address.
@@ -176,11 +187,13 @@ impl Proxy {
         if cfg.upstreams.is_empty() {
             bail!("dns proxy: no upstream resolver (pass --upstream ADDR, or have a nameserver in /etc/resolv.conf)");
         }
-        Ok(Arc::new(Proxy {
+        Ok(Arc::new_cyclic(|me| Proxy {
             pool: cfg.upstreams.iter().map(|_| Mutex::new(None)).collect(),
             cfg,
             stats: Stats::default(),
             a_cache: Mutex::new(HashMap::new()),
+            sweeper: tokio::sync::Notify::new(),
+            me: me.clone(),
         }))
     }
 
@@ -191,6 +204,7 @@ impl Proxy {
         shutdown: impl Future<Output = ()>,
     ) {
         let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.clone().sweep());
         for l in listeners {
             let udp = Arc::new(l.udp);
             tasks.spawn(self.clone().udp_loop(udp));
@@ -213,13 +227,24 @@ impl Proxy {
                 bump(&self.stats.oversized);
                 continue;
             }
-            let pkt = buf[..n].to_vec();
-            let (me, sock) = (self.clone(), sock.clone());
-            tokio::spawn(async move {
-                if let Some(reply) = me.handle(&pkt, false).await {
-                    let _ = sock.send_to(&reply, peer).await;
+            let pkt = &buf[..n];
+            match self.vet(pkt) {
+                Ok(req) => {
+                    let q = Inflight {
+                        listener: sock.clone(),
+                        peer,
+                        req,
+                        pkt: pkt.to_vec(),
+                        upstream: 0,
+                        deadline: Instant::now(),
+                        resend: Instant::now(),
+                        wait: RETRANSMIT,
+                    };
+                    self.ask_from(0, q);
                 }
-            });
+                Err(Some(reply)) => send_to_client(&sock, peer, reply),
+                Err(None) => {}
+            }
         }
     }
 
@@ -263,13 +288,26 @@ impl Proxy {
         }
     }
 
-    /// One client query (wire bytes) → the reply to send, or None to drop it.
+    /// One client query (wire bytes) → the reply to send, or None to drop it. The TCP path;
+    /// UDP queries take the fast path (`ask_from`) and end up in [`Proxy::finish`] only when
+    /// their reply needs more than a new id.
     pub async fn handle(&self, pkt: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let req = match self.vet(pkt) {
+            Ok(req) => req,
+            Err(reply) => return reply,
+        };
+        let fwd = self.forward(&req, pkt, tcp, 0).await;
+        self.finish(&req, fwd, tcp).await
+    }
+
+    /// Parse and check a client's query: Ok(the query) to forward it, Err(a reply to send
+    /// instead, or None to drop the packet).
+    fn vet(&self, pkt: &[u8]) -> Result<Message, Option<Vec<u8>>> {
         let req = match Message::from_vec(pkt) {
             Ok(m) if m.message_type() == MessageType::Query => m,
             _ => {
                 bump(&self.stats.malformed);
-                return None;
+                return Err(None);
             }
         };
         bump(&self.stats.queries);
@@ -280,21 +318,34 @@ impl Proxy {
             } else {
                 ResponseCode::NotImp
             };
-            return error_reply(&req, code);
+            return Err(error_reply(&req, code));
         }
-        let mut reply = match self.forward(&req, pkt, tcp).await {
-            Some((bytes, msg)) => self.repair(&req, bytes, msg).await,
-            None => {
-                bump(&self.stats.servfail);
-                if self.cfg.debug {
-                    eprintln!(
-                        "berth-worker dns-proxy: debug: no upstream answered {} {}: SERVFAIL",
-                        req.queries()[0].name(),
-                        req.queries()[0].query_type()
-                    );
-                }
-                return error_reply(&req, ResponseCode::ServFail);
-            }
+        Ok(req)
+    }
+
+    /// SERVFAIL for a query no upstream answered.
+    fn servfail(&self, req: &Message) -> Option<Vec<u8>> {
+        bump(&self.stats.servfail);
+        if self.cfg.debug {
+            eprintln!(
+                "berth-worker dns-proxy: debug: no upstream answered {} {}: SERVFAIL",
+                req.queries()[0].name(),
+                req.queries()[0].query_type()
+            );
+        }
+        error_reply(req, ResponseCode::ServFail)
+    }
+
+    /// An upstream's reply (None: no upstream answered) → the reply for the client.
+    async fn finish(
+        &self,
+        req: &Message,
+        fwd: Option<(Vec<u8>, Message)>,
+        tcp: bool,
+    ) -> Option<Vec<u8>> {
+        let mut reply = match fwd {
+            Some((bytes, msg)) => self.repair(req, bytes, msg).await,
+            None => return self.servfail(req),
         };
         bump(&self.stats.answered);
         if !tcp && reply.len() > req.max_payload() as usize {
@@ -310,10 +361,16 @@ impl Proxy {
         Some(reply)
     }
 
-    /// Ask each upstream in turn; the first reply wins (its bytes, as upstream sent them, and
-    /// parsed). None when none answered in time.
-    async fn forward(&self, req: &Message, pkt: &[u8], tcp: bool) -> Option<(Vec<u8>, Message)> {
-        for (i, up) in self.cfg.upstreams.iter().enumerate() {
+    /// Ask each upstream in turn, from upstream `from` on; the first reply wins (its bytes, as
+    /// upstream sent them, and parsed). None when none answered in time.
+    async fn forward(
+        &self,
+        req: &Message,
+        pkt: &[u8],
+        tcp: bool,
+        from: usize,
+    ) -> Option<(Vec<u8>, Message)> {
+        for (i, up) in self.cfg.upstreams.iter().enumerate().skip(from) {
             let r =
                 tokio::time::timeout(self.cfg.timeout, self.exchange(i, *up, req, pkt, tcp)).await;
             match r {
@@ -355,9 +412,149 @@ impl Proxy {
         if let Some(p) = &*slot {
             return Ok(p.clone());
         }
-        let p = Arc::new(UpSocks::open(self.cfg.upstreams[i])?);
+        let p = Arc::new(UpSocks::open(self.cfg.upstreams[i], i, self.me.clone())?);
         *slot = Some(p.clone());
         Ok(p)
+    }
+
+    /// The fast path: send a client's UDP query to upstream `from` (or the next one whose
+    /// socket opens) and return; the socket's reader answers the client. With no upstream
+    /// left, the client gets SERVFAIL.
+    fn ask_from(&self, from: usize, mut q: Inflight) {
+        for i in from..self.cfg.upstreams.len() {
+            let socks = match self.upstream_socks(i) {
+                Ok(s) => s,
+                Err(e) => {
+                    if self.cfg.debug {
+                        let up = self.cfg.upstreams[i];
+                        eprintln!("berth-worker dns-proxy: debug: upstream {up}: {e:#}");
+                    }
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            q.upstream = i;
+            q.deadline = now + self.cfg.timeout;
+            q.wait = RETRANSMIT;
+            q.resend = now + RETRANSMIT;
+            let s = socks.pick();
+            let query = q.req.queries()[0].clone();
+            let mut out = q.pkt.clone();
+            s.register(query, To::Client(Box::new(q)), &mut out);
+            s.send_now(out);
+            self.sweeper.notify_one();
+            return;
+        }
+        if let Some(reply) = self.servfail(&q.req) {
+            send_to_client(&q.listener, q.peer, reply);
+        }
+    }
+
+    /// An upstream's reply to a fast-path query. Most need only the client's id back; a
+    /// truncated reply (retried over TCP), an AAAA NXDOMAIN to check for the rewrite and a
+    /// reply larger than the client takes go through [`Proxy::finish`] in a task.
+    fn answer(&self, q: Inflight, mut bytes: Vec<u8>, msg: Message) {
+        let qt = q.req.queries()[0].query_type();
+        let slow = msg.truncated()
+            || bytes.len() > q.req.max_payload() as usize
+            || (self.cfg.rewrite
+                && qt == RecordType::AAAA
+                && msg.response_code() == ResponseCode::NXDomain);
+        if !slow {
+            self.note_a(&q.req, &msg);
+            bump(&self.stats.answered);
+            bytes[..2].copy_from_slice(&q.req.id().to_be_bytes());
+            send_to_client(&q.listener, q.peer, bytes);
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let i = q.upstream;
+            let fwd = if msg.truncated() {
+                bump(&me.stats.tcp_retries);
+                let up = me.cfg.upstreams[i];
+                match tokio::time::timeout(me.cfg.timeout, exchange_tcp(up, &q.req, &q.pkt)).await {
+                    Ok(Ok(r)) => Some(r),
+                    _ => me.forward(&q.req, &q.pkt, false, i + 1).await,
+                }
+            } else {
+                Some((bytes, msg))
+            };
+            if let Some(reply) = me.finish(&q.req, fwd, false).await {
+                send_to_client(&q.listener, q.peer, reply);
+            }
+        });
+    }
+
+    /// While fast-path queries are in flight, every [`SWEEP_TICK`]: resend the unanswered
+    /// (400 ms, then doubling, as a stub resolver does) and move the ones past their
+    /// upstream's timeout on to the next upstream (or SERVFAIL).
+    async fn sweep(self: Arc<Self>) {
+        loop {
+            self.sweeper.notified().await;
+            while self.sweep_once() {
+                tokio::time::sleep(SWEEP_TICK).await;
+            }
+        }
+    }
+
+    /// One sweep; false when no fast-path query is in flight.
+    fn sweep_once(&self) -> bool {
+        let now = Instant::now();
+        let mut busy = false;
+        let mut expired = Vec::new();
+        for slot in &self.pool {
+            let Some(socks) = slot.lock().expect("pool lock").clone() else {
+                continue;
+            };
+            for s in &socks.socks {
+                let mut p = s.pending.lock().expect("pending lock");
+                let mut gone = Vec::new();
+                for (id, w) in p.iter_mut() {
+                    let To::Client(q) = &mut w.to else { continue };
+                    busy = true;
+                    if now >= q.deadline {
+                        gone.push(*id);
+                    } else if now >= q.resend {
+                        let mut out = q.pkt.clone();
+                        out[..2].copy_from_slice(&id.to_be_bytes());
+                        s.send_now(out);
+                        q.wait *= 2;
+                        q.resend = now + q.wait;
+                    }
+                }
+                for id in gone {
+                    if let Some(Waiter {
+                        to: To::Client(q), ..
+                    }) = p.remove(&id)
+                    {
+                        expired.push(*q);
+                    }
+                }
+            }
+        }
+        for q in expired {
+            if self.cfg.debug {
+                let up = self.cfg.upstreams[q.upstream];
+                eprintln!("berth-worker dns-proxy: debug: upstream {up}: timed out");
+            }
+            self.ask_from(q.upstream + 1, q);
+        }
+        busy
+    }
+
+    /// The A answer a client asked for anyway (musl sends A and AAAA together) tells the next
+    /// AAAA check's result for free.
+    fn note_a(&self, req: &Message, msg: &Message) {
+        let q = &req.queries()[0];
+        if q.query_class() == DNSClass::IN
+            && q.query_type() == RecordType::A
+            && msg.response_code() == ResponseCode::NoError
+        {
+            if let Some(ttl) = a_ttl(msg) {
+                self.remember(q.name(), true, ttl);
+            }
+        }
     }
 
     /// The AAAA NXDOMAIN → NODATA rewrite; every other reply is returned unchanged.
@@ -366,13 +563,7 @@ impl Proxy {
         if q.query_class() != DNSClass::IN {
             return reply;
         }
-        if q.query_type() == RecordType::A && msg.response_code() == ResponseCode::NoError {
-            // The A answer a client asked for anyway (musl sends A and AAAA together) tells us
-            // the next AAAA check's result for free.
-            if let Some(ttl) = a_ttl(&msg) {
-                self.remember(q.name(), true, ttl);
-            }
-        }
+        self.note_a(req, &msg);
         if !self.cfg.rewrite
             || q.query_type() != RecordType::AAAA
             || msg.response_code() != ResponseCode::NXDomain
@@ -430,7 +621,7 @@ impl Proxy {
             .add_query(Query::query(name.clone(), RecordType::A));
         let Ok(pkt) = m.to_vec() else { return false };
         let ans = self
-            .forward(&m, &pkt, false)
+            .forward(&m, &pkt, false, 0)
             .await
             .map(|(_, r)| r)
             .filter(|r| r.response_code() == ResponseCode::NoError)
@@ -481,11 +672,37 @@ fn error_reply(req: &Message, code: ResponseCode) -> Option<Vec<u8>> {
     m.to_vec().ok()
 }
 
+/// A random query id, from the kernel's CSPRNG (an off-path spoofer must guess it), drawn 128
+/// at a time: one getrandom per query cost as much as the rest of a fast-path forward.
 fn rand_id() -> u16 {
-    let mut b = [0u8; 2];
-    // SAFETY: getrandom writes at most len bytes into the buffer we own.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), 2, 0) };
-    u16::from_ne_bytes(b)
+    use std::cell::RefCell;
+    thread_local! {
+        static POOL: RefCell<([u8; 256], usize)> = const { RefCell::new(([0; 256], 256)) };
+    }
+    POOL.with(|p| {
+        let (buf, used) = &mut *p.borrow_mut();
+        if *used + 2 > buf.len() {
+            // SAFETY: getrandom writes at most len bytes into the buffer we own. Up to 256
+            // bytes it returns them all, uninterrupted by signals (getrandom(2)).
+            unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+            *used = 0;
+        }
+        let id = u16::from_ne_bytes([buf[*used], buf[*used + 1]]);
+        *used += 2;
+        id
+    })
+}
+
+/// Send a reply to a UDP client without waiting; only a full send queue costs a task.
+fn send_to_client(listener: &Arc<UdpSocket>, peer: SocketAddr, reply: Vec<u8>) {
+    if let Err(e) = listener.try_send_to(&reply, peer) {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            let l = listener.clone();
+            tokio::spawn(async move {
+                let _ = l.send_to(&reply, peer).await;
+            });
+        }
+    }
 }
 
 /// How many connected sockets each upstream gets. Queries are spread over them, so a reply
@@ -515,11 +732,68 @@ struct Waiter {
     /// Which exchange this is: an id is reused once its reply is in.
     seq: u64,
     query: Query,
-    tx: tokio::sync::oneshot::Sender<(Vec<u8>, Message)>,
+    to: To,
+}
+
+/// Where an upstream's reply goes.
+enum To {
+    /// A task awaiting it (TCP clients, the rewrite's A check).
+    Task(tokio::sync::oneshot::Sender<(Vec<u8>, Message)>),
+    /// Straight back to a UDP client (the fast path).
+    Client(Box<Inflight>),
+}
+
+/// A client's UDP query on the fast path, waiting in its upstream socket's table.
+struct Inflight {
+    /// The socket the query came in on, to answer from.
+    listener: Arc<UdpSocket>,
+    peer: SocketAddr,
+    req: Message,
+    /// The query as the client sent it (its own id).
+    pkt: Vec<u8>,
+    /// Which upstream has it, until when, and when it is sent again.
+    upstream: usize,
+    deadline: Instant,
+    resend: Instant,
+    wait: Duration,
+}
+
+impl UpSock {
+    /// Send without waiting when the socket is known writable; otherwise (a socket the reactor
+    /// has not reported on yet, whose try_send refuses, or a full queue) in a task.
+    fn send_now(self: &Arc<Self>, out: Vec<u8>) {
+        if let Err(e) = self.sock.try_send(&out) {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let _ = me.sock.send(&out).await;
+                });
+            }
+        }
+    }
+
+    /// Enter a query under a fresh id (written into `out`'s header); its (id, sequence number).
+    fn register(&self, query: Query, to: To, out: &mut [u8]) -> (u16, u64) {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut p = self.pending.lock().expect("pending lock");
+        let mut id = rand_id();
+        while p.contains_key(&id) {
+            id = rand_id();
+        }
+        p.insert(id, Waiter { seq, query, to });
+        out[..2].copy_from_slice(&id.to_be_bytes()); // the header's id (RFC 1035 §4.1.1)
+        (id, seq)
+    }
 }
 
 impl UpSocks {
-    fn open(up: SocketAddr) -> Result<UpSocks> {
+    /// The next socket, round robin.
+    fn pick(&self) -> &Arc<UpSock> {
+        &self.socks[self.next.fetch_add(1, Ordering::Relaxed) % self.socks.len()]
+    }
+
+    fn open(up: SocketAddr, index: usize, proxy: Weak<Proxy>) -> Result<UpSocks> {
         use socket2::{Domain, Protocol, Socket, Type};
         let mut socks = Vec::new();
         let mut readers = Vec::new();
@@ -540,7 +814,7 @@ impl UpSocks {
                 sock: UdpSocket::from_std(s.into())?,
                 pending: Mutex::new(HashMap::new()),
             });
-            readers.push(tokio::spawn(s.clone().read_replies()));
+            readers.push(tokio::spawn(s.clone().read_replies(index, proxy.clone())));
             socks.push(s);
         }
         Ok(UpSocks {
@@ -553,29 +827,11 @@ impl UpSocks {
     /// Send `pkt` (the query `req`) under a fresh id and wait for the matching reply. The
     /// caller's timeout bounds the wait; the pending entry goes away with the future.
     async fn exchange(&self, req: &Message, pkt: &[u8]) -> Result<(Vec<u8>, Message)> {
-        let s = &self.socks[self.next.fetch_add(1, Ordering::Relaxed) % self.socks.len()];
+        let s = self.pick();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let id = {
-            let mut p = s.pending.lock().expect("pending lock");
-            let mut id = rand_id();
-            while p.contains_key(&id) {
-                id = rand_id();
-            }
-            p.insert(
-                id,
-                Waiter {
-                    seq,
-                    query: req.queries()[0].clone(),
-                    tx,
-                },
-            );
-            id
-        };
-        let _forget = Forget { s, id, seq };
         let mut out = pkt.to_vec();
-        out[..2].copy_from_slice(&id.to_be_bytes()); // the header's id (RFC 1035 §4.1.1)
+        let (id, seq) = s.register(req.queries()[0].clone(), To::Task(tx), &mut out);
+        let _forget = Forget { s, id, seq };
         s.sock.send(&out).await?;
         // UDP may drop the query or the reply (a full socket queue in a burst): send it again,
         // as a stub resolver would, after 400 ms, then at doubling intervals, until an answer
@@ -622,16 +878,26 @@ impl Drop for Forget<'_> {
 
 impl UpSock {
     /// Hand every reply to the query waiting for it; drop strays (late, spoofed, mismatched).
-    async fn read_replies(self: Arc<Self>) {
+    /// `index` is this socket's upstream among the proxy's.
+    async fn read_replies(self: Arc<Self>, index: usize, proxy: Weak<Proxy>) {
         let mut buf = vec![0u8; 65536];
         loop {
             let n = match self.sock.recv(&mut buf).await {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     // ICMP port unreachable: nobody serves there, so every query waiting on
-                    // this socket fails now rather than at its timeout (dropping the sender
-                    // wakes it with an error).
-                    self.pending.lock().expect("pending lock").clear();
+                    // this socket fails now rather than at its timeout: a task's wakes with an
+                    // error (its sender dropped), a fast-path one moves to the next upstream.
+                    let all: Vec<Waiter> = {
+                        let mut p = self.pending.lock().expect("pending lock");
+                        p.drain().map(|(_, w)| w).collect()
+                    };
+                    let proxy = proxy.upgrade();
+                    for w in all {
+                        if let (To::Client(q), Some(proxy)) = (w.to, &proxy) {
+                            proxy.ask_from(index + 1, *q);
+                        }
+                    }
                     continue;
                 }
                 Err(_) => continue,
@@ -642,11 +908,24 @@ impl UpSock {
             if m.message_type() != MessageType::Response || m.queries().len() != 1 {
                 continue;
             }
-            let mut p = self.pending.lock().expect("pending lock");
-            if p.get(&m.id()).is_some_and(|w| w.query == m.queries()[0]) {
-                let w = p.remove(&m.id()).expect("just looked up");
-                drop(p);
-                let _ = w.tx.send((buf[..n].to_vec(), m));
+            let w = {
+                let mut p = self.pending.lock().expect("pending lock");
+                if p.get(&m.id()).is_some_and(|w| w.query == m.queries()[0]) {
+                    p.remove(&m.id())
+                } else {
+                    None
+                }
+            };
+            match w.map(|w| w.to) {
+                Some(To::Task(tx)) => {
+                    let _ = tx.send((buf[..n].to_vec(), m));
+                }
+                Some(To::Client(q)) => {
+                    if let Some(proxy) = proxy.upgrade() {
+                        proxy.answer(*q, buf[..n].to_vec(), m);
+                    }
+                }
+                None => {}
             }
         }
     }
