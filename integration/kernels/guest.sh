@@ -73,8 +73,15 @@ mount_v1() {
     local g
     for g in "${groups[@]}"; do
         mkdir -p "/sys/fs/cgroup/$g"
-        mount -t cgroup -o "nosuid,nodev,noexec,$g" cgroup "/sys/fs/cgroup/$g" ||
-            log "cannot mount v1 $g"
+        if ! mount -t cgroup -o "nosuid,nodev,noexec,$g" cgroup "/sys/fs/cgroup/$g" 2>/dev/null; then
+            # Linux >= 6.11 may be built without the v1 memory controller
+            # (CONFIG_MEMCG_V1), >= 6.12 without the v1 cpuset (CONFIG_CPUSETS_V1):
+            # Debian's 6.12 is. Like systemd, leave no directory for it.
+            log "cannot mount v1 $g: the kernel has no v1 $g controller"
+            rmdir "/sys/fs/cgroup/$g"
+            no_v1+=("$g")
+            continue
+        fi
         if [[ $g == *,* ]]; then
             local part
             for part in ${g//,/ }; do ln -s "$g" "/sys/fs/cgroup/$part"; done
@@ -84,6 +91,7 @@ mount_v1() {
     mount -t cgroup -o nosuid,nodev,noexec,none,name=systemd cgroup /sys/fs/cgroup/systemd
 }
 
+no_v1=()
 case $layout in
     v2)
         mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup
@@ -126,6 +134,7 @@ losetup -f /tmp/berth-kernels-disk.img || log "no loop device"
     echo "cmdline: $(cat /proc/cmdline | sed 's/virtme\.exec=`[^`]*`//')"
     echo "cgroup mounts:"
     grep -E ' - cgroup2? ' /proc/self/mountinfo | awk '{ print "  " $5, $(NF-2), $NF }'
+    [[ ${#no_v1[@]} -eq 0 ]] || echo "v1 controllers this kernel lacks: ${no_v1[*]}"
     echo "self: $(tr '\n' ' ' </proc/self/cgroup)"
     if [[ -e /sys/fs/cgroup/cgroup.controllers ]]; then
         echo "v2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"

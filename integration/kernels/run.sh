@@ -63,7 +63,9 @@ fi
 # boot KERNEL_IMAGE ACCEL OUTDIR COMMAND: one VM, output on our stdout.
 boot() {
     local kimg=$1 accel=$2 out=$3 cmd=$4 secs=$5
-    local args=(--run "$kimg" --force-9p --memory "$VNG_MEMORY" --cpus "$VNG_CPUS"
+    # --verbose: the kernel's log goes to console.log too, so a VM that dies
+    # mid-row (a panic, the guest's OOM killer) leaves its reason.
+    local args=(--verbose --run "$kimg" --force-9p --memory "$VNG_MEMORY" --cpus "$VNG_CPUS"
         --rwdir "$out" --overlay-rwdir /work --exec "$cmd")
     [[ $accel == kvm ]] || args+=(--disable-kvm)
     # The VM's /var/tmp is its own: runc's bats suite needs the host's built

@@ -101,3 +101,36 @@ fn mountpoint_of(mountinfo: &str, matches: impl Fn(&str, &str) -> bool) -> Optio
     }
     None
 }
+
+/// Why no container here can have a `controller` limit, or None when a v1 hierarchy or the
+/// mounted cgroup2 offers that controller. Linux ≥ 6.11 can be built without the v1 memory
+/// controller (CONFIG_MEMCG_V1) and ≥ 6.12 without the v1 cpuset (CONFIG_CPUSETS_V1);
+/// Debian's 6.12 is, so its cgroup v1 layout has neither (the kernel matrix's 6.12 · v1
+/// row; docs/kernels.md). A runtime refuses such a limit there, as runc does; tests that set
+/// one skip, naming this.
+pub fn missing_controller(controller: &str) -> Option<String> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+    if mountpoint_of(&mountinfo, |fstype, options| {
+        fstype == "cgroup" && options.split(',').any(|o| o == controller)
+    })
+    .is_some()
+    {
+        return None;
+    }
+    if let Some(m) = mountpoint_of(&mountinfo, |fstype, _| fstype == "cgroup2") {
+        let offered =
+            std::fs::read_to_string(format!("{m}/cgroup.controllers")).unwrap_or_default();
+        if offered.split_whitespace().any(|c| c == controller) {
+            return None;
+        }
+    }
+    let config = match controller {
+        "memory" => " (a kernel built without CONFIG_MEMCG_V1 has no v1 memory controller)",
+        "cpuset" => " (a kernel built without CONFIG_CPUSETS_V1 has no v1 cpuset controller)",
+        _ => "",
+    };
+    Some(format!(
+        "no {controller} controller in this cgroup layout: in no v1 hierarchy, not offered by cgroup2{config}"
+    ))
+}

@@ -16,6 +16,9 @@ fn read(p: &std::path::Path) -> String {
 
 #[test]
 fn memory_limit_kills_a_hog_and_events_count_it() {
+    if let Some(why) = berth_integration::missing_controller("memory") {
+        return berth_integration::skip("memory_limit_kills_a_hog_and_events_count_it", &why);
+    }
     // dd's 64 MiB block buffer does not fit in 32 MiB (no swap: swap = limit).
     let bundle = Bundle::busybox()
         .sh("dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?; sleep 100")
@@ -118,6 +121,9 @@ fn pause_freezes_and_resume_thaws_the_cgroup() {
 
 #[test]
 fn update_changes_the_limits_of_a_running_container() {
+    if let Some(why) = berth_integration::missing_controller("memory") {
+        return berth_integration::skip("update_changes_the_limits_of_a_running_container", &why);
+    }
     let bundle = Bundle::busybox().sh("echo ready; sleep 100").with(|c| {
         c["linux"]["resources"]["memory"] = json!({ "limit": 67_108_864 });
         c["linux"]["resources"]["pids"] = json!({ "limit": 42 });

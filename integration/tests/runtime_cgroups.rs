@@ -9,6 +9,9 @@ use serde_json::json;
 
 #[test]
 fn limits_are_visible_from_the_host_and_inside() {
+    if let Some(why) = berth_integration::missing_controller("memory") {
+        return berth_integration::skip("limits_are_visible_from_the_host_and_inside", &why);
+    }
     let bundle = Bundle::busybox().with(|c| {
         c["linux"]["resources"]["memory"] = json!({ "limit": 67_108_864 });
         c["linux"]["resources"]["pids"] = json!({ "limit": 42 });
@@ -578,6 +581,9 @@ fn device_rules_follow_runc() {
 /// `--cpu-quota -1`, `--pids-limit -1`) and the shares flag is `--cpu-share`.
 #[test]
 fn update_takes_runc_flags_and_negative_values() {
+    if let Some(why) = berth_integration::missing_controller("memory") {
+        return berth_integration::skip("update_takes_runc_flags_and_negative_values", &why);
+    }
     let c = sleeper("cg_update_neg", |c| {
         c["linux"]["resources"]["memory"] = json!({ "limit": 33_554_432 });
         c["linux"]["resources"]["cpu"] = json!({ "quota": 500_000, "period": 1_000_000 });

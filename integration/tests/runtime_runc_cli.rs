@@ -175,6 +175,9 @@ fn events_lines_start_with_type_and_id() {
 
 #[test]
 fn events_report_oom_like_runc() {
+    if let Some(why) = berth_integration::missing_controller("memory") {
+        return berth_integration::skip("events_report_oom_like_runc", &why);
+    }
     let rt = Runtime::new();
     let bundle = Bundle::busybox().args(&["sleep", "100"]).with(|c| {
         c["linux"]["resources"]["memory"] =
