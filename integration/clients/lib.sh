@@ -83,6 +83,32 @@ TOML
 }
 step() { echo "--- $*"; }
 
+# Whether containers here can have a memory limit: a v1 hierarchy or the cgroup2
+# mount offers the memory controller. A v1 layout on a kernel built without
+# CONFIG_MEMCG_V1 (Debian's 6.12; docs/kernels.md) has none, and berth refuses
+# a memory limit there as runc does.
+MEMORY_MISSING="no memory controller in this cgroup layout: in no v1 hierarchy, not offered by cgroup2 (a kernel built without CONFIG_MEMCG_V1 has no v1 memory controller)"
+have_memory_controller() {
+    # mountinfo: the fields after " - " are fstype, source, super options.
+    local fs opts mnt
+    while read -r fs opts mnt; do
+        case $fs in
+        cgroup) [[ ,$opts, == *,memory,* ]] && return 0 ;;
+        cgroup2) grep -qw memory "$mnt/cgroup.controllers" 2>/dev/null && return 0 ;;
+        esac
+    done < <(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $(i + 3), $5; break } }' /proc/self/mountinfo)
+    return 1
+}
+
+# skip_step WHAT REASON: a step this host cannot run, said in the output and,
+# under the kernel matrix, listed with the other skips ($BERTH_SKIP_LOG).
+skip_step() {
+    echo "--- $1: skipped: $2"
+    if [ -n "${BERTH_SKIP_LOG:-}" ]; then
+        echo "clients::$(basename "$0" .sh): $1: $2" >>"$BERTH_SKIP_LOG"
+    fi
+}
+
 # expect_eq WHAT GOT WANT
 expect_eq() { [ "$2" = "$3" ] || fail "$1: got [$2], want [$3]"; }
 # expect_contains WHAT TEXT NEEDLE
