@@ -452,15 +452,16 @@ fn the_exit_status_does_not_wait_for_del_and_a_killed_del_is_done_by_gc() {
     let flags = u32::from_str_radix(stdout(&o).trim().trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & 1, 1, "lo is down: {flags:#x}");
     // The DEL is owed on disk, and its lease is still held, until the DEL runs.
-    let deadline = std::time::Instant::now() + berth_integration::scaled(Duration::from_secs(10));
-    while !del_pid.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid: i32 = std::fs::read_to_string(&del_pid)
-        .expect("the background DEL ran the plugin")
-        .trim()
-        .parse()
-        .unwrap();
+    // (the shell creates the file before it writes the pid: wait for the number)
+    let pid: i32 = berth_integration::poll_until(
+        "the background DEL to run the plugin",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&del_pid)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        },
+    );
     assert_ne!(pid, worker_pid, "the run's own worker ran the DEL");
     assert_eq!(lab.owed().len(), 1, "{:?}", lab.owed());
     assert_eq!(lab.leases().len(), 1, "{:?}", lab.leases());
