@@ -134,3 +134,11 @@ pub fn missing_controller(controller: &str) -> Option<String> {
         "no {controller} controller in this cgroup layout: in no v1 hierarchy, not offered by cgroup2{config}"
     ))
 }
+
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup` on a pure v2 host,
+/// `/sys/fs/cgroup/unified` on a hybrid one), if anywhere.
+pub fn cgroup2_mountpoint() -> Option<PathBuf> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+    mountpoint_of(&mountinfo, |fstype, _| fstype == "cgroup2").map(PathBuf::from)
+}

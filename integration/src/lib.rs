@@ -42,7 +42,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use bundle::Bundle;
-pub use cgroup::{cgroup_file, missing_controller, mounted_memberships, CgroupFile};
+pub use cgroup::{
+    cgroup2_mountpoint, cgroup_file, missing_controller, mounted_memberships, CgroupFile,
+};
 pub use console::{ConsoleConn, ConsoleSocket, Pty};
 pub use container::{Container, Spawned};
 pub use leftovers::{leftovers, Leftover, Leftovers};

@@ -246,7 +246,11 @@ fn limits_are_in_the_cgroup_and_abort_stops_the_task() {
             .join("cpu.shares");
         assert_eq!(std::fs::read_to_string(cpu).unwrap().trim(), "256");
     } else {
-        let v2 = std::path::Path::new("/sys/fs/cgroup").join(&cg);
+        // Memory on cgroup2: the whole tree on a v2 host, /sys/fs/cgroup/unified on a hybrid
+        // one whose kernel has no v1 memory controller (Debian's 6.12).
+        let v2 = berth_integration::cgroup2_mountpoint()
+            .expect("memory is on no v1 hierarchy, so on cgroup2")
+            .join(&cg);
         assert_eq!(
             std::fs::read_to_string(v2.join("memory.max"))
                 .unwrap()
