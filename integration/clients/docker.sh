@@ -71,7 +71,7 @@ expect_eq "stats name" "$out" "d1"
 if have_memory_controller; then
     step "update --memory (visible in the container's cgroup)"
     "${D[@]}" update --memory 64m --memory-swap 128m d1 >/dev/null
-    out=$("${D[@]}" exec d1 sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max')
+    out=$("${D[@]}" exec d1 sh -c "$MEMORY_LIMIT_INSIDE")
     expect_eq "memory limit" "$out" "67108864"
 else
     skip_step "update --memory" "$MEMORY_MISSING"

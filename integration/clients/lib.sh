@@ -88,17 +88,25 @@ step() { echo "--- $*"; }
 # CONFIG_MEMCG_V1 (Debian's 6.12; docs/kernels.md) has none, and berth refuses
 # a memory limit there as runc does.
 MEMORY_MISSING="no memory controller in this cgroup layout: in no v1 hierarchy, not offered by cgroup2 (a kernel built without CONFIG_MEMCG_V1 has no v1 memory controller)"
-have_memory_controller() {
+# memory_place: where the memory controller is: v1, v2 (cgroup2 on /sys/fs/cgroup),
+# unified (a hybrid layout's cgroup2 at /sys/fs/cgroup/unified serves it: a kernel
+# without CONFIG_MEMCG_V1 under hybrid), or nothing.
+memory_place() {
     # mountinfo: the fields after " - " are fstype, source, super options.
     local fs opts mnt
     while read -r fs opts mnt; do
         case $fs in
-        cgroup) [[ ,$opts, == *,memory,* ]] && return 0 ;;
-        cgroup2) grep -qw memory "$mnt/cgroup.controllers" 2>/dev/null && return 0 ;;
+        cgroup) if [[ ,$opts, == *,memory,* ]]; then echo v1; return; fi ;;
+        cgroup2) if grep -qw memory "$mnt/cgroup.controllers" 2>/dev/null; then
+            [ "$mnt" = /sys/fs/cgroup ] && echo v2 || echo unified
+            return
+        fi ;;
         esac
     done < <(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $(i + 3), $5; break } }' /proc/self/mountinfo)
-    return 1
 }
+have_memory_controller() { [ -n "$(memory_place)" ]; }
+# The container's memory.max or memory.limit_in_bytes as seen from inside, on any layout.
+MEMORY_LIMIT_INSIDE='cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/unified/memory.max'
 
 # skip_step WHAT REASON: a step this host cannot run, said in the output and,
 # under the kernel matrix, listed with the other skips ($BERTH_SKIP_LOG).

@@ -52,7 +52,7 @@ expect_eq "status after unpause" "$out" "running"
 if have_memory_controller; then
     step "update --memory (visible in the container's cgroup)"
     "${P[@]}" update --memory 64m p1 >/dev/null
-    out=$("${P[@]}" exec p1 sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max')
+    out=$("${P[@]}" exec p1 sh -c "$MEMORY_LIMIT_INSIDE")
     expect_eq "memory limit" "$out" "67108864"
 else
     skip_step "update --memory" "$MEMORY_MISSING"
