@@ -68,7 +68,15 @@ step "stats"
 out=$("${D[@]}" stats --no-stream --format '{{.Name}}' d1)
 expect_eq "stats name" "$out" "d1"
 
-if have_memory_controller; then
+if [ "$(memory_place)" = unified ]; then
+    # dockerd 20.10 (cgroup v1 driver) looks for memory on a v1 hierarchy only and
+    # discards the limit ("Your kernel does not support memory limit capabilities
+    # or the cgroup is not mounted. Limitation discarded."): berth never sees it.
+    step "update --memory (discarded by dockerd; the update itself must succeed)"
+    "${D[@]}" update --memory 64m --memory-swap 128m d1 >/dev/null 2>&1 ||
+        fail "docker update failed"
+    skip_step "update --memory: the limit" "dockerd discards memory limits when memory is not a v1 hierarchy (here the hybrid layout's cgroup2 serves it)"
+elif have_memory_controller; then
     step "update --memory (visible in the container's cgroup)"
     "${D[@]}" update --memory 64m --memory-swap 128m d1 >/dev/null
     out=$("${D[@]}" exec d1 sh -c "$MEMORY_LIMIT_INSIDE")

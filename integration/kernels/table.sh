@@ -10,6 +10,10 @@
 # below the table). The row time is the VM's wall time and, when recorded, the
 # CPU time qemu used (what the row costs on an otherwise idle machine), and
 # the commit the row ran (its `commit` file, written by run.sh).
+#
+# A binary that failed and was run again in a VM of the same kernel and layout
+# after a fix (results in RESULTS_DIR/../reruns/<row>/: results.tsv and the
+# commit of that run) shows both: "FAIL 1/136 → pass 136 at 7779593".
 set -euo pipefail
 results=$1 doc=$2
 order=(5.10-v2 5.10-v1 5.10-hybrid 6.1-v2 6.1-v1 6.1-hybrid 6.12-v2 6.12-v1 6.12-hybrid)
@@ -35,6 +39,14 @@ trap 'rm -f "$table"' EXIT
                     if ($2 == "pass") c = "pass " $3; else if ($2 == "timeout") c = "TIMEOUT"; else c = "FAIL " $4 "/" total
                     if ($6 > 0) c = c " +" $6 " skip"
                     print c ", " $7 "s" }' "$results/$r/results.tsv")
+                rerun=$results/../reruns/$r
+                if [[ $cell == FAIL* || $cell == TIMEOUT* ]] && [[ -s $rerun/results.tsv ]]; then
+                    again=$(awk -F'\t' -v n="$n" '$1 == n {
+                        c = ($2 == "pass") ? "pass " $3 : "FAIL " $4 "/" ($3 + $4)
+                        if ($6 > 0) c = c " +" $6 " skip"
+                        print c }' "$rerun/results.tsv")
+                    [[ -z $again ]] || cell="$cell → $again at $(head -c7 "$rerun/commit" 2>/dev/null)"
+                fi
                 printf ' %s |' "${cell:--}"
             done
             printf '\n'
@@ -63,7 +75,7 @@ trap 'rm -f "$table"' EXIT
             printf '\nNot run yet: %s.\n' "$(IFS=,; echo "${missing[*]}" | sed 's/,/, /g')"
         fi
         skips=$(for r in "${rows[@]}"; do
-            for f in "$results/$r"/*.skips; do
+            for f in "$results/$r"/*.skips "$results/../reruns/$r"/*.skips; do
                 if [[ -e $f ]]; then sed "s/^/- ${r/-/ · }: $(basename "$f" .skips): /" "$f"; fi
             done
         done | sort -u)
