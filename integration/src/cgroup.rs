@@ -10,7 +10,8 @@ pub struct CgroupFile {
     /// `/sys/fs/cgroup/memory/berth/<id>/memory.limit_in_bytes`.
     pub host: PathBuf,
     /// The path inside the container, e.g. `/sys/fs/cgroup/memory/memory.limit_in_bytes`
-    /// (v1: one dir per hierarchy) or `/sys/fs/cgroup/memory.max` (v2).
+    /// (v1: one dir per hierarchy), `/sys/fs/cgroup/memory.max` (v2) or
+    /// `/sys/fs/cgroup/unified/memory.max` (a hybrid host's cgroup2).
     pub inside: String,
 }
 
@@ -45,9 +46,15 @@ pub fn cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> 
         if let Some(path) = line.strip_prefix("0::") {
             let mountpoint = mountpoint_of(&mountinfo, |fstype, _| fstype == "cgroup2")
                 .expect("no cgroup2 mount");
+            // A hybrid host's cgroup2 (/sys/fs/cgroup/unified) is bound at the same name
+            // inside, next to the v1 hierarchies; a v2 host's is /sys/fs/cgroup itself.
+            let inside = match mountpoint.strip_prefix("/sys/fs/cgroup/") {
+                Some(name) if !name.is_empty() => format!("/sys/fs/cgroup/{name}/{v2_file}"),
+                _ => format!("/sys/fs/cgroup/{v2_file}"),
+            };
             return CgroupFile {
                 host: PathBuf::from(format!("{mountpoint}{path}/{v2_file}")),
-                inside: format!("/sys/fs/cgroup/{v2_file}"),
+                inside,
             };
         }
     }
