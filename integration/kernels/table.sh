@@ -17,6 +17,13 @@
 set -euo pipefail
 results=$1 doc=$2
 order=(5.10-v2 5.10-v1 5.10-hybrid 6.1-v2 6.1-v1 6.1-hybrid 6.12-v2 6.12-v1 6.12-hybrid)
+# outcome RESULTS_TSV BINARY: "pass N", "FAIL f/N" or "TIMEOUT", then " +s skip".
+outcome() {
+    awk -F'\t' -v n="$2" '$1 == n {
+        if ($2 == "pass") c = "pass " $3; else if ($2 == "timeout") c = "TIMEOUT"; else c = "FAIL " $4 "/" ($3 + $4)
+        if ($6 > 0) c = c " +" $6 " skip"
+        print c }' "$1"
+}
 rows=()
 for r in "${order[@]}"; do if [[ -s $results/$r/results.tsv ]]; then rows+=("$r"); fi; done
 table=$(mktemp)
@@ -34,17 +41,11 @@ trap 'rm -f "$table"' EXIT
         for n in $names; do
             printf '| %s |' "$n"
             for r in "${rows[@]}"; do
-                cell=$(awk -F'\t' -v n="$n" '$1 == n {
-                    total = $3 + $4
-                    if ($2 == "pass") c = "pass " $3; else if ($2 == "timeout") c = "TIMEOUT"; else c = "FAIL " $4 "/" total
-                    if ($6 > 0) c = c " +" $6 " skip"
-                    print c ", " $7 "s" }' "$results/$r/results.tsv")
+                cell=$(outcome "$results/$r/results.tsv" "$n")
+                [[ -z $cell ]] || cell="$cell, $(awk -F'\t' -v n="$n" '$1 == n { print $7 "s" }' "$results/$r/results.tsv")"
                 rerun=$results/../reruns/$r
                 if [[ $cell == FAIL* || $cell == TIMEOUT* ]] && [[ -s $rerun/results.tsv ]]; then
-                    again=$(awk -F'\t' -v n="$n" '$1 == n {
-                        c = ($2 == "pass") ? "pass " $3 : "FAIL " $4 "/" ($3 + $4)
-                        if ($6 > 0) c = c " +" $6 " skip"
-                        print c }' "$rerun/results.tsv")
+                    again=$(outcome "$rerun/results.tsv" "$n")
                     [[ -z $again ]] || cell="$cell → $again at $(head -c7 "$rerun/commit" 2>/dev/null)"
                 fi
                 printf ' %s |' "${cell:--}"

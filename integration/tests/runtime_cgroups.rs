@@ -3,7 +3,8 @@
 //! inside), limits bite, and delete removes the cgroups.
 
 use berth_integration::{
-    cgroup_file, mounted_memberships, poll_until, skip, Bundle, Container, Runtime, PATIENCE,
+    cgroup2_mountpoint, cgroup_file, mounted_memberships, poll_until, skip, Bundle, Container,
+    Runtime, PATIENCE,
 };
 use serde_json::json;
 
@@ -176,13 +177,6 @@ fn v1_mount(controller: &str) -> Option<std::path::PathBuf> {
         .map(|(_, _, p)| p)
 }
 
-fn cgroup2_mount() -> Option<std::path::PathBuf> {
-    cgroup_mounts()
-        .into_iter()
-        .find(|(t, _, _)| t == "cgroup2")
-        .map(|(_, _, p)| p)
-}
-
 /// Every hierarchy's directory for the absolute cgroup path `path`.
 fn cgroup_dirs(path: &str) -> Vec<std::path::PathBuf> {
     let mut out: Vec<std::path::PathBuf> = cgroup_mounts()
@@ -258,7 +252,9 @@ fn exec_joins_init_cgroup_when_the_container_cgroup_delegates_on_v2() {
     c.create_and_start();
     let init = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
     let own = init.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-    let dir = cgroup2_mount().unwrap().join(own.trim_start_matches('/'));
+    let dir = cgroup2_mountpoint()
+        .unwrap()
+        .join(own.trim_start_matches('/'));
     let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap();
     let Some(ctrl) = controllers.split_whitespace().next() else {
         skip(test, "no controller enabled for the container's cgroup");
@@ -290,7 +286,7 @@ fn unified_on_cgroup_v1_is_refused_before_anything_exists() {
     });
     let out = c.create();
     // Refused where memory is a v1 hierarchy, or where there is no cgroup2 at all.
-    if v1_mount("memory").is_some() || cgroup2_mount().is_none() {
+    if v1_mount("memory").is_some() || cgroup2_mountpoint().is_none() {
         out.assert_fails_mentioning(&[
             "linux.resources.unified[\"memory.min\"]",
             "invalid configuration",
@@ -318,7 +314,7 @@ fn frozen_cgroup_is_refused_not_joined() {
     let (dir, file, frozen, thawed) = match v1_mount("freezer") {
         Some(m) => (m.join(c.id()), "freezer.state", "FROZEN", "THAWED"),
         None => (
-            cgroup2_mount().unwrap().join(c.id()),
+            cgroup2_mountpoint().unwrap().join(c.id()),
             "cgroup.freeze",
             "1",
             "0",

@@ -87,16 +87,21 @@ impl Lab {
         )
     }
 
-    fn run(&self, script: &str, extra: &[&str]) -> Output {
-        let task = self.task(script);
-        self.worker()
-            .arg("run")
-            .arg(&task)
+    /// `berth-worker run TASK` on busybox with the probes input and the lab's resolver.
+    fn run_cmd(&self, task: &Path) -> Command {
+        let mut c = self.worker();
+        c.arg("run")
+            .arg(task)
             .arg("--image")
             .arg(busybox())
             .arg("-i")
             .arg(format!("probes={}", self.probes.display()))
-            .args(["--dns", "127.0.0.53"])
+            .args(["--dns", "127.0.0.53"]);
+        c
+    }
+
+    fn run(&self, script: &str, extra: &[&str]) -> Output {
+        self.run_cmd(&self.task(script))
             .args(extra)
             .output()
             .unwrap()
@@ -242,14 +247,8 @@ fn a_task_reaches_neither_the_host_nor_another_task_unless_allowed() {
     // Two tasks on the bridge: the second cannot reach the first.
     let task = lab.task("echo ready; busybox nc -l -p 9000 -e echo hello-from-a");
     let mut a = lab
-        .worker()
-        .arg("run")
-        .arg(&task)
-        .arg("--image")
-        .arg(busybox())
-        .arg("-i")
-        .arg(format!("probes={}", lab.probes.display()))
-        .args(["--dns", "127.0.0.53", "--timeout", "60s"])
+        .run_cmd(&task)
+        .args(["--timeout", "60s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -428,17 +427,11 @@ fn the_exit_status_does_not_wait_for_del_and_a_killed_del_is_done_by_gc() {
     .unwrap();
     let task = lab.task("cat /sys/class/net/lo/flags; exit 3");
     let w = lab
-        .worker()
+        .run_cmd(&task)
         .env("BERTH_CNI_PATH", &cni)
         // (with debug logging the background DEL would share our stderr pipe)
         .env_remove("BERTH_WORKER_LOG")
-        .arg("run")
-        .arg(&task)
-        .arg("--image")
-        .arg(busybox())
-        .arg("-i")
-        .arg(format!("probes={}", lab.probes.display()))
-        .args(["--dns", "127.0.0.53", "--network", "bridge"])
+        .args(["--network", "bridge"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
