@@ -230,14 +230,16 @@ impl Proxy {
             let pkt = &buf[..n];
             match self.vet(pkt) {
                 Ok(req) => {
+                    // (upstream, deadline, resend and wait are set by ask_from)
+                    let unset = Instant::now();
                     let q = Inflight {
                         listener: sock.clone(),
                         peer,
                         req,
                         pkt: pkt.to_vec(),
                         upstream: 0,
-                        deadline: Instant::now(),
-                        resend: Instant::now(),
+                        deadline: unset,
+                        resend: unset,
                         wait: RETRANSMIT,
                     };
                     self.ask_from(0, q);
